@@ -1,0 +1,2 @@
+"""archkd: architecture-aware knowledge distillation."""
+__version__ = "0.1.0"
