@@ -1,0 +1,288 @@
+"""archkd's Python API: each CLI verb is one function here taking a resolved ``Config``.
+
+    from archkd import api, load_config
+    cfg = load_config(overrides=["name=mine", "search.n_trials=8", "budget.max_params=30000"])
+    results = api.demo(cfg)
+
+Every function writes into ``cfg.run_dir`` (``runs/<name>/``): the resolved ``config.yaml``, checkpoints, the study
+database and ``results.json``; each returns a JSON-serialisable dict of what it measured.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from archkd.config import Config, save_config, to_dict
+from archkd.data import DataBundle, load_data
+from archkd.device import default_cache_dir, resolve_device, seed_everything
+from archkd.distill import TeacherCache, evaluate, fit, model_from_checkpoint, objective_from_config
+from archkd.errors import ArchkdError
+from archkd.measure import format_budget, measure_model
+from archkd.models import create_model, model_spec
+from archkd.search import Budget, KDTrialObjective, create_sampler, run_search
+from archkd.spaces import create_space
+from archkd.teacher import Teacher, check_teacher, load_teacher
+
+Log = Callable[[str], None]
+
+
+def _log(log: Log | None) -> Log:
+    return log or (lambda _m: None)
+
+
+def _cache_root(cfg: Config) -> str:
+    return cfg.cache_dir or default_cache_dir()
+
+
+def _data_progress(log: Log) -> Callable[[str, int], None]:
+    return lambda what, n: log(f"  {what}: {n} images")
+
+
+def prepare(cfg: Config, log: Log | None = print, need_teacher: bool = True) -> tuple[Teacher | None, DataBundle]:
+    """Load the teacher (if any) and the data normalised the teacher's way, then check they fit together."""
+    log = _log(log)
+    teacher = None
+    if cfg.teacher.path:
+        teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std)
+    elif need_teacher:
+        raise ArchkdError("no teacher given", "set --teacher <file> (or teacher.path=...), or train one with "
+                          "'archkd teacher train'")
+    mean = teacher.mean if teacher else cfg.teacher.mean
+    std = teacher.std if teacher else cfg.teacher.std
+    log(f"loading data '{cfg.data.source}'")
+    data = load_data(cfg.data.source, cfg.data, seed=cfg.seed, cache_dir=_cache_root(cfg), mean=mean, std=std,
+                     progress=_data_progress(log))
+    log(f"  {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test) if data.test else 0} test, "
+        f"{data.num_classes} classes, input {'×'.join(map(str, data.input_shape))}, augment {data.augment.key()}")
+    if teacher is not None:
+        check_teacher(teacher, data)
+    return teacher, data
+
+
+def make_cache(cfg: Config, teacher: Teacher, data: DataBundle) -> TeacherCache | None:
+    if not cfg.distill.cache or not teacher:
+        return None
+    return TeacherCache(_cache_root(cfg), teacher_hash=teacher.fingerprint, data_fingerprint=data.fingerprint,
+                        augment_key=data.augment.key(), normalize_key=str(data.normalize.to_dict()), seed=cfg.seed,
+                        n_train=len(data.train), n_val=len(data.val), num_classes=data.num_classes)
+
+
+def _meta(data: DataBundle) -> dict:
+    return {"preprocessing": data.normalize.to_dict(), "classes": list(data.classes),
+            "input_shape": list(data.input_shape)}
+
+
+def _test_acc(model: torch.nn.Module, data: DataBundle, device: torch.device) -> float | None:
+    return evaluate(model.to(device), data.test, data.normalize, device) if data.test is not None else None
+
+
+def _start(cfg: Config) -> Path:
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+    return run
+
+
+def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None = None) -> dict:
+    """Train ``cfg.teacher.arch`` on the data with CE; the checkpoint records architecture, preprocessing, classes."""
+    log = _log(log)
+    run = _start(cfg)
+    if data is None:
+        _, data = prepare(cfg, log, need_teacher=False)
+    dev = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = create_model(cfg.teacher.arch, num_classes=data.num_classes, in_channels=data.input_shape[0])
+    log(f"training teacher {cfg.teacher.arch} ({sum(p.numel() for p in model.parameters()):,} params) for "
+        f"{cfg.teacher.train.epochs} epochs on {dev}")
+    res = fit(model, data, cfg.teacher.train, objective=objective_from_config(None, cfg.teacher.train.label_smoothing),
+              seed=cfg.seed, device=dev, out_dir=run / "teacher", spec=model_spec(model), meta=_meta(data), log=log)
+    best, _ = model_from_checkpoint(res.best_path)
+    test = _test_acc(best, data, dev)
+    out = {"checkpoint": str(res.best_path), "name": cfg.teacher.arch, "params": sum(p.numel() for p in best.parameters()),
+           "val_acc": res.best_val_acc, "test_acc": test, "seconds": res.seconds, "history": res.history}
+    log(f"teacher: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
+        + f" -> {res.best_path}")
+    return out
+
+
+def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
+    if cfg.student.checkpoint:
+        from archkd.distill import load_checkpoint
+        from archkd.models import build_from_spec
+
+        spec = load_checkpoint(cfg.student.checkpoint)["spec"]
+        return build_from_spec({**spec, "num_classes": data.num_classes, "in_channels": data.input_shape[0]})
+    return create_model(cfg.student.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
+                        **cfg.student.kwargs)
+
+
+def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
+            student: torch.nn.Module | None = None) -> dict:
+    """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it."""
+    log = _log(log)
+    run = _start(cfg)
+    if teacher is None or data is None:
+        teacher, data = prepare(cfg, log)
+    dev = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = student if student is not None else _student(cfg, data)
+    spec = model_spec(model)
+    objective = objective_from_config(cfg.distill, cfg.train.label_smoothing)
+    if objective.teacher_taps and not teacher.supports_features:
+        raise ArchkdError(f"feature losses need the teacher's internals, but {teacher.source} is TorchScript",
+                          "use logit KD only (distill.features=[]) or give the teacher as an archkd checkpoint")
+    cache = make_cache(cfg, teacher, data)
+    m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=True,
+                      threads=cfg.budget.latency_threads, warmup=5, repeats=30)
+    log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
+        + (f"; teacher cache {cache.dir}" if cache else ""))
+    res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
+              device=dev, out_dir=run / "student", spec=spec, meta=_meta(data), log=log)
+    best, _ = model_from_checkpoint(res.best_path)
+    test = _test_acc(best, data, dev)
+    log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
+        + f" ({res.images_per_s:.0f} img/s) -> {res.best_path}")
+    return {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
+            "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
+            "val_acc": res.best_val_acc, "test_acc": test, "epochs": cfg.train.epochs, "history": res.history,
+            "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache}
+
+
+def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
+           data: DataBundle | None = None) -> dict:
+    """KD-guided search: every candidate within budget is trained with KD at the search fidelity."""
+    log = _log(log)
+    run = _start(cfg)
+    if teacher is None or data is None:
+        teacher, data = prepare(cfg, log)
+    space = create_space(cfg.search.space, **cfg.search.space_kwargs)
+    budget = Budget.from_config(cfg.budget)
+    ce_only = cfg.search.method.endswith("-ce")
+    sampler = create_sampler(cfg.search.method.removesuffix("-ce"), seed=cfg.seed)
+    fidelity = _fidelity(cfg)
+    storage = cfg.search.storage or f"sqlite:///{(run / 'study.db').resolve()}"
+    study_name = cfg.search.study_name or cfg.name
+    log(f"searching space '{space.name}' with {cfg.search.method}: {cfg.search.n_trials} trials at "
+        f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; budget {budget.describe()}; study {storage}")
+    objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=None if ce_only else cfg.distill,
+                                 cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
+                                 trials_dir=run / "trials")
+    t0 = time.perf_counter()
+    res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
+                     n_trials=cfg.search.n_trials, budget=budget, input_shape=data.input_shape,
+                     num_classes=data.num_classes, pruner=cfg.search.pruner,
+                     max_attempts=cfg.search.max_attempts_factor * cfg.search.n_trials, log=log)
+    if res.best is None:
+        raise ArchkdError("the search finished without a successful trial", "see the trial table above")
+    log(f"best trial #{res.best['number']}: val acc {res.best['val_acc']:.4f}, {res.best['params']:,} params")
+    return {"space": space.name, "sampler": cfg.search.method, "n_trials": cfg.search.n_trials,
+            "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
+            "study_name": study_name, "best_trial": res.best["number"], "best": res.best, "trials": res.trials,
+            "seconds": time.perf_counter() - t0}
+
+
+def _fidelity(cfg: Config):
+    from dataclasses import replace
+
+    return replace(cfg.train, epochs=cfg.search.epochs, data_fraction=cfg.search.data_fraction)
+
+
+def measure(cfg: Config, model: torch.nn.Module | None = None, input_shape: tuple[int, ...] | None = None) -> dict:
+    """Budgets of a registry model name or a checkpoint (``cfg.measure.model``), or of a given module."""
+    m = cfg.measure
+    if model is None:
+        if not m.model:
+            raise ArchkdError("nothing to measure", "give a model name (resnet20) or a checkpoint path")
+        if Path(m.model).is_file():
+            model, ck = model_from_checkpoint(m.model)
+            input_shape = input_shape or tuple(m.input_shape or ck.get("input_shape") or (3, 32, 32))
+        else:
+            input_shape = input_shape or tuple(m.input_shape or (3, 32, 32))
+            model = create_model(m.model, num_classes=10, in_channels=input_shape[0])
+    input_shape = tuple(input_shape or m.input_shape or (3, 32, 32))
+    out = measure_model(model, input_shape, runtimes=tuple(m.runtimes), latency=True, threads=m.threads,
+                        batch_size=m.batch_size, warmup=m.warmup, repeats=m.repeats)
+    out["input_shape"] = list(input_shape)
+    return out
+
+
+def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | None = None,
+           data: DataBundle | None = None, log: Log | None = print) -> dict:
+    """Export a checkpoint to ONNX + TorchScript with a parity check on a real validation batch."""
+    from archkd.export import export_model
+
+    log = _log(log)
+    ck_path = checkpoint or cfg.export.checkpoint or str(cfg.run_dir / "student" / "best.pt")
+    model, ck = model_from_checkpoint(ck_path)
+    pre = ck.get("preprocessing") or {}
+    if data is None:
+        _, data = prepare(_with(cfg, teacher_mean=pre.get("mean"), teacher_std=pre.get("std")), log, need_teacher=False)
+    x8, _, _ = next(data.val.batches(16, device=torch.device("cpu")))
+    example = data.normalize(x8)
+    out = Path(out_dir) if out_dir else cfg.run_dir / "export"
+    meta = {"spec": ck["spec"], "preprocessing": pre or data.normalize.to_dict(), "classes": ck.get("classes"),
+            "input_shape": ck.get("input_shape") or list(data.input_shape), "val_acc": ck.get("val_acc"),
+            "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
+    res = export_model(model, out, example, meta, formats=tuple(cfg.export.formats), atol=cfg.export.atol)
+    d = res.to_dict()
+    log(f"exported to {out}: " + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.get("max_abs_diff", {}).items()))
+    return d
+
+
+def _with(cfg: Config, teacher_mean: Any = None, teacher_std: Any = None) -> Config:
+    from copy import deepcopy
+
+    c = deepcopy(cfg)
+    if teacher_mean is not None:
+        c.teacher.mean = list(teacher_mean)
+    if teacher_std is not None:
+        c.teacher.std = list(teacher_std)
+    c.teacher.path = None
+    return c
+
+
+def demo(cfg: Config, log: Log | None = print) -> dict:
+    """teacher → KD-guided search under a budget → final distillation → test → export → report, on one dataset."""
+    from archkd.report import write_report, write_results
+
+    log = _log(log)
+    t0 = time.perf_counter()
+    run = _start(cfg)
+    timings: dict[str, float] = {}
+    log(f"[1/5] data and teacher — run directory {run}")
+    _, data = prepare(cfg, log, need_teacher=False)
+    if cfg.teacher.path:
+        teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std)
+        check_teacher(teacher, data)
+        t_info = {"name": teacher.name, **teacher.describe()}
+    else:
+        t_info = train_teacher(cfg, log, data=data)
+        teacher = load_teacher(t_info["checkpoint"])
+    timings["teacher_s"] = time.perf_counter() - t0
+    log(f"[2/5] KD-guided search ({cfg.search.n_trials} students, budget {Budget.from_config(cfg.budget).describe()})")
+    s = search(cfg, log, teacher=teacher, data=data)
+    timings["search_s"] = s["seconds"]
+    log(f"[3/5] final distillation of trial #{s['best_trial']} with the full recipe ({cfg.train.epochs} epochs)")
+    from archkd.models import build_from_spec
+
+    seed_everything(cfg.seed)
+    final = distill(cfg, log, teacher=teacher, data=data, student=build_from_spec(s["best"]["spec"]))
+    timings["final_s"] = final["seconds"]
+    log("[4/5] export")
+    exp = export(cfg, checkpoint=final["checkpoint"], data=data, log=log)
+    timings["total_s"] = time.perf_counter() - t0
+    results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"), "command": "archkd demo",
+               "config": to_dict(cfg), "dataset": data.describe(),
+               "teacher": {k: t_info.get(k) for k in ("name", "params", "val_acc", "test_acc", "checkpoint")},
+               "budget": {**vars(Budget.from_config(cfg.budget))},
+               "search": {k: s[k] for k in ("space", "sampler", "n_trials", "fidelity", "storage", "best_trial")},
+               "trials": s["trials"], "final": final, "export": exp, "timings": timings}
+    log("[5/5] report")
+    write_results(run, results)
+    report = write_report(run, results)
+    log(f"wrote {run / 'results.json'} and {report}")
+    return results

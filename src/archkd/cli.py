@@ -1,0 +1,233 @@
+"""The ``archkd`` command: a thin layer over ``archkd.api``.
+
+Every verb accepts ``--config FILE.yaml`` and trailing ``key.sub=value`` overrides; its flags are shorthands for
+config keys. A user error prints one line (problem — fix) and exits with status 2; nothing computed is lost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Callable
+
+from archkd.config import Config, all_keys, load_config, to_dict
+from archkd.errors import ArchkdError
+
+# flag dest -> config key
+FLAG_KEYS = {
+    "name": "name", "seed": "seed", "device": "device", "runs_dir": "runs_dir", "data": "data.source",
+    "teacher": "teacher.path", "teacher_weights": "teacher.weights", "arch": "teacher.arch",
+    "student": "student.arch", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "method": "search.method", "space": "search.space", "n_trials": "search.n_trials",
+    "trial_epochs": "search.epochs", "storage": "search.storage", "max_params": "budget.max_params",
+    "max_flops": "budget.max_flops", "latency_target": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
+    "checkpoint": "export.checkpoint",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (every option; see 'archkd config')")
+    p.add_argument("--name", help="run name: outputs go to <runs_dir>/<name>/")
+    p.add_argument("--runs-dir", dest="runs_dir", help="parent directory of runs (default: runs)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--data", help="digits | CIFAR python folder | ImageFolder dir or .zip | .npz")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.epochs=5")
+
+
+def _latency(v: str) -> float:
+    v = v.strip().lower()
+    try:
+        return float(v[:-2]) if v.endswith("ms") else float(v[:-1]) * 1000 if v.endswith("s") else float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read latency '{v}' (use e.g. 5ms)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="archkd", description="Architecture-aware knowledge distillation: find, "
+                                 "distill and export the best small student for a teacher and a budget.")
+    sub = ap.add_subparsers(dest="verb", metavar="VERB")
+
+    p = sub.add_parser("demo", help="teacher → KD search → distill → export → report on digits (≈2 min on CPU)")
+    _common(p)
+    p.add_argument("--teacher", help="use this teacher instead of training one")
+    p.add_argument("--n-trials", dest="n_trials", type=int)
+    p.add_argument("--max-params", dest="max_params", type=int)
+
+    p = sub.add_parser("teacher", help="teacher operations")
+    tsub = p.add_subparsers(dest="teacher_verb", metavar="ACTION")
+    t = tsub.add_parser("train", help="train a registry architecture as a teacher")
+    _common(t)
+    t.add_argument("--arch", help="registry architecture, e.g. resnet56")
+    t.add_argument("--epochs", dest="teacher_epochs", type=int)
+
+    p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")
+    _common(p)
+    p.add_argument("--teacher", help="TorchScript file, archkd checkpoint, module:factory or timm:name")
+    p.add_argument("--teacher-weights", dest="teacher_weights")
+    p.add_argument("--student", help="registry architecture (e.g. resnet8x4)")
+    p.add_argument("--student-checkpoint", dest="student_checkpoint", help="take the architecture from a checkpoint")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", type=float)
+
+    p = sub.add_parser("search", help="KD-guided student search under a budget (resumes when re-run)")
+    _common(p)
+    p.add_argument("--teacher")
+    p.add_argument("--teacher-weights", dest="teacher_weights")
+    p.add_argument("--method", help="random (KD-guided) or random-ce (NAS without KD)")
+    p.add_argument("--space", help="search space (default: stages)")
+    p.add_argument("--n-trials", dest="n_trials", type=int)
+    p.add_argument("--trial-epochs", dest="trial_epochs", type=int)
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory)")
+    p.add_argument("--max-params", dest="max_params", type=int)
+    p.add_argument("--max-flops", dest="max_flops", type=int)
+    p.add_argument("--latency-target", dest="latency_target", type=_latency, help="e.g. 5ms")
+    p.add_argument("--runtime", help="latency runtime: onnxruntime (default) or torch")
+
+    p = sub.add_parser("measure", help="parameters, FLOPs/MACs, latency and peak memory of a model or checkpoint")
+    p.add_argument("model", help="registry name or checkpoint path")
+    p.add_argument("--input-shape", dest="input_shape", help="C,H,W (default 3,32,32 or the checkpoint's)")
+    p.add_argument("--runtime", action="append", help="torch and/or onnxruntime (default both)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--device")
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX + TorchScript with a parity check")
+    _common(p)
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (default runs/<name>/student/best.pt)")
+    p.add_argument("--out", help="output directory (default runs/<name>/export)")
+
+    p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
+    _common(p)
+    p.add_argument("--keys", action="store_true")
+    return ap
+
+
+def _resolve(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    flags = {FLAG_KEYS[k]: v for k, v in vars(args).items() if k in FLAG_KEYS and v is not None}
+    flags.update({k: v for k, v in (extra or {}).items() if v is not None})
+    return load_config(getattr(args, "config", None), getattr(args, "overrides", None), flags)
+
+
+def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _log() -> Callable[[str], None]:
+    t0 = time.perf_counter()
+    return lambda msg: print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
+
+
+def run(argv: list[str] | None = None) -> int:
+    from archkd import api
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.verb is None:
+        ap.print_help()
+        return 0
+    log = _log()
+    if args.verb == "demo":
+        cfg = load_config(args.config, args.overrides, {**{FLAG_KEYS[k]: v for k, v in vars(args).items()
+                                                           if k in FLAG_KEYS and v is not None}}, base=demo_defaults())
+        r = api.demo(cfg, log)
+        f = r["final"]
+        _print_table(f"archkd demo — {cfg.run_dir}", [
+            ("teacher", f"{r['teacher']['name']} · {r['teacher']['params']:,} params · test {_pct(r['teacher']['test_acc'])}"),
+            ("search", f"{len(r['trials'])} trials ({r['search']['sampler']}), best #{r['search']['best_trial']}"),
+            ("student", f"{f['spec']['name']} · {f['params']:,} params · {f['flops'] / 1e6:.2f} MFLOPs"),
+            ("student accuracy", f"val {_pct(f['val_acc'])} · test {_pct(f['test_acc'])}"),
+            ("export", ", ".join(f"{k}: max |Δ| {v:.1e}" for k, v in r["export"]["max_abs_diff"].items())),
+            ("time", f"{r['timings']['total_s']:.0f} s"),
+            ("report", str(cfg.run_dir / "report.html"))])
+    elif args.verb == "teacher":
+        if args.teacher_verb != "train":
+            ap.parse_args(["teacher", "--help"])
+        cfg = _resolve(args, {"teacher.train.epochs": args.teacher_epochs})
+        r = api.train_teacher(cfg, log)
+        _print_table("teacher", [("checkpoint", r["checkpoint"]), ("params", f"{r['params']:,}"),
+                                 ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"]))])
+    elif args.verb == "distill":
+        cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint})
+        r = api.distill(cfg, log)
+        _print_table("distilled student", [("student", r["spec"]["name"]), ("params", f"{r['params']:,}"),
+                                           ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"])),
+                                           ("checkpoint", r["checkpoint"])])
+    elif args.verb == "search":
+        cfg = _resolve(args)
+        r = api.search(cfg, log)
+        b = r["best"]
+        _print_table("search", [("best trial", f"#{b['number']}"), ("val acc", _pct(b["val_acc"])),
+                                ("params", f"{b['params']:,}"), ("config", json.dumps(b["config"])),
+                                ("checkpoint", str(b.get("checkpoint") or "-")), ("study", r["storage"])])
+    elif args.verb == "measure":
+        flags = {"measure.model": args.model, "measure.threads": args.threads, "measure.batch_size": args.batch_size,
+                 "measure.repeats": args.repeats, "device": args.device,
+                 "measure.input_shape": [int(v) for v in args.input_shape.split(",")] if args.input_shape else None,
+                 "measure.runtimes": args.runtime}
+        cfg = load_config(None, None, flags)
+        r = api.measure(cfg)
+        if args.json:
+            print(json.dumps(r, indent=2))
+        else:
+            rows = [("params", f"{r['params']:,}"), ("FLOPs", f"{r['flops']:,}"), ("MACs", f"{r['macs']:,}"),
+                    ("peak activations", f"{r['peak_activation_bytes'] / 1024:.1f} KiB")]
+            for rt, lat in r["latency"].items():
+                rows.append((f"latency {rt}", f"median {lat['median_ms']:.3f} ms · IQR {lat['iqr_ms']:.3f} ms · "
+                             f"bs {lat['batch_size']} · {lat['threads']} thread(s)"))
+            _print_table(f"measure {args.model} @ {'×'.join(map(str, r['input_shape']))}", rows)
+    elif args.verb == "export":
+        cfg = _resolve(args)
+        api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log)
+    elif args.verb == "config":
+        cfg = _resolve(args)
+        if args.keys:
+            print("\n".join(all_keys()))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def demo_defaults() -> Config:
+    """The demo's recipe: sized to finish in a few minutes on 2 CPU cores with the embedded digits data."""
+    cfg = Config(name="demo")
+    cfg.teacher.arch = "resnet20"
+    cfg.teacher.train.epochs = 30
+    cfg.search.n_trials = 8
+    cfg.search.epochs = 4
+    cfg.budget.max_params = 40_000
+    cfg.train.epochs = 30
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except ArchkdError as e:
+        print(f"archkd: error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("archkd: interrupted — finished trials, checkpoints and caches are kept; re-run the same command "
+              "to resume", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+

@@ -1,0 +1,305 @@
+"""Run configuration: one typed tree that a YAML file, dotted overrides and CLI flags all set.
+
+Why one tree: every verb (``teacher train``, ``distill``, ``search``, ``demo`` ...) reads the same sections, so a
+YAML written for ``search`` also drives ``distill``, and the resolved tree saved in the run directory says exactly what
+ran. Precedence, lowest first: defaults < YAML file < CLI flags < ``key.sub=value`` overrides. An unknown key is a user
+error that names the closest valid key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archkd.errors import ArchkdError
+
+
+@dataclass
+class AugmentConfig:
+    """Batched, seeded augmentation. ``None`` means "pick per dataset" (digits: pad 1, no flip)."""
+
+    crop_padding: int | None = None
+    flip: bool | None = None
+    cutout: int = 0
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    image_size: int | None = None
+    num_workers: int = 2
+    max_in_memory_mb: int = 4096
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    """One training recipe; used for teachers, search trials (with fewer epochs) and final distillation."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    step_milestones: list = field(default_factory=lambda: [0.5, 0.75])
+    step_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    eval_every: int = 1
+    data_fraction: float = 1.0
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+
+@dataclass
+class TeacherConfig:
+    """Where the teacher comes from: a file (archkd checkpoint, TorchScript), ``module:factory``, ``timm:name``,
+    or a registry architecture to train with ``archkd teacher train``."""
+
+    path: str | None = None
+    arch: str = "resnet20"
+    weights: str | None = None
+    mean: list | None = None
+    std: list | None = None
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=0.1))
+
+
+@dataclass
+class StudentConfig:
+    arch: str = "resnet8"
+    kwargs: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+@dataclass
+class FeatureLossConfig:
+    loss: str = "fitnet"
+    student: str = ""
+    teacher: str = ""
+    weight: float | None = None
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class DistillConfig:
+    """Hinton KD (``alpha`` weighs KD, ``1 - alpha`` weighs CE) plus optional feature losses on tap points."""
+
+    loss: str = "kd"
+    alpha: float = 0.9
+    temperature: float = 4.0
+    features: list = field(default_factory=list)
+    cache: bool = True
+    process: str | None = None
+
+
+@dataclass
+class BudgetConfig:
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    latency_runtime: str = "onnxruntime"
+    latency_threads: int = 1
+    latency_batch_size: int = 1
+
+
+@dataclass
+class SearchConfig:
+    """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``)."""
+
+    method: str = "random"
+    space: str = "stages"
+    space_kwargs: dict = field(default_factory=dict)
+    n_trials: int = 8
+    epochs: int = 3
+    data_fraction: float = 1.0
+    storage: str | None = None
+    study_name: str | None = None
+    max_attempts_factor: int = 20
+    pruner: str = "none"
+
+
+@dataclass
+class ExportConfig:
+    formats: list = field(default_factory=lambda: ["onnx", "torchscript"])
+    atol: float = 1e-4
+    checkpoint: str | None = None
+
+
+@dataclass
+class MeasureConfig:
+    model: str | None = None
+    input_shape: list | None = None
+    runtimes: list = field(default_factory=lambda: ["torch", "onnxruntime"])
+    threads: int = 1
+    batch_size: int = 1
+    warmup: int = 10
+    repeats: int = 50
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    runs_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key the config accepts (used for suggestions and docs)."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        sub = _hints(cls)[f.name]
+        keys.append(key)
+        if dataclasses.is_dataclass(sub):
+            keys.extend(all_keys(sub, key + "."))
+    return keys
+
+
+def _unknown(key: str) -> ArchkdError:
+    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+    fix = f"did you mean '{close[0]}'?" if close else "run 'archkd config' to list the valid keys"
+    return ArchkdError(f"unknown config key '{key}'", fix)
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a CLI string) to the field's declared type."""
+    if isinstance(value, str) and tp is not str:
+        value = yaml.safe_load(value) if value.strip() else None
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), tp) if args else tp
+    if value is None:
+        if optional:
+            return None
+        raise ArchkdError(f"config key '{key}' cannot be empty", f"give it a {getattr(base, '__name__', base)} value")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base is float:
+            return float(value)
+        if base is str:
+            return str(value)
+        if base is list:
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+        if base is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ArchkdError(
+            f"config key '{key}' got {value!r}", f"expected a {getattr(base, '__name__', base)}"
+        ) from None
+    return value
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ArchkdError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping", "check the YAML indentation")
+    hints = _hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in data.items():
+        key = prefix + str(k)
+        if k not in names:
+            raise _unknown(key)
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            _apply(getattr(obj, k), v, key + ".")
+        else:
+            setattr(obj, k, _coerce(key, tp, v))
+
+
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Set one dotted key (``train.epochs``) with type checking; an unknown key names the closest valid one."""
+    parts = key.split(".")
+    obj = cfg
+    for i, p in enumerate(parts):
+        if not dataclasses.is_dataclass(obj) or p not in {f.name for f in dataclasses.fields(obj)}:
+            raise _unknown(key)
+        tp = _hints(type(obj))[p]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(tp):
+                _apply(getattr(obj, p), yaml.safe_load(value) if isinstance(value, str) else value, key + ".")
+            else:
+                setattr(obj, p, _coerce(key, tp, value))
+        else:
+            obj = getattr(obj, p)
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ArchkdError(f"cannot read override '{item}'", "write overrides as key.sub=value, e.g. train.epochs=5")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), v))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                flags: dict[str, Any] | None = None, base: Config | None = None) -> Config:
+    """Resolve a config: defaults (or ``base``) < YAML ``path`` < ``flags`` (dotted keys) < ``overrides``."""
+    cfg = base if base is not None else Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ArchkdError(f"config file not found: {p}", "check the --config path")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ArchkdError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]})", "fix the YAML syntax") from None
+        _apply(cfg, data)
+    for k, v in (flags or {}).items():
+        if v is not None:
+            set_key(cfg, k, v)
+    for k, v in parse_overrides(overrides or []):
+        set_key(cfg, k, v)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Save the resolved config (what actually ran) next to the run's results."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return p

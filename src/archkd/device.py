@@ -1,0 +1,48 @@
+"""Device, precision and seeding choices shared by training and measurement.
+
+Why here: "auto" must mean the same thing everywhere (CUDA when present, else CPU), and AMP / channels_last are
+turned on only where they pay (CUDA), so the same config runs on a laptop and on a GPU box.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from archkd.errors import ArchkdError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ArchkdError(f"device '{name}' requested but CUDA is not available", "use device=cpu or device=auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ArchkdError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from None
+
+
+def use_amp(device: torch.device, flag: bool | None) -> bool:
+    """bf16 autocast by default on CUDA only: on CPU it is slower for small convnets."""
+    return device.type == "cuda" if flag is None else bool(flag)
+
+
+def use_channels_last(device: torch.device, flag: bool | None) -> bool:
+    return device.type == "cuda" if flag is None else bool(flag)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; enable deterministic cuDNN so a run is repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("ARCHKD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "archkd"))

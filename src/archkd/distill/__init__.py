@@ -1,0 +1,19 @@
+"""archkd.distill — the KD trainer, its losses, checkpoints and the teacher-output cache.
+
+Contract:
+- ``fit(model, data, train_cfg, objective=..., teacher=..., cache=...) -> FitResult``: the one training loop
+  (teachers, search trials, final distillation); ``evaluate(model, split, normalize, device) -> accuracy``.
+- ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
+- ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry (``kd``, ``fitnet``, ``at`` built in).
+- ``TeacherCache``: exact per-(sample, epoch, seed) teacher logits shared across trials and runs.
+- ``save_checkpoint`` / ``load_checkpoint`` / ``model_from_checkpoint``: self-describing, resumable checkpoints.
+"""
+from archkd.distill.cache import TeacherCache
+from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
+from archkd.distill.objective import DistillObjective, Taps, objective_from_config
+from archkd.distill.trainer import FitResult, evaluate, fit
+
+__all__ = ["TeacherCache", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES", "FeatureLoss",
+           "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps", "objective_from_config",
+           "FitResult", "evaluate", "fit"]

@@ -1,0 +1,94 @@
+"""Teacher-output cache shared by every student trained on the same data, augmentation and seed.
+
+Why it is exact: augmentation of sample ``i`` at epoch ``e`` is a pure function of ``(seed, e, i)``, so the teacher's
+logits for that view are too. They are computed once, stored as fp16 per epoch (``[N, C]`` plus a filled mask), and
+reused by every later trial of a search and by later runs. The key hashes the teacher's weights, the data split,
+the augmentation, the normalisation and the seed, so a changed teacher or recipe can never read stale logits.
+Files are written atomically with a SHA-256 of their content; a corrupt file is discarded and recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+class TeacherCache:
+    """Per-(epoch | "val") logit tables for one (teacher, data, augmentation, seed) combination."""
+
+    def __init__(self, root: str | Path, *, teacher_hash: str, data_fingerprint: str, augment_key: str,
+                 normalize_key: str, seed: int, n_train: int, n_val: int, num_classes: int) -> None:
+        key = json.dumps([teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes])
+        self.key = hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.dir = Path(root) / "teacher_logits" / self.key
+        self.sizes = {"train": n_train, "val": n_val}
+        self.num_classes = num_classes
+        self._tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._dirty: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, tag: str) -> Path:
+        return self.dir / f"{tag}.pt"
+
+    def _load(self, tag: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self._path(tag)
+        if p.exists():
+            try:
+                d = torch.load(p, weights_only=True)
+                if d["logits"].shape == (n, self.num_classes) and _digest(d["logits"]) == d["sha256"]:
+                    return d["logits"], d["filled"]
+                warnings.warn(f"teacher cache {p} failed its integrity check; recomputing", stacklevel=2)
+            except Exception as e:  # noqa: BLE001 - a damaged cache file is recomputed, never fatal
+                warnings.warn(f"teacher cache {p} is unreadable ({e}); recomputing", stacklevel=2)
+            p.unlink(missing_ok=True)
+        return torch.zeros(n, self.num_classes, dtype=torch.float16), torch.zeros(n, dtype=torch.bool)
+
+    def table(self, tag: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if tag not in self._tables:
+            self.flush()
+            self._tables = {tag: self._load(tag, self.sizes["val" if tag == "val" else "train"])}
+        return self._tables[tag]
+
+    def lookup(self, tag: str, idx: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Teacher logits (fp32, on ``idx``'s device) for samples ``idx``; ``compute(mask)`` fills the misses.
+
+        ``compute`` receives a boolean mask over the batch rows that need the teacher and returns their logits.
+        """
+        logits, filled = self.table(tag)
+        cpu_idx = idx.cpu()
+        have = filled[cpu_idx]
+        if not bool(have.all()):
+            need = ~have
+            fresh = compute(need.to(idx.device)).detach()
+            logits[cpu_idx[need]] = fresh.to("cpu", torch.float16)
+            filled[cpu_idx[need]] = True
+            self._dirty.add(tag)
+            self.misses += int(need.sum())
+        self.hits += int(have.sum())
+        return logits[cpu_idx].to(idx.device, torch.float32, non_blocking=True)
+
+    def flush(self) -> None:
+        """Write dirty tables atomically (tmp file + rename), each with the SHA-256 of its logits."""
+        for tag in list(self._dirty):
+            logits, filled = self._tables[tag]
+            self.dir.mkdir(parents=True, exist_ok=True)
+            p = self._path(tag)
+            tmp = p.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"logits": logits, "filled": filled, "sha256": _digest(logits)}, tmp)
+            os.replace(tmp, p)
+        self._dirty.clear()
+
+    def stats(self) -> dict:
+        total = self.hits + self.misses
+        return {"hits": self.hits, "misses": self.misses, "hit_rate": self.hits / total if total else 0.0,
+                "dir": str(self.dir)}

@@ -1,0 +1,135 @@
+"""The training objective: CE plus weighted distillation terms, with features taken through forward hooks.
+
+Why hooks: feature losses name tap points by module path (``layer2``, ``features.3``) so no model is edited and any
+user model works. ``Taps`` collects the outputs of those modules during a normal forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from archkd.distill.losses import FeatureLoss, create_loss
+from archkd.errors import ArchkdError
+
+
+class Taps:
+    """Forward hooks that record the outputs of named submodules, in the order the paths were given."""
+
+    def __init__(self, model: nn.Module, paths: list[str]) -> None:
+        modules = dict(model.named_modules())
+        self.paths = list(paths)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for p in dict.fromkeys(self.paths):
+            if p not in modules:
+                import difflib
+
+                close = difflib.get_close_matches(p, [n for n in modules if n], n=1)
+                raise ArchkdError(f"tap point '{p}' is not a module of {type(model).__name__}",
+                                  f"did you mean '{close[0]}'?" if close else "list module paths with model.named_modules()")
+            self._handles.append(modules[p].register_forward_hook(self._hook(p)))
+
+    def _hook(self, path: str):
+        def fn(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+            self.outputs[path] = out
+
+        return fn
+
+    def pop(self) -> list[torch.Tensor]:
+        out = [self.outputs[p] for p in self.paths]
+        self.outputs = {}
+        return out
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+@dataclass
+class FeatureTerm:
+    name: str
+    student: str
+    teacher: str
+    weight: float
+
+
+class DistillObjective(nn.Module):
+    """``ce_weight · CE(s, y) + kd_weight · KD(s, t) + Σ w_k · feature_k(s_k, t_k)``.
+
+    With no teacher terms it is plain (label-smoothed) cross-entropy, which is how teachers and CE baselines train.
+    """
+
+    def __init__(self, ce_weight: float = 1.0, kd_weight: float = 0.0, kd_loss: str = "kd",
+                 kd_kwargs: dict | None = None, features: list[dict] | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.ce_weight = float(ce_weight)
+        self.kd_weight = float(kd_weight)
+        self.label_smoothing = float(label_smoothing)
+        self.kd = create_loss(kd_loss, **(kd_kwargs or {})) if kd_weight > 0 else None
+        self.feature_terms: list[FeatureTerm] = []
+        self.feature_losses = nn.ModuleList()
+        for f in features or []:
+            loss = create_loss(f["loss"], **(f.get("kwargs") or {}))
+            if not isinstance(loss, FeatureLoss):
+                raise ArchkdError(f"loss '{f['loss']}' is not a feature loss", "use it as distill.loss instead")
+            if not f.get("student") or not f.get("teacher"):
+                raise ArchkdError(f"feature loss '{f['loss']}' needs both tap points",
+                                  "set student: <module path> and teacher: <module path>")
+            w = f.get("weight")
+            self.feature_terms.append(FeatureTerm(f["loss"], f["student"], f["teacher"],
+                                                  float(loss.default_weight if w is None else w)))
+            self.feature_losses.append(loss)
+        self._ready = not self.feature_terms
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.kd is not None or bool(self.feature_terms)
+
+    @property
+    def student_taps(self) -> list[str]:
+        return [t.student for t in self.feature_terms]
+
+    @property
+    def teacher_taps(self) -> list[str]:
+        return [t.teacher for t in self.feature_terms]
+
+    def setup(self, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor]) -> None:
+        """Size projectors from one example forward; must run before the optimizer is built."""
+        for loss, fs, ft in zip(self.feature_losses, s_feats, t_feats):
+            loss.setup(fs.shape, ft.shape)
+        self._ready = True
+
+    def forward(self, s_logits: torch.Tensor, targets: torch.Tensor, t_logits: torch.Tensor | None = None,
+                s_feats: list[torch.Tensor] | None = None, t_feats: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        if not self._ready:
+            raise RuntimeError("DistillObjective.setup() must run before the first loss")
+        parts: dict[str, torch.Tensor] = {}
+        if self.ce_weight > 0:
+            parts["ce"] = self.ce_weight * F.cross_entropy(s_logits.float(), targets,
+                                                           label_smoothing=self.label_smoothing)
+        if self.kd is not None:
+            parts["kd"] = self.kd_weight * self.kd(s_logits, t_logits, targets)
+        for term, loss, fs, ft in zip(self.feature_terms, self.feature_losses, s_feats or [], t_feats or []):
+            parts[f"{term.name}:{term.student}"] = term.weight * loss(fs, ft)
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def objective_from_config(distill: "DistillConfig | None", label_smoothing: float = 0.0) -> DistillObjective:  # noqa: F821
+    """Build the objective for a config section; ``None`` means CE only (teacher training, CE baselines)."""
+    if distill is None:
+        return DistillObjective(label_smoothing=label_smoothing)
+    if not 0 <= distill.alpha <= 1:
+        raise ArchkdError(f"distill.alpha={distill.alpha} is out of range", "use a value in [0, 1]")
+    feats = []
+    for f in distill.features:
+        feats.append(f if isinstance(f, dict) else vars(f))
+    return DistillObjective(ce_weight=1.0 - distill.alpha, kd_weight=distill.alpha, kd_loss=distill.loss,
+                            kd_kwargs={"temperature": distill.temperature} if distill.loss == "kd" else {},
+                            features=feats, label_smoothing=label_smoothing)

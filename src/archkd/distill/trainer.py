@@ -1,0 +1,227 @@
+"""One training loop for teachers, search trials and final distillation.
+
+Read it top to bottom: build optimizer and schedule, then per epoch augment on the device, forward the student,
+get the teacher's view (cache or forward), take the objective, step; evaluate; checkpoint best and last. It knows
+nothing of searches: a search passes ``on_epoch`` (e.g. to report to a pruner) and reads the returned ``FitResult``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from archkd.config import TrainConfig
+from archkd.data import DataBundle, ImageSet, Normalize
+from archkd.device import resolve_device, seed_everything, use_amp, use_channels_last
+from archkd.distill.cache import TeacherCache
+from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
+from archkd.distill.objective import DistillObjective, Taps
+from archkd.errors import ArchkdError
+
+
+@dataclass
+class FitResult:
+    best_val_acc: float
+    last_val_acc: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    best_path: Path | None = None
+    last_path: Path | None = None
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    cache: dict | None = None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: ImageSet, normalize: Normalize, device: torch.device | str = "cpu",
+             batch_size: int = 512, channels_last: bool = False) -> float:
+    """Top-1 accuracy on an un-augmented split; restores the model's train/eval mode afterwards."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x8, y, _ in images.batches(batch_size, device=device):
+        x = normalize(x8)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ArchkdError(f"unknown optimizer '{cfg.optimizer}'", "use train.optimizer=sgd or adamw")
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine to zero or step decay at fractions of training."""
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** sum(progress >= m for m in cfg.step_milestones)
+    if cfg.schedule == "constant":
+        return 1.0
+    raise ArchkdError(f"unknown LR schedule '{cfg.schedule}'", "use train.schedule=cosine, step or constant")
+
+
+class TeacherView:
+    """What the student is distilled from for one batch: logits (cached when possible) and tap features."""
+
+    def __init__(self, teacher: nn.Module | None, objective: DistillObjective, cache: TeacherCache | None) -> None:
+        self.teacher = teacher
+        self.objective = objective
+        self.cache = cache
+        self.taps = Taps(teacher, objective.teacher_taps) if teacher is not None and objective.teacher_taps else None
+        if objective.uses_teacher and teacher is None:
+            raise ArchkdError("the distillation loss needs a teacher but none was given", "set teacher.path")
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, tag: str) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        if not self.objective.uses_teacher:
+            return None, []
+        if self.taps is None and self.cache is not None:
+            return self.cache.lookup(tag, idx, lambda mask: self.teacher(x[mask]).float()), []
+        logits = self.teacher(x).float()
+        return logits, (self.taps.pop() if self.taps else [])
+
+    def close(self) -> None:
+        if self.taps:
+            self.taps.remove()
+        if self.cache:
+            self.cache.flush()
+
+
+def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: DistillObjective | None = None,
+        teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
+        device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
+        meta: dict | None = None, on_epoch: Callable[[int, dict], None] | None = None,
+        log: Callable[[str], None] | None = print, resume: bool = False) -> FitResult:
+    """Train ``model`` on ``data.train`` with ``objective`` (CE only when None); evaluate on ``data.val``.
+
+    With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer state) after each
+    evaluation; ``resume=True`` continues from ``last.pt`` at the next epoch.
+    """
+    t0 = time.perf_counter()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    seed_everything(seed)
+    objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
+    cl = use_channels_last(dev, cfg.channels_last)
+    amp = use_amp(dev, cfg.amp)
+    model.to(dev)
+    objective.to(dev)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.to(dev).eval()
+    indices = data.train.subset(cfg.data_fraction, seed)
+    bs = min(cfg.batch_size, len(indices))
+    steps_per_epoch = max(1, len(indices) // bs)
+    view = TeacherView(teacher, objective, cache)
+    s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
+
+    def prep(x8: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
+        x = data.normalize(data.augment(x8, idx, epoch, seed))
+        return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    if s_taps is not None and not objective._ready:
+        x8, _, idx = next(data.train.batches(min(bs, 8), device=dev, indices=indices))
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            model(prep(x8, idx, 0))
+            model.train(was)
+            _, t_feats = view(prep(x8, idx, 0), idx, "setup")
+        objective.setup(s_taps.pop(), t_feats)
+        objective.to(dev)
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    opt = _optimizer(params, cfg)
+    total_steps = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg, steps_per_epoch))
+    out = Path(out_dir) if out_dir else None
+    history: list[dict] = []
+    best_acc, best_epoch, start = -1.0, -1, 0
+    if resume and out and (out / "last.pt").exists():
+        ck = load_checkpoint(out / "last.pt")
+        model.load_state_dict(ck["state_dict"])
+        objective.load_state_dict(ck["objective"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
+        if log:
+            log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    seen, train_time = 0, 0.0
+    acc = best_acc
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        objective.train()
+        te = time.perf_counter()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for x8, y, idx in data.train.batches(bs, device=dev, shuffle=True, epoch=epoch, seed=seed,
+                                             indices=indices, drop_last=True):
+            x = prep(x8, idx, epoch)
+            with autocast():
+                t_logits, t_feats = view(x, idx, f"e{epoch}")
+                s_logits = model(x)
+                loss, parts = objective(s_logits, y, t_logits, s_taps.pop() if s_taps else None, t_feats)
+            if not torch.isfinite(loss):
+                raise ArchkdError(f"training diverged (loss={float(loss)}) at epoch {epoch + 1}",
+                                  "lower train.lr or set train.grad_clip")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            seen += len(y)
+            n_batches += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+        train_time += time.perf_counter() - te
+        row = {"epoch": epoch + 1, "train_loss": sum(sums.values()) / max(1, n_batches),
+               **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+        if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
+            acc = evaluate(model, data.val, data.normalize, dev, channels_last=cl)
+            row["val_acc"] = acc
+            if acc > best_acc:
+                best_acc, best_epoch = acc, epoch + 1
+                if out:
+                    save_checkpoint(out / "best.pt", model, spec=spec, extra={**(meta or {}), "epoch": epoch,
+                                                                              "val_acc": acc})
+        history.append(row)
+        if out:
+            save_checkpoint(out / "last.pt", model, spec=spec, extra={
+                **(meta or {}), "epoch": epoch, "val_acc": acc, "history": history, "best_val_acc": best_acc,
+                "best_epoch": best_epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "objective": objective.state_dict()})
+        if log:
+            msg = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"
+            log(msg + (f" val_acc {acc:.4f}" if "val_acc" in row else "") + f" ({time.perf_counter() - te:.1f}s)")
+        if on_epoch:
+            on_epoch(epoch, row)
+    view.close()
+    if s_taps:
+        s_taps.remove()
+    if cache is not None:
+        cache.flush()
+    return FitResult(best_val_acc=best_acc, last_val_acc=acc, best_epoch=best_epoch, history=history,
+                     best_path=out / "best.pt" if out else None, last_path=out / "last.pt" if out else None,
+                     seconds=time.perf_counter() - t0, images_per_s=seen / train_time if train_time else 0.0,
+                     cache=cache.stats() if cache else None)
+

@@ -1,0 +1,156 @@
+"""Latency under a fixed, documented protocol.
+
+Why fixed: latency numbers are compared across candidate students and across runs; warmup,
+thread count, timing clock and statistic must be identical or the comparison is meaningless.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from archkd.errors import ArchkdError
+from archkd.measure._common import check_shape, parse_device, private_copy, random_input
+from archkd.measure.onnx_export import INPUT_NAME, to_onnx
+
+RUNTIMES = ("torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Latency statistics of ``repeats`` timed single forward calls, in milliseconds.
+
+    The median is the headline number (robust to outliers); ``iqr_ms`` (p75 - p25) says how
+    noisy the machine was. ``load_warning`` is set when the 1-minute load average exceeded the
+    number of cores when measuring: numbers from a busy machine are unreliable.
+    """
+
+    runtime: str
+    device: str
+    batch_size: int
+    threads: int
+    repeats: int
+    median_ms: float
+    iqr_ms: float
+    p90_ms: float
+    min_ms: float
+    load_warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _load_warning() -> str | None:
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows / unavailable
+        return None
+    cores = _cpu_count()
+    if load > cores:
+        return (f"1-minute load average {load:.1f} exceeds {cores} cores: "
+                "latency numbers are unreliable, re-measure on an idle machine")
+    return None
+
+
+def _stats(times_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(times_s, dtype=np.float64) * 1e3
+    p25, p50, p75, p90 = np.percentile(ms, [25, 50, 75, 90])
+    return {"median_ms": float(p50), "iqr_ms": float(p75 - p25), "p90_ms": float(p90), "min_ms": float(ms.min())}
+
+
+def _time_torch(model: nn.Module, shape: tuple[int, ...], dev: torch.device, warmup: int, repeats: int) -> list[float]:
+    clone = private_copy(model, dev)
+    x = random_input(clone, shape, dev)
+    cuda = dev.type == "cuda"
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            clone(x)
+        if cuda:
+            torch.cuda.synchronize(dev)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            clone(x)
+            if cuda:
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def _time_onnxruntime(model: nn.Module, shape: tuple[int, ...], dev: torch.device, threads: int,
+                      warmup: int, repeats: int) -> list[float]:
+    import onnxruntime as ort
+
+    if dev.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ArchkdError(
+                "onnxruntime has no CUDAExecutionProvider in this environment",
+                "install onnxruntime-gpu, or measure onnxruntime latency with device='cpu'",
+            )
+        providers: list[Any] = [("CUDAExecutionProvider", {"device_id": dev.index or 0})]
+    else:
+        providers = ["CPUExecutionProvider"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    x = random_input(model, shape, "cpu").numpy()  # reads the dtype only
+    with tempfile.TemporaryDirectory(prefix="archkd-lat-") as tmp:
+        path = to_onnx(model, torch.from_numpy(x), Path(tmp) / "model.onnx")
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    feed = {INPUT_NAME: x}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times: list[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(None, feed)  # synchronous: outputs are copied back to host
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...], runtime: str = "torch", device: str = "cpu",
+                    batch_size: int = 1, threads: int = 1, warmup: int = 10, repeats: int = 50) -> LatencyResult:
+    """Latency of one forward on a ``(batch_size, *input_shape)`` input.
+
+    Protocol: private eval-mode copy; ``torch.inference_mode``; ``torch.set_num_threads(threads)``
+    (restored afterwards) or, for onnxruntime, ``intra_op_num_threads=threads``,
+    ``inter_op_num_threads=1`` and sequential execution; ``warmup`` untimed calls, then
+    ``repeats`` single calls each timed with ``time.perf_counter`` (CUDA synchronised).
+    ``runtime="onnxruntime"`` with ``device="cuda"`` needs the CUDAExecutionProvider.
+    """
+    if runtime not in RUNTIMES:
+        raise ArchkdError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+    shape = check_shape(input_shape, batch_size)
+    dev = parse_device(device)
+    for name, value, low in (("threads", threads, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if int(value) != value or value < low:
+            raise ArchkdError(f"{name} must be an integer >= {low}, got {value!r}", f"set {name} >= {low}")
+
+    load_warning = _load_warning()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        if runtime == "torch":
+            times = _time_torch(model, shape, dev, int(warmup), int(repeats))
+        else:
+            times = _time_onnxruntime(model, shape, dev, int(threads), int(warmup), int(repeats))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return LatencyResult(runtime=runtime, device=str(dev), batch_size=int(batch_size), threads=int(threads),
+                         repeats=int(repeats), load_warning=load_warning, **_stats(times))

@@ -1,0 +1,85 @@
+"""MobileNetV2 (Sandler et al. 2018) adapted to small images: stride-1 stem and stride-1 second stage,
+so a 32x32 input reaches the last stage at 4x4 instead of 1x1."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from archkd.errors import ArchkdError
+from archkd.models.blocks import ClassifierHead, conv_bn, init_weights
+from archkd.models.registry import register_model
+
+# (expansion t, output channels c, repeats n, first stride s)
+_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),  # stride 1 here (2 on ImageNet) is the CIFAR adaptation
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of ``divisor`` without dropping more than 10% (hardware friendly)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand (ReLU6) -> depthwise 3x3 (ReLU6) -> 1x1 linear projection, residual when shapes match."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = in_ch * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(conv_bn(in_ch, hidden, 1, act=nn.ReLU6))
+        layers.append(conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6))
+        layers.append(conv_bn(hidden, out_ch, 1, act=None))
+        self.conv = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return out + x if self.use_residual else out
+
+
+class MobileNetV2(nn.Module):
+    """Stage taps: end of each resolution (32, 16, 8 px for a 32 px input) and the final 1x1 conv."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not width_mult > 0:
+            raise ArchkdError(f"width_mult must be > 0, got {width_mult}.", "Use e.g. 0.5, 0.75 or 1.0.")
+        in_ch = make_divisible(32 * width_mult)
+        last_ch = make_divisible(1280 * max(1.0, width_mult))
+        self.stem = conv_bn(in_channels, in_ch, 3, 1, act=nn.ReLU6)
+        rows: list[nn.Module] = []
+        for t, c, n, s in _SETTINGS:
+            out_ch = make_divisible(c * width_mult)
+            blocks = []
+            for i in range(n):
+                blocks.append(InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t))
+                in_ch = out_ch
+            rows.append(nn.Sequential(*blocks))
+        self.blocks = nn.Sequential(*rows)
+        self.conv_last = conv_bn(in_ch, last_ch, 1, act=nn.ReLU6)
+        self.head = ClassifierHead(last_ch, num_classes, dropout)
+        # The last row of each resolution: rows 1 (stride-1), 2, 4 (before the next stride-2 row).
+        taps = (1, 2, 4)
+        self.stage_names = [f"blocks.{i}" for i in taps] + ["conv_last"]
+        self.feature_channels = [make_divisible(_SETTINGS[i][1] * width_mult) for i in taps] + [last_ch]
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv_last(self.blocks(self.stem(x))))
+
+
+@register_model("mobilenetv2")
+def mobilenetv2(num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0, dropout: float = 0.0) -> nn.Module:
+    """CIFAR-style MobileNetV2; ``width_mult`` scales every layer (0.5 is the usual KD student)."""
+    return MobileNetV2(num_classes, in_channels, width_mult, dropout)

@@ -1,0 +1,170 @@
+"""Formatting helpers for report sections.
+
+Every ``fmt_*`` function and ``compact`` returns *escaped* HTML text, so its result can be put into markup
+directly; anything the helpers do not recognise is shown with ``str()`` and escaped. Values that are missing
+(``None``) or not numbers where a number is expected show as an em dash or as their escaped text.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+DASH = "—"
+
+
+def esc(x: Any) -> str:
+    """html.escape(str(x)) with quotes escaped too; ``None`` becomes ''."""
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def is_num(x: Any) -> bool:
+    """A finite real number (bool is not a number here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _fallback(x: Any) -> str:
+    return DASH if x is None or x == "" else esc(x)
+
+
+def fmt_int(x: Any) -> str:
+    """12345 -> '12,345'."""
+    if not is_num(x):
+        return _fallback(x)
+    return f"{int(round(x)):,}"
+
+
+def fmt_si(x: Any, unit: str = "") -> str:
+    """1234567 -> '1.23 M' (+unit); small values as plain numbers."""
+    if not is_num(x):
+        return _fallback(x)
+    ax = abs(x)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if ax >= factor:
+            return esc(f"{x / factor:.3g} {prefix}{unit}".rstrip())
+    return esc(f"{x:.4g} {unit}".rstrip())
+
+
+def fmt_pct(x: Any, digits: int = 2) -> str:
+    """Accuracy as a percentage: 0.9612 -> '96.12%'. Values in (1, 100] are taken as already in percent."""
+    if not is_num(x):
+        return _fallback(x)
+    value = x * 100 if -1.0 <= x <= 1.0 else x
+    return f"{value:.{digits}f}%"
+
+
+def fmt_ms(x: Any) -> str:
+    """Milliseconds with 3 significant digits: '0.512 ms'."""
+    if not is_num(x):
+        return _fallback(x)
+    return esc(f"{x:.3g} ms")
+
+
+def fmt_seconds(x: Any) -> str:
+    """4.2 -> '4.2 s'; 110 -> '1 m 50 s'; 7300 -> '2 h 01 m'."""
+    if not is_num(x):
+        return _fallback(x)
+    if x < 60:
+        return f"{x:.3g} s" if x < 10 else f"{x:.1f} s"
+    s = int(round(x))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h} h {m:02d} m" if h else f"{m} m {sec:02d} s"
+
+
+def _compact_value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_compact_value(i) for i in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k}={_compact_value(i)}" for k, i in v.items()) + "}"
+    return str(v)
+
+
+def compact_text(cfg: Any) -> str:
+    """Unescaped one-line rendering of a config: ``{'depths': [1, 2]}`` -> ``depths=[1,2]``."""
+    if isinstance(cfg, Mapping):
+        return " ".join(f"{k}={_compact_value(v)}" for k, v in cfg.items())
+    return _compact_value(cfg)
+
+
+def compact(cfg: Any, limit: int = 120) -> str:
+    """Escaped, one-line, possibly shortened config, with the full text as a tooltip when shortened."""
+    if cfg is None or cfg == {}:
+        return DASH
+    text = compact_text(cfg)
+    if len(text) <= limit:
+        return f"<code>{esc(text)}</code>"
+    return f'<code title="{esc(text)}">{esc(text[: limit - 1])}…</code>'
+
+
+def fmt_value(x: Any) -> str:
+    """Generic formatting for key/value tables."""
+    if x is None:
+        return DASH
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return fmt_int(x)
+    if isinstance(x, float):
+        return esc(f"{x:.4g}")
+    if isinstance(x, (list, tuple, Mapping)):
+        return f"<code>{esc(compact_text(x))}</code>"
+    return esc(x)
+
+
+def pretty_json(x: Any) -> str:
+    """Escaped, indented JSON for a <pre> block."""
+    return esc(json.dumps(x, indent=2, ensure_ascii=False, default=str))
+
+
+def kv_table(rows: Iterable[tuple[str, str]], cls: str = "kv") -> str:
+    """Two-column table from (label, html_value) pairs; labels are escaped, values must already be HTML.
+
+    Rows whose value is None are dropped. Returns '' when no rows are left.
+    """
+    body = "".join(
+        f'<tr><th scope="row">{esc(k)}</th><td>{v}</td></tr>' for k, v in rows if v is not None
+    )
+    return f'<table class="{esc(cls)}"><tbody>{body}</tbody></table>' if body else ""
+
+
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    row_classes: Iterable[str | None] | None = None,
+    numeric: Iterable[int] = (),
+    cls: str = "grid",
+) -> str:
+    """Table with escaped headers and already-HTML cells; columns in ``numeric`` are right-aligned."""
+    numeric = set(numeric)
+
+    def attr(i: int) -> str:
+        return ' class="num"' if i in numeric else ""
+
+    head = "".join(f'<th scope="col"{attr(i)}>{esc(h)}</th>' for i, h in enumerate(headers))
+    rows = list(rows)
+    classes = list(row_classes) if row_classes is not None else [None] * len(rows)
+    body = []
+    for row, rc in zip(rows, classes):
+        cells = "".join(f"<td{attr(i)}>{c}</td>" for i, c in enumerate(row))
+        row_attr = f' class="{esc(rc)}"' if rc else ""
+        body.append(f"<tr{row_attr}>{cells}</tr>")
+    return f'<table class="{esc(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def card(label: str, value_html: str, sub: str | None = None) -> str:
+    """A headline number tile."""
+    sub_html = f'<div class="card-sub">{esc(sub)}</div>' if sub else ""
+    return f'<div class="card"><div class="card-label">{esc(label)}</div><div class="card-value">{value_html}</div>{sub_html}</div>'
+
+
+def details(summary: str, inner_html: str) -> str:
+    """A collapsed <details> block with an escaped summary line."""
+    return f"<details><summary>{esc(summary)}</summary>{inner_html}</details>"

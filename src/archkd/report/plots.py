@@ -1,0 +1,225 @@
+"""Matplotlib plots embedded as inline base64 PNG ``<img>`` tags.
+
+Figures are made with ``matplotlib.figure.Figure`` and the Agg canvas directly, never through pyplot, so
+rendering a report neither switches the process-wide backend nor opens windows nor leaks figures.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+from matplotlib.transforms import blended_transform_factory
+
+from .fmt import esc, is_num
+
+__all__ = ["new_figure", "figure_img", "line_plot", "acc_vs_params_plot", "history_plot"]
+
+# A small, readable style shared by all plots; applied per figure via rc_context.
+_STYLE = {
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 9.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "grid.linewidth": 0.6,
+    "legend.fontsize": 8.5,
+    "legend.framealpha": 0.9,
+    "axes.prop_cycle": matplotlib.cycler(
+        color=["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
+               "#4b5563", "#65a30d"]
+    ),
+}
+
+BLUE, RED, GREEN, ORANGE, GREY, PURPLE = "#2563eb", "#dc2626", "#16a34a", "#ea580c", "#6b7280", "#9333ea"
+
+
+def new_figure(width: float = 7.0, height: float = 4.2) -> Figure:
+    """A Figure with an Agg canvas and constrained layout (pass it to ``figure_img`` when done)."""
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_img(fig: Figure, alt: str, dpi: int = 144) -> str:
+    """Render ``fig`` to PNG and return ``<img class="plot" src="data:image/png;base64,...">``."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(_STYLE):
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white", metadata={"Software": None})
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    return [float(v) if is_num(v) else math.nan for v in values]
+
+
+def _is_fraction(values: Sequence[float]) -> bool:
+    vals = [v for v in values if math.isfinite(v)]
+    return bool(vals) and all(-0.001 <= v <= 1.001 for v in vals)
+
+
+def line_plot(
+    x: Sequence[Any] | None,
+    series: Mapping[str, Sequence[Any]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    alt: str | None = None,
+) -> str | None:
+    """A line plot of named series against ``x`` (or their index); ``None`` when no series has a number.
+
+    Non-numbers (None/NaN) leave gaps. A series longer or shorter than ``x`` is cut to the common length.
+    """
+    usable = {str(k): _floats(v) for k, v in series.items() if isinstance(v, Sequence) and not isinstance(v, str)}
+    usable = {k: v for k, v in usable.items() if any(math.isfinite(i) for i in v)}
+    if not usable:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        many = len(usable) > 8
+        fig = new_figure(8.0 if many else 7.0, 4.2)
+        ax = fig.add_subplot()
+        xs_all = _floats(x) if x is not None and not isinstance(x, str) else None
+        for name, ys in usable.items():
+            if xs_all is not None and len(xs_all):
+                n = min(len(xs_all), len(ys))
+                xs, ys = xs_all[:n], ys[:n]
+            else:
+                xs = list(range(len(ys)))
+            ax.plot(xs, ys, label=name, linewidth=1.6, marker="o" if len(ys) <= 30 else None, markersize=3)
+        if title:
+            ax.set_title(title)
+        ax.set_xlabel(xlabel or ("step" if x is None else ""))
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        if len(usable) > 1 or many:
+            if many:
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(usable) // 16,
+                          fontsize=7.5, frameon=False)
+            else:
+                ax.legend(loc="best")
+        return figure_img(fig, alt or title or "line plot")
+
+
+def acc_vs_params_plot(
+    trials: Sequence[Mapping[str, Any]],
+    *,
+    best_number: Any = None,
+    max_params: Any = None,
+    final: Mapping[str, Any] | None = None,
+    teacher: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Validation accuracy vs parameter count (log x) of the search; ``None`` when nothing has both."""
+
+    def state(t: Mapping[str, Any]) -> str:
+        return str(t.get("state") or "").upper()
+
+    def point(t: Mapping[str, Any]) -> bool:
+        return is_num(t.get("params")) and t["params"] > 0 and is_num(t.get("val_acc"))
+
+    complete = [t for t in trials if state(t) == "COMPLETE" and point(t)]
+    pruned = [t for t in trials if state(t) == "PRUNED" and point(t)]
+    infeasible = [t for t in trials if state(t) == "INFEASIBLE" and is_num(t.get("params")) and t["params"] > 0]
+    best = next((t for t in complete + pruned if best_number is not None and t.get("number") == best_number), None)
+    final_pt = final if isinstance(final, Mapping) and point(final) else None
+    if not (complete or pruned or final_pt):
+        return None
+
+    accs = [t["val_acc"] for t in complete + pruned] + ([final_pt["val_acc"]] if final_pt else [])
+    teacher_acc = teacher.get("val_acc") if isinstance(teacher, Mapping) and is_num(teacher.get("val_acc")) else None
+    fraction = _is_fraction(accs + ([teacher_acc] if teacher_acc is not None else []))
+
+    with matplotlib.rc_context(_STYLE):
+        fig = new_figure(7.2, 4.4)
+        ax = fig.add_subplot()
+        ax.set_xscale("log")
+        if complete:
+            ax.scatter([t["params"] for t in complete], [t["val_acc"] for t in complete], s=36, color=BLUE,
+                       alpha=0.85, edgecolor="white", linewidth=0.6, label=f"complete trials ({len(complete)})",
+                       zorder=3)
+            if len(complete) <= 40:
+                for t in complete:
+                    if t.get("number") is not None:
+                        ax.annotate(str(t["number"]), (t["params"], t["val_acc"]), xytext=(4, 3),
+                                    textcoords="offset points", fontsize=7, color=GREY)
+        if pruned:
+            ax.scatter([t["params"] for t in pruned], [t["val_acc"] for t in pruned], s=30, facecolor="none",
+                       edgecolor=GREY, linewidth=1.0, label=f"pruned trials ({len(pruned)})", zorder=2)
+        if infeasible:
+            # Infeasible trials have no accuracy: put them on a strip at the bottom of the axes.
+            strip = blended_transform_factory(ax.transData, ax.transAxes)
+            ax.scatter([t["params"] for t in infeasible], [0.03] * len(infeasible), transform=strip, marker="x",
+                       s=36, color=RED, linewidth=1.4, label=f"infeasible trials ({len(infeasible)})", zorder=3,
+                       clip_on=False)
+        if best is not None:
+            ax.scatter([best["params"]], [best["val_acc"]], s=210, facecolor="none", edgecolor=ORANGE,
+                       linewidth=2.0, label=f"best trial (#{best.get('number')})", zorder=4)
+        if final_pt is not None:
+            ax.scatter([final_pt["params"]], [final_pt["val_acc"]], s=130, marker="*", color=GREEN,
+                       edgecolor="black", linewidth=0.5, label="final student", zorder=5)
+        if teacher_acc is not None:
+            name = teacher.get("name") if isinstance(teacher, Mapping) else None  # type: ignore[union-attr]
+            ax.axhline(teacher_acc, color=PURPLE, linestyle=":", linewidth=1.5,
+                       label=f"teacher{f' ({name})' if name else ''} val acc")
+
+        xs = [t["params"] for t in complete + pruned + infeasible] + ([final_pt["params"]] if final_pt else [])
+        if is_num(max_params) and max_params > 0:
+            xs.append(max_params)
+        lo, hi = min(xs), max(xs)
+        ax.set_xlim(lo / 1.6, hi * 1.6)
+        if is_num(max_params) and max_params > 0:
+            ax.axvline(max_params, color=RED, linestyle="--", linewidth=1.3, label="params budget")
+            ax.axvspan(max_params, hi * 1.6, color=RED, alpha=0.05, linewidth=0)
+        ymin, ymax = ax.get_ylim()
+        if infeasible:  # leave room for the strip of crosses under the lowest accuracy
+            ax.set_ylim(ymin - 0.08 * (ymax - ymin), ymax)
+        if fraction:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        ax.set_xlabel("parameters (log scale)")
+        ax.set_ylabel("validation accuracy")
+        ax.set_title("Accuracy vs parameters")
+        ax.legend(loc="best")
+        return figure_img(fig, "validation accuracy vs parameter count of the search trials")
+
+
+def history_plot(history: Sequence[Mapping[str, Any]]) -> str | None:
+    """Loss and accuracy per epoch of the final student's training; ``None`` when nothing numeric."""
+    rows = [h for h in history if isinstance(h, Mapping)]
+    if not rows:
+        return None
+    keys: list[str] = []
+    for h in rows:
+        for k, v in h.items():
+            if k != "epoch" and k not in keys and is_num(v):
+                keys.append(k)
+    loss_keys = [k for k in keys if "loss" in k.lower()]
+    acc_keys = [k for k in keys if "acc" in k.lower()]
+    if not loss_keys and not acc_keys:
+        return None
+    xs = [float(h["epoch"]) if is_num(h.get("epoch")) else float(i + 1) for i, h in enumerate(rows)]
+    panels = [p for p in (("Loss", loss_keys), ("Accuracy", acc_keys)) if p[1]]
+    with matplotlib.rc_context(_STYLE):
+        fig = new_figure(7.2 if len(panels) == 2 else 6.0, 3.4)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (label, ks) in zip(axes, panels):
+            for k in ks:
+                ys = _floats([h.get(k) for h in rows])
+                ax.plot(xs, ys, label=k, linewidth=1.6, marker="o" if len(xs) <= 40 else None, markersize=3)
+            ax.set_xlabel("epoch")
+            ax.set_title(label)
+            if label == "Accuracy" and _is_fraction([v for k in ks for v in _floats([h.get(k) for h in rows])]):
+                ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+            ax.legend(loc="best")
+        return figure_img(fig, "training history of the final student")

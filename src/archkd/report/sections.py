@@ -1,0 +1,337 @@
+"""Built-in report sections, registered in report order when ``archkd.report`` is imported.
+
+Each returns ``None`` when the results have none of its data; each copes with partial or odd data
+(missing keys, ``None`` values, wrong types) by leaving that piece out rather than failing.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .fmt import (
+    DASH,
+    card,
+    compact,
+    details,
+    esc,
+    fmt_int,
+    fmt_ms,
+    fmt_pct,
+    fmt_seconds,
+    fmt_si,
+    fmt_value,
+    is_num,
+    kv_table,
+    pretty_json,
+    table,
+)
+from .plots import acc_vs_params_plot, history_plot, line_plot
+from .registry import register_section
+
+STATES = ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _dict(results: Mapping[str, Any], key: str) -> dict[str, Any]:
+    v = results.get(key)
+    return v if isinstance(v, Mapping) else {}  # type: ignore[return-value]
+
+
+def _trials(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    v = results.get("trials")
+    if not isinstance(v, list):
+        return []
+    return [t for t in v if isinstance(t, Mapping)]
+
+
+def _state(t: Mapping[str, Any]) -> str:
+    return str(t.get("state") or "").upper()
+
+
+def best_trial_number(results: Mapping[str, Any]) -> Any:
+    """``search.best_trial`` if given, else the COMPLETE trial with the highest val_acc (or None)."""
+    best = _dict(results, "search").get("best_trial")
+    if best is not None:
+        return best
+    done = [t for t in _trials(results) if _state(t) == "COMPLETE" and is_num(t.get("val_acc"))]
+    return max(done, key=lambda t: t["val_acc"]).get("number") if done else None
+
+
+def _kv_known(d: Mapping[str, Any], known: list[tuple[str, str, Any]]) -> str:
+    """Rows for the known keys (label, formatter) in order, then any other keys generically."""
+    rows = []
+    for key, label, fmt in known:
+        if d.get(key) is not None:
+            rows.append((label, fmt(d[key])))
+    names = {k for k, _, _ in known}
+    rows += [(str(k).replace("_", " "), fmt_value(v)) for k, v in d.items() if k not in names and v is not None]
+    return kv_table(rows)
+
+
+def _shape(x: Any) -> str:
+    if isinstance(x, (list, tuple)):
+        return esc(" × ".join(str(i) for i in x))
+    return fmt_value(x)
+
+
+def _badge(state: str) -> str:
+    cls = state.lower() if state in STATES else "other"
+    return f'<span class="badge badge-{cls}">{esc(state or "?")}</span>'
+
+
+def _median_latency(final: Mapping[str, Any], runtime: Any = None) -> tuple[Any, Any]:
+    """(runtime, median_ms) of the final student for ``runtime``, or of its only/first runtime."""
+    lat = final.get("latency")
+    if is_num(lat):
+        return runtime, lat
+    if not isinstance(lat, Mapping) or not lat:
+        return runtime, None
+    key = runtime if runtime in lat else next(iter(lat))
+    entry = lat.get(key)
+    if isinstance(entry, Mapping):
+        return key, entry.get("median_ms")
+    return key, entry if is_num(entry) else None
+
+
+# ----------------------------------------------------------------------------------------------- sections
+@register_section("summary", title="Summary")
+def summary_section(results: dict[str, Any]) -> str | None:
+    final, teacher, search = _dict(results, "final"), _dict(results, "teacher"), _dict(results, "search")
+    dataset, timings, budget = _dict(results, "dataset"), _dict(results, "timings"), _dict(results, "budget")
+    trials = _trials(results)
+
+    cards = []
+    if final.get("test_acc") is not None:
+        sub = f"val {fmt_pct(final['val_acc'])}" if is_num(final.get("val_acc")) else None
+        cards.append(card("Final student test acc", fmt_pct(final["test_acc"]), sub))
+    if final.get("params") is not None:
+        sub = f"budget ≤ {fmt_si(budget['max_params'])}" if is_num(budget.get("max_params")) else None
+        cards.append(card("Student params", fmt_int(final["params"]), sub))
+    if teacher.get("test_acc") is not None:
+        sub = f"{teacher['name']}, {fmt_int(teacher.get('params'))} params" if teacher.get("name") else None
+        cards.append(card("Teacher test acc", fmt_pct(teacher["test_acc"]), sub))
+    if is_num(teacher.get("params")) and is_num(final.get("params")) and final["params"] > 0:
+        cards.append(card("Compression", f"{teacher['params'] / final['params']:.1f}×", "teacher / student params"))
+    if trials:
+        n_done = sum(_state(t) == "COMPLETE" for t in trials)
+        cards.append(card("Trials", f"{n_done} / {len(trials)}", "complete / total"))
+    if is_num(timings.get("total_s")):
+        cards.append(card("Total time", fmt_seconds(timings["total_s"])))
+
+    blocks = []
+    if dataset:
+        splits = [(k, dataset[k]) for k in ("train", "val", "test") if dataset.get(k) is not None]
+        rows_html = _kv_known(
+            dataset,
+            [("name", "name", esc), ("num_classes", "classes", fmt_int), ("input_shape", "input shape", _shape)]
+            + [(k, f"{k} samples", fmt_int) for k, _ in splits],
+        )
+        blocks.append(f"<div><h3>Dataset</h3>{rows_html}</div>")
+    if teacher:
+        rows_html = _kv_known(
+            teacher,
+            [("name", "name", esc), ("params", "params", fmt_int), ("val_acc", "val acc", fmt_pct),
+             ("test_acc", "test acc", fmt_pct)],
+        )
+        blocks.append(f"<div><h3>Teacher</h3>{rows_html}</div>")
+    if search:
+        rows_html = _kv_known(
+            search,
+            [("space", "space", esc), ("sampler", "sampler", esc), ("n_trials", "trials", fmt_int),
+             ("fidelity", "fidelity", fmt_value), ("best_trial", "best trial", lambda b: f"#{esc(b)}"),
+             ("storage", "storage", lambda s: f"<code>{esc(s)}</code>")],
+        )
+        blocks.append(f"<div><h3>Search</h3>{rows_html}</div>")
+
+    parts = []
+    if cards:
+        parts.append(f'<div class="cards">{"".join(cards)}</div>')
+    if blocks:
+        parts.append(f'<div class="columns">{"".join(blocks)}</div>')
+    if results.get("config") not in (None, {}, []):
+        parts.append(details("Run configuration", f"<pre>{pretty_json(results['config'])}</pre>"))
+    return "".join(parts) or None
+
+
+@register_section("final student", title="Final student")
+def final_section(results: dict[str, Any]) -> str | None:
+    final, export = _dict(results, "final"), _dict(results, "export")
+    if not final and not export:
+        return None
+    parts = []
+    cards = []
+    for key, label, fmt in (("test_acc", "Test acc", fmt_pct), ("val_acc", "Val acc", fmt_pct),
+                            ("params", "Params", fmt_int), ("flops", "FLOPs", fmt_si), ("macs", "MACs", fmt_si),
+                            ("epochs", "Epochs", fmt_int)):
+        if final.get(key) is not None:
+            cards.append(card(label, fmt(final[key])))
+    if cards:
+        parts.append(f'<div class="cards">{"".join(cards)}</div>')
+
+    spec = final.get("spec")
+    if spec not in (None, {}, []):
+        parts.append(f'<h3>Architecture</h3><p class="spec">{compact(spec, limit=400)}</p>')
+        parts.append(details("Full spec (JSON)", f"<pre>{pretty_json(spec)}</pre>"))
+
+    lat = final.get("latency")
+    if isinstance(lat, Mapping) and lat:
+        rows = []
+        for runtime, entry in lat.items():
+            if isinstance(entry, Mapping):
+                extra = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("median_ms", "iqr_ms"))
+                rows.append([esc(runtime), fmt_ms(entry.get("median_ms")), fmt_ms(entry.get("iqr_ms")),
+                             esc(extra) if extra else ""])
+            else:
+                rows.append([esc(runtime), fmt_ms(entry), DASH, ""])
+        parts.append("<h3>Latency</h3>" + table(["runtime", "median", "IQR", "details"], rows, numeric=(1, 2)))
+    elif is_num(lat):
+        parts.append(f"<h3>Latency</h3><p>{fmt_ms(lat)}</p>")
+
+    if export:
+        diffs = export.get("max_abs_diff") if isinstance(export.get("max_abs_diff"), Mapping) else {}
+        fmts = [k for k in export if k != "max_abs_diff"] + [k for k in diffs if k not in export]
+        rows = []
+        for f in fmts:
+            path = export.get(f)
+            d = diffs.get(f)
+            rows.append([esc(f), f"<code>{esc(path)}</code>" if path is not None else DASH,
+                         esc(f"{d:.3g}") if is_num(d) else fmt_value(d)])
+        if rows:
+            parts.append("<h3>Export</h3>" + table(["format", "file", "max |Δ| vs PyTorch"], rows, numeric=(2,)))
+
+    history = final.get("history")
+    if isinstance(history, list) and history:
+        img = history_plot(history)
+        if img:
+            parts.append(f'<h3>Training history</h3><figure>{img}</figure>')
+    return "".join(parts) or None
+
+
+@register_section("trials table", title="Search trials")
+def trials_section(results: dict[str, Any]) -> str | None:
+    trials = _trials(results)
+    if not trials:
+        return None
+    best = best_trial_number(results)
+    counts = {}
+    for t in trials:
+        counts[_state(t) or "?"] = counts.get(_state(t) or "?", 0) + 1
+    order = [s for s in STATES if s in counts] + sorted(s for s in counts if s not in STATES)
+    summary = ", ".join(f"{counts[s]} {s.lower()}" for s in order)
+
+    def sort_key(t: Mapping[str, Any]) -> tuple[int, float]:
+        n = t.get("number")
+        return (0, float(n)) if is_num(n) else (1, 0.0)
+
+    rows, classes = [], []
+    for t in sorted(trials, key=sort_key):
+        is_best = best is not None and t.get("number") == best
+        number = esc(t.get("number", DASH))
+        if is_best:
+            number += ' <span class="star" title="best trial">★ best</span>'
+        rows.append([
+            number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_ms(t.get("latency_ms")),
+            fmt_pct(t.get("val_acc")), fmt_seconds(t.get("seconds")), compact(t.get("config")),
+            esc(t.get("reason")) if t.get("reason") else "",
+        ])
+        classes.append("best" if is_best else None)
+    tbl = table(["#", "state", "params", "FLOPs", "latency", "val acc", "time", "architecture", "note"],
+                rows, row_classes=classes, numeric=(0, 2, 3, 4, 5, 6))
+    best_note = f" Best trial: <strong>#{esc(best)}</strong> (highlighted)." if best is not None else ""
+    return f'<p>{len(trials)} trials: {esc(summary)}.{best_note}</p><div class="scroll">{tbl}</div>'
+
+
+@register_section("accuracy-vs-params plot", title="Accuracy vs parameters")
+def acc_vs_params_section(results: dict[str, Any]) -> str | None:
+    img = acc_vs_params_plot(
+        _trials(results),
+        best_number=best_trial_number(results),
+        max_params=_dict(results, "budget").get("max_params"),
+        final=_dict(results, "final") or None,
+        teacher=_dict(results, "teacher") or None,
+    )
+    if img is None:
+        return None
+    caption = ("Validation accuracy of each trial at search fidelity against its parameter count. Crosses along "
+               "the bottom are trials rejected by the budget before training; the final student's accuracy "
+               "is after full training.")
+    return f"<figure>{img}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+@register_section("budget", title="Budget")
+def budget_section(results: dict[str, Any]) -> str | None:
+    budget = results.get("budget")
+    if not isinstance(budget, Mapping):
+        return None
+    final = _dict(results, "final")
+    runtime, median = _median_latency(final, budget.get("latency_runtime"))
+
+    rows = []
+    for label, limit, value, fmt in (
+        ("parameters", budget.get("max_params"), final.get("params"), fmt_int),
+        ("FLOPs", budget.get("max_flops"), final.get("flops"), fmt_si),
+        (f"latency{f' ({runtime})' if runtime else ''}", budget.get("max_latency_ms"), median, fmt_ms),
+    ):
+        if limit is None and value is None:
+            continue
+        if is_num(limit) and is_num(value) and limit > 0:
+            ok = value <= limit
+            used = f"{100 * value / limit:.0f}%"
+            status = f'<span class="badge badge-{"complete" if ok else "fail"}">{"within" if ok else "over"}</span>'
+            bar = f'<div class="bar"><span class="{"" if ok else "over"}" style="width:{min(100.0, 100 * value / limit):.1f}%"></span></div>'
+        else:
+            used, status, bar = DASH, ("no limit" if limit is None else DASH), ""
+        rows.append([esc(label), fmt(limit) if limit is not None else "none", fmt(value), f"{used}{bar}", status])
+    parts = []
+    if rows:
+        parts.append(table(["constraint", "limit", "final student", "used", "status"], rows, numeric=(1, 2)))
+    else:
+        parts.append("<p>No constraints were set.</p>")
+    if budget.get("latency_runtime") is not None:
+        parts.append(f"<p>Latency is measured with <code>{esc(budget['latency_runtime'])}</code>.</p>")
+    trials = _trials(results)
+    n_inf = sum(_state(t) == "INFEASIBLE" for t in trials)
+    if trials:
+        parts.append(f"<p>{n_inf} of {len(trials)} search trials were infeasible under this budget.</p>")
+    extra = {k: v for k, v in budget.items()
+             if k not in ("max_params", "max_flops", "max_latency_ms", "latency_runtime") and v is not None}
+    if extra:
+        parts.append(kv_table([(str(k).replace("_", " "), fmt_value(v)) for k, v in extra.items()]))
+    return "".join(parts)
+
+
+@register_section("timings", title="Timings")
+def timings_section(results: dict[str, Any]) -> str | None:
+    timings = _dict(results, "timings")
+    stages = [(k, v) for k, v in timings.items() if k != "total_s" and is_num(v)]
+    total = timings.get("total_s")
+    if not stages and not is_num(total):
+        return None
+    denom = total if is_num(total) and total > 0 else sum(v for _, v in stages) or 1.0
+    rows = []
+    for k, v in stages:
+        label = k[:-2] if k.endswith("_s") else k
+        share = 100 * v / denom
+        rows.append([esc(label.replace("_", " ")), fmt_seconds(v),
+                     f'{share:.0f}%<div class="bar"><span style="width:{min(100.0, share):.1f}%"></span></div>'])
+    classes: list[str | None] = [None] * len(rows)
+    if is_num(total):
+        rows.append(["<strong>total</strong>", f"<strong>{fmt_seconds(total)}</strong>", ""])
+        classes.append("total")
+    return table(["stage", "time", "share"], rows, row_classes=classes, numeric=(1,))
+
+
+@register_section("curves", title="Curves")
+def curves_section(results: dict[str, Any]) -> str | None:
+    curves = results.get("curves")
+    items = curves if isinstance(curves, list) else [curves]
+    figs = []
+    for c in items:
+        if not isinstance(c, Mapping) or not isinstance(c.get("series"), Mapping):
+            continue
+        img = line_plot(c.get("x") if isinstance(c.get("x"), list) else None, c["series"],
+                        title=str(c.get("title") or ""), xlabel=str(c.get("xlabel") or ""),
+                        ylabel=str(c.get("ylabel") or ""))
+        if img:
+            figs.append(f"<figure>{img}</figure>")
+    return "".join(figs) or None

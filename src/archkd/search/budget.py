@@ -1,0 +1,76 @@
+"""Deployment budgets as hard constraints, checked before a candidate costs any training.
+
+Cheap measurements (parameters, FLOPs) run first; latency and memory are measured only when the budget names them,
+and only for candidates that already passed the cheap checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from archkd.config import BudgetConfig
+from archkd.measure import count_flops, count_params, measure_latency, peak_activation_memory
+
+
+@dataclass
+class Budget:
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    latency_runtime: str = "onnxruntime"
+    latency_threads: int = 1
+    latency_batch_size: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: BudgetConfig) -> "Budget":
+        return cls(cfg.max_params, cfg.max_flops, cfg.max_latency_ms, cfg.max_memory_mb, cfg.latency_runtime,
+                   cfg.latency_threads, cfg.latency_batch_size)
+
+    @property
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.max_params, self.max_flops, self.max_latency_ms, self.max_memory_mb))
+
+    def measure(self, model: nn.Module, input_shape: tuple[int, ...], latency: bool | None = None) -> dict:
+        """Params and FLOPs always; latency/memory when the budget constrains them (or ``latency=True``)."""
+        fl = count_flops(model, tuple(input_shape))
+        m = {"params": count_params(model), "flops": fl.flops, "macs": fl.macs}
+        if self._cheap_violations(m):
+            return m
+        if latency or (latency is None and self.max_latency_ms is not None):
+            lat = measure_latency(model, tuple(input_shape), runtime=self.latency_runtime,
+                                  batch_size=self.latency_batch_size, threads=self.latency_threads,
+                                  warmup=5, repeats=30)
+            m["latency_ms"] = lat.median_ms
+        if self.max_memory_mb is not None:
+            m["memory_mb"] = peak_activation_memory(model, tuple(input_shape)) / 2**20
+        return m
+
+    def _cheap_violations(self, m: dict) -> list[str]:
+        out = []
+        if self.max_params is not None and m["params"] > self.max_params:
+            out.append(f"params {m['params']:,} > {self.max_params:,}")
+        if self.max_flops is not None and m["flops"] > self.max_flops:
+            out.append(f"FLOPs {m['flops']:,} > {self.max_flops:,}")
+        return out
+
+    def violations(self, m: dict) -> list[str]:
+        out = self._cheap_violations(m)
+        if self.max_latency_ms is not None and m.get("latency_ms") is not None and m["latency_ms"] > self.max_latency_ms:
+            out.append(f"latency {m['latency_ms']:.3f} ms > {self.max_latency_ms} ms ({self.latency_runtime})")
+        if self.max_memory_mb is not None and m.get("memory_mb") is not None and m["memory_mb"] > self.max_memory_mb:
+            out.append(f"memory {m['memory_mb']:.2f} MB > {self.max_memory_mb} MB")
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_params is not None:
+            parts.append(f"params ≤ {self.max_params:,}")
+        if self.max_flops is not None:
+            parts.append(f"FLOPs ≤ {self.max_flops:,}")
+        if self.max_latency_ms is not None:
+            parts.append(f"latency ≤ {self.max_latency_ms} ms ({self.latency_runtime}, {self.latency_threads} thr)")
+        if self.max_memory_mb is not None:
+            parts.append(f"memory ≤ {self.max_memory_mb} MB")
+        return ", ".join(parts) or "none"

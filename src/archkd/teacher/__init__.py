@@ -1,0 +1,237 @@
+"""archkd.teacher — bring your own teacher, and check it against the data before any training.
+
+Contract:
+- ``load_teacher(ref, weights=None, mean=None, std=None) -> Teacher``. ``ref`` is an archkd checkpoint, a TorchScript
+  file (its JSON sidecar gives normalisation, classes and input shape), ``module.path:factory`` (with ``weights``, a
+  state dict loaded with ``weights_only=True``) or ``timm:<name>`` (optional extra). Loaders live in a registry:
+  ``register_teacher_loader(name, matches)`` adds one in one file.
+- ``check_teacher(teacher, data)``: class count, input channels and size, normalisation — a one-line error on mismatch.
+- A ``Teacher`` is frozen and always in eval mode; ``fingerprint`` (a content hash) keys the teacher-output cache.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from archkd.errors import ArchkdError
+
+
+@dataclass
+class Teacher:
+    module: nn.Module
+    name: str
+    source: str
+    fingerprint: str
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    classes: list[str] | None = None
+    input_shape: tuple[int, ...] | None = None
+    spec: dict | None = None
+    supports_features: bool = True
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint,
+                "params": sum(p.numel() for p in self.module.parameters()), **self.info}
+
+
+LOADERS: list[tuple[str, Callable[[str], bool], Callable[..., Teacher]]] = []
+
+
+def register_teacher_loader(name: str, matches: Callable[[str], bool]) -> Callable:
+    """Register ``fn(ref, weights) -> Teacher`` for references where ``matches(ref)``; first match wins."""
+
+    def deco(fn: Callable[..., Teacher]) -> Callable[..., Teacher]:
+        LOADERS.append((name, matches, fn))
+        return fn
+
+    return deco
+
+
+def _sha(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def _is_module_ref(ref: str) -> bool:
+    return ":" in ref and not Path(ref).exists() and not ref.startswith("timm:") and re.match(r"^[\w.]+:\w+$", ref) is not None
+
+
+@register_teacher_loader("timm", lambda ref: ref.startswith("timm:"))
+def _load_timm(ref: str, weights: str | None = None) -> Teacher:
+    try:
+        import timm
+    except ImportError:
+        raise ArchkdError("timm teachers need the optional timm package", "pip install 'archkd[timm]'") from None
+    name = ref.split(":", 1)[1]
+    try:
+        module = timm.create_model(name, pretrained=False)
+    except Exception as e:  # noqa: BLE001 - timm's error for an unknown model is the user's to fix
+        raise ArchkdError(f"timm cannot build '{name}' ({e})", "check the name with timm.list_models()") from None
+    paths = []
+    if weights:
+        module.load_state_dict(_state_dict(weights))
+        paths.append(Path(weights))
+    cfg = getattr(module, "pretrained_cfg", {}) or {}
+    return Teacher(module, name, ref, _sha(*paths) if paths else hashlib.sha256(ref.encode()).hexdigest()[:20],
+                   mean=list(cfg.get("mean", [])) or None, std=list(cfg.get("std", [])) or None,
+                   input_shape=tuple(cfg["input_size"]) if "input_size" in cfg else None)
+
+
+def _state_dict(weights: str) -> dict:
+    p = Path(weights)
+    if not p.is_file():
+        raise ArchkdError(f"teacher weights not found: {weights}", "check teacher.weights")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ArchkdError(f"cannot load teacher weights {p} ({type(e).__name__})",
+                          "save them with torch.save(model.state_dict(), path)") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    return sd
+
+
+@register_teacher_loader("factory", _is_module_ref)
+def _load_factory(ref: str, weights: str | None = None) -> Teacher:
+    mod_name, fn_name = ref.split(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise ArchkdError(f"cannot import teacher factory '{ref}' ({e})", "check module.path:function is importable") from None
+    module = fn()
+    if weights is None:
+        raise ArchkdError(f"teacher factory '{ref}' needs weights", "set teacher.weights=<state dict file>")
+    try:
+        module.load_state_dict(_state_dict(weights))
+    except RuntimeError as e:
+        raise ArchkdError(f"weights {weights} do not fit '{ref}' ({str(e).splitlines()[0]})",
+                          "use the checkpoint saved from this architecture") from None
+    return Teacher(module, fn_name, ref, _sha(Path(weights)))
+
+
+def _sidecar(path: Path) -> dict:
+    stem = path.name
+    for suffix in (".torchscript.pt", ".pt", ".pth", ".ts"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for cand in (path.with_name(stem + ".json"), path.with_suffix(".json")):
+        if cand.is_file():
+            try:
+                return json.loads(cand.read_text())
+            except json.JSONDecodeError:
+                raise ArchkdError(f"teacher metadata {cand} is not valid JSON", "fix or remove the file") from None
+    return {}
+
+
+@register_teacher_loader("file", lambda ref: True)
+def _load_file(ref: str, weights: str | None = None) -> Teacher:
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise ArchkdError(f"teacher file not found: {ref}",
+                          "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>")
+    fp = _sha(path)
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a plain checkpoint; try TorchScript next
+        d = None
+    if isinstance(d, dict) and d.get("format") == "archkd-checkpoint-v1":
+        from archkd.distill.checkpoint import model_from_checkpoint
+
+        module, ck = model_from_checkpoint(path)
+        pre = ck.get("preprocessing") or {}
+        return Teacher(module, ck["spec"]["name"], str(path), fp, mean=pre.get("mean"), std=pre.get("std"),
+                       classes=ck.get("classes"), input_shape=tuple(ck["input_shape"]) if ck.get("input_shape") else None,
+                       spec=ck["spec"], info={"val_acc": ck.get("val_acc")})
+    if isinstance(d, dict):
+        raise ArchkdError(f"{path} holds a plain state dict, not a model",
+                          "load it with teacher.path=module.path:factory teacher.weights=" + str(path))
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # noqa: BLE001
+        raise ArchkdError(f"cannot load teacher {path} ({type(e).__name__})",
+                          "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>") from None
+    meta = _sidecar(path)
+    shape = None
+    m = re.search(r"N\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", str(meta.get("input", "")))
+    if m:
+        shape = tuple(int(v) for v in m.groups())
+    return Teacher(module, path.name.split(".")[0], str(path), fp,
+                   mean=meta.get("normalize_mean") or meta.get("mean"), std=meta.get("normalize_std") or meta.get("std"),
+                   classes=meta.get("classes"), input_shape=shape, supports_features=False,
+                   info={k: meta[k] for k in ("test_acc", "params") if k in meta})
+
+
+def load_teacher(ref: str, weights: str | None = None, mean: list[float] | None = None,
+                 std: list[float] | None = None) -> Teacher:
+    """Load a teacher through the first matching loader; explicit ``mean``/``std`` override its metadata."""
+    for _name, matches, fn in LOADERS:
+        if matches(ref):
+            t = fn(ref, weights)
+            break
+    if mean is not None:
+        t.mean = list(mean)
+    if std is not None:
+        t.std = list(std)
+    return t
+
+
+@torch.no_grad()
+def check_teacher(teacher: Teacher, data: "DataBundle") -> None:  # noqa: F821
+    """Fail fast, before any training, when teacher and data cannot work together."""
+    c, h, w = data.input_shape
+    if teacher.input_shape is not None:
+        tc, th, tw = teacher.input_shape[-3:]
+        if tc != c:
+            raise ArchkdError(f"teacher expects {tc} input channels but the data has {c}",
+                              "use data with the teacher's channels (RGB vs grayscale)")
+        if (th, tw) != (h, w):
+            raise ArchkdError(f"teacher expects {th}×{tw} inputs but the data is {h}×{w}",
+                              f"set data.image_size={th} or use a teacher trained at {h}×{w}")
+    for name, v in (("mean", teacher.mean), ("std", teacher.std)):
+        if v is not None and len(v) != c:
+            raise ArchkdError(f"teacher normalisation {name} has {len(v)} values but the data has {c} channels",
+                              f"set teacher.{name} with {c} values")
+    x8, _, _ = next(data.val.batches(2, device=torch.device("cpu")))
+    try:
+        out = teacher.module(data.normalize(x8))
+    except Exception as e:  # noqa: BLE001 - any failure here is an input mismatch the user must fix
+        msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        raise ArchkdError(f"teacher cannot run on the data's {c}×{h}×{w} inputs ({msg})",
+                          "check data.image_size and that the teacher was trained on this kind of image") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if out.ndim != 2:
+        raise ArchkdError(f"teacher output has shape {tuple(out.shape)}, expected (batch, classes)",
+                          "wrap the teacher so its forward returns logits")
+    if out.shape[1] != data.num_classes:
+        raise ArchkdError(f"teacher predicts {out.shape[1]} classes but the data has {data.num_classes}",
+                          "use a teacher trained on this dataset or data with the teacher's classes")
+    if teacher.classes and list(teacher.classes) != list(data.classes):
+        if sorted(teacher.classes) == sorted(data.classes):
+            raise ArchkdError("teacher and data list the same classes in a different order",
+                              "name the data's class folders so they sort in the teacher's order")
+        close = difflib.SequenceMatcher(None, teacher.classes, data.classes).ratio()
+        if close < 1:
+            warnings.warn(f"teacher class names {teacher.classes[:3]}... differ from the data's {data.classes[:3]}...;"
+                          " assuming the same order", stacklevel=2)
