@@ -153,8 +153,8 @@ def _decode(data: bytes, mode: str, size: int | None) -> np.ndarray:
             w, h = im.size
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
-        a = np.asarray(im, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        a = np.array(im, dtype=np.uint8)
+    return np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
 
 
 class _Reader:

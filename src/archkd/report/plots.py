@@ -15,7 +15,7 @@ import matplotlib
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import LogFormatter, PercentFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from .fmt import esc, is_num
@@ -59,6 +59,18 @@ def figure_img(fig: Figure, alt: str, dpi: int = 144) -> str:
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white", metadata={"Software": None})
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+class _HumanLogFormatter(LogFormatter):
+    """Log-axis labels as 6k / 20k / 1.5M instead of 6x10^3; the base class decides which ticks get a label."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        if not super().__call__(x, pos):
+            return ""
+        for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(x) >= factor:
+                return f"{x / factor:g}{suffix}"
+        return f"{x:g}"
 
 
 def _floats(values: Sequence[Any]) -> list[float]:
@@ -152,7 +164,7 @@ def acc_vs_params_plot(
             if len(complete) <= 40:
                 for t in complete:
                     if t.get("number") is not None:
-                        ax.annotate(str(t["number"]), (t["params"], t["val_acc"]), xytext=(4, 3),
+                        ax.annotate(str(t["number"]), (t["params"], t["val_acc"]), xytext=(7, 5),
                                     textcoords="offset points", fontsize=7, color=GREY)
         if pruned:
             ax.scatter([t["params"] for t in pruned], [t["val_acc"] for t in pruned], s=30, facecolor="none",
@@ -183,10 +195,16 @@ def acc_vs_params_plot(
             ax.axvline(max_params, color=RED, linestyle="--", linewidth=1.3, label="params budget")
             ax.axvspan(max_params, hi * 1.6, color=RED, alpha=0.05, linewidth=0)
         ymin, ymax = ax.get_ylim()
+        if teacher_acc is not None:  # axhline does not autoscale: keep the teacher line off the frame
+            span = max(ymax, teacher_acc) - min(ymin, teacher_acc) or 1.0
+            ymin, ymax = min(ymin, teacher_acc - 0.05 * span), max(ymax, teacher_acc + 0.05 * span)
+            ax.set_ylim(ymin, ymax)
         if infeasible:  # leave room for the strip of crosses under the lowest accuracy
             ax.set_ylim(ymin - 0.08 * (ymax - ymin), ymax)
         if fraction:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        ax.xaxis.set_major_formatter(_HumanLogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(_HumanLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel("validation accuracy")
         ax.set_title("Accuracy vs parameters")

@@ -56,6 +56,7 @@ table.grid { width:100%; font-size:13px; }
 table.grid th { text-align:left; font-weight:600; color:#374151; background:var(--panel);
                 border-bottom:2px solid var(--line); padding:6px 10px; white-space:nowrap; }
 table.grid td { border-bottom:1px solid var(--line); padding:5px 10px; vertical-align:top; }
+table.grid.narrow { width:auto; min-width:min(100%, 640px); }
 table.grid .num { text-align:right; white-space:nowrap; }
 table.grid tbody tr:hover { background:#f8fafc; }
 table.grid tr.best td { background:var(--best); }

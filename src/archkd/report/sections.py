@@ -183,7 +183,8 @@ def final_section(results: dict[str, Any]) -> str | None:
                              esc(extra) if extra else ""])
             else:
                 rows.append([esc(runtime), fmt_ms(entry), DASH, ""])
-        parts.append("<h3>Latency</h3>" + table(["runtime", "median", "IQR", "details"], rows, numeric=(1, 2)))
+        parts.append("<h3>Latency</h3>" + table(["runtime", "median", "IQR", "details"], rows, numeric=(1, 2),
+                                                 cls="grid narrow"))
     elif is_num(lat):
         parts.append(f"<h3>Latency</h3><p>{fmt_ms(lat)}</p>")
 
@@ -197,7 +198,8 @@ def final_section(results: dict[str, Any]) -> str | None:
             rows.append([esc(f), f"<code>{esc(path)}</code>" if path is not None else DASH,
                          esc(f"{d:.3g}") if is_num(d) else fmt_value(d)])
         if rows:
-            parts.append("<h3>Export</h3>" + table(["format", "file", "max |Δ| vs PyTorch"], rows, numeric=(2,)))
+            parts.append("<h3>Export</h3>" + table(["format", "file", "max |Δ| vs PyTorch"], rows, numeric=(2,),
+                                              cls="grid narrow"))
 
     history = final.get("history")
     if isinstance(history, list) and history:
@@ -284,7 +286,8 @@ def budget_section(results: dict[str, Any]) -> str | None:
         rows.append([esc(label), fmt(limit) if limit is not None else "none", fmt(value), f"{used}{bar}", status])
     parts = []
     if rows:
-        parts.append(table(["constraint", "limit", "final student", "used", "status"], rows, numeric=(1, 2)))
+        parts.append(table(["constraint", "limit", "final student", "used", "status"], rows, numeric=(1, 2),
+                           cls="grid narrow"))
     else:
         parts.append("<p>No constraints were set.</p>")
     if budget.get("latency_runtime") is not None:
@@ -318,7 +321,7 @@ def timings_section(results: dict[str, Any]) -> str | None:
     if is_num(total):
         rows.append(["<strong>total</strong>", f"<strong>{fmt_seconds(total)}</strong>", ""])
         classes.append("total")
-    return table(["stage", "time", "share"], rows, row_classes=classes, numeric=(1,))
+    return table(["stage", "time", "share"], rows, row_classes=classes, numeric=(1,), cls="grid narrow")
 
 
 @register_section("curves", title="Curves")

@@ -1,0 +1,46 @@
+"""Shared fixtures: an isolated cache directory, digits data, and a small trained teacher checkpoint."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from archkd.config import Config
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ARCHKD_CACHE", str(tmp_path_factory.getbasetemp() / "archkd_cache"))
+    torch.set_num_threads(1)
+
+
+def small_config(tmp_path, **over) -> Config:
+    cfg = Config(name="t", runs_dir=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    cfg.teacher.arch = "resnet8"
+    cfg.teacher.train.epochs = 3
+    cfg.train.epochs = 2
+    cfg.search.n_trials = 3
+    cfg.search.epochs = 1
+    cfg.search.space_kwargs = {"widths": [8, 16], "depths": [1, 2]}
+    for k, v in over.items():
+        from archkd.config import set_key
+
+        set_key(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from archkd.data import load_data
+
+    return load_data("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def teacher_ckpt(tmp_path_factory):
+    """A resnet8 teacher trained 3 epochs on digits (≈90 % val accuracy); shared by the whole session."""
+    from archkd import api
+
+    tmp = tmp_path_factory.mktemp("teacher")
+    cfg = small_config(tmp)
+    out = api.train_teacher(cfg, log=None)
+    return out["checkpoint"]

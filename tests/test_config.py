@@ -1,0 +1,50 @@
+import pytest
+
+from archkd.config import Config, all_keys, load_config, save_config
+from archkd.errors import ArchkdError
+
+
+def test_defaults_and_precedence(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("train:\n  epochs: 7\n  lr: 0.2\nsearch:\n  n_trials: 4\n")
+    cfg = load_config(y, ["train.epochs=9"], {"train.lr": 0.3})
+    assert cfg.train.epochs == 9  # override beats flag beats YAML
+    assert cfg.train.lr == 0.3
+    assert cfg.search.n_trials == 4
+    assert cfg.data.source == "digits"
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(ArchkdError) as e:
+        load_config(None, ["train.epoch=3"])
+    assert "train.epochs" in str(e.value)
+
+
+def test_unknown_yaml_key(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("serch:\n  n_trials: 4\n")
+    with pytest.raises(ArchkdError, match="did you mean 'search'"):
+        load_config(y)
+
+
+def test_type_errors_are_user_errors():
+    with pytest.raises(ArchkdError, match="expected a int"):
+        load_config(None, ["train.epochs=abc"])
+    with pytest.raises(ArchkdError, match="key.sub=value"):
+        load_config(None, ["oops"])
+
+
+def test_lists_dicts_and_none():
+    cfg = load_config(None, ["search.space_kwargs={widths: [8, 16]}", "budget.max_params=1000",
+                             "teacher.mean=[0.5]", "train.grad_clip=null"])
+    assert cfg.search.space_kwargs == {"widths": [8, 16]}
+    assert cfg.budget.max_params == 1000 and cfg.teacher.mean == [0.5] and cfg.train.grad_clip is None
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["name=x", "train.epochs=3"])
+    p = save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(p)
+    assert again == cfg
+    assert "budget.max_latency_ms" in all_keys()
+    assert isinstance(again, Config)

@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from archkd.config import TrainConfig
+from archkd.distill import DistillObjective, TeacherCache, fit, load_checkpoint, model_from_checkpoint
+from archkd.models import create_model, model_spec
+from archkd.teacher import load_teacher
+
+
+def _student(seed=0):
+    torch.manual_seed(seed)
+    return create_model("stagenet", num_classes=10, in_channels=1,
+                        stages=[{"depth": 1, "width": 8, "kernel": 3}, {"depth": 1, "width": 16, "kernel": 3}])
+
+
+def test_ce_training_learns_digits_and_is_deterministic(digits, tmp_path):
+    cfg = TrainConfig(epochs=4, lr=0.1, batch_size=32)
+    a = fit(_student(), digits, cfg, seed=1, device="cpu", log=None)
+    b = fit(_student(), digits, cfg, seed=1, device="cpu", log=None)
+    assert a.best_val_acc > 0.6
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+
+
+def test_checkpoints_resume_and_rebuild(digits, tmp_path):
+    cfg = TrainConfig(epochs=3)
+    m = _student()
+    full = fit(m, digits, cfg, seed=0, device="cpu", out_dir=tmp_path / "full", spec=model_spec(m), log=None)
+    part = _student()  # an interrupted run: stops (as on a crash) after its second epoch
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(part, digits, cfg, seed=0, device="cpu", out_dir=tmp_path / "part", spec=model_spec(part), log=None,
+            on_epoch=stop)
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 1
+    resumed = fit(_student(), digits, cfg, seed=0, device="cpu", out_dir=tmp_path / "part", spec=model_spec(part),
+                  log=None, resume=True)
+    assert len(resumed.history) == 3
+    assert resumed.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"], rel=1e-4)
+    model, ck = model_from_checkpoint(full.best_path)
+    assert ck["spec"]["name"] == "stagenet" and not model.training
+
+
+def test_teacher_cache_is_exact_and_shared(digits, teacher_ckpt, tmp_path):
+    teacher = load_teacher(teacher_ckpt)
+
+    def cache():
+        return TeacherCache(tmp_path / "c", teacher_hash=teacher.fingerprint, data_fingerprint=digits.fingerprint,
+                            augment_key=digits.augment.key(), normalize_key="n", seed=0, n_train=len(digits.train),
+                            n_val=len(digits.val), num_classes=10)
+
+    cfg = TrainConfig(epochs=2)
+
+    def run(c):
+        obj = DistillObjective(ce_weight=0.1, kd_weight=0.9)
+        return fit(_student(), digits, cfg, objective=obj, teacher=teacher.module, cache=c, seed=0, device="cpu",
+                   log=None)
+
+    naive = run(None)
+    cold = run(cache())
+    warm = run(cache())  # a new cache object: reads what the first wrote to disk
+    assert cold.cache["misses"] > 0 and cold.cache["hits"] == 0
+    assert warm.cache["misses"] == 0 and warm.cache["hit_rate"] == 1.0
+    assert [r["train_loss"] for r in cold.history] == [r["train_loss"] for r in warm.history]
+    # fp16 storage of logits: the same training up to rounding
+    assert warm.history[-1]["train_loss"] == pytest.approx(naive.history[-1]["train_loss"], rel=2e-2)
+
+
+def test_teacher_cache_survives_corruption(digits, tmp_path):
+    c = TeacherCache(tmp_path, teacher_hash="t", data_fingerprint="d", augment_key="a", normalize_key="n", seed=0,
+                     n_train=10, n_val=2, num_classes=3)
+    idx = torch.arange(4)
+    calls = []
+
+    def compute(mask):
+        calls.append(int(mask.sum()))
+        return torch.ones(int(mask.sum()), 3)
+
+    c.lookup("e0", idx, compute)
+    c.flush()
+    f = c.dir / "e0.pt"
+    d = torch.load(f, weights_only=True)
+    d["logits"][0, 0] = 7.0  # silent corruption: checksum no longer matches
+    torch.save(d, f)
+    c2 = TeacherCache(tmp_path, teacher_hash="t", data_fingerprint="d", augment_key="a", normalize_key="n", seed=0,
+                      n_train=10, n_val=2, num_classes=3)
+    with pytest.warns(UserWarning, match="integrity"):
+        out = c2.lookup("e0", idx, compute)
+    assert calls == [4, 4] and torch.equal(out, torch.ones(4, 3))
+
+
+def test_feature_losses_train_with_projectors(digits, teacher_ckpt):
+    teacher = load_teacher(teacher_ckpt)
+    obj = DistillObjective(ce_weight=0.1, kd_weight=0.9, features=[
+        {"loss": "fitnet", "student": "stages.1", "teacher": "layer3"},
+        {"loss": "at", "student": "stages.0", "teacher": "layer1"}])
+    res = fit(_student(), digits, TrainConfig(epochs=1), objective=obj, teacher=teacher.module, seed=0,
+              device="cpu", log=None)
+    assert any(k.startswith("loss_fitnet") for k in res.history[0])
+    assert sum(p.numel() for p in obj.parameters()) > 0  # the FitNet projector was created and trained
