@@ -15,7 +15,7 @@ import matplotlib
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, PercentFormatter
+from matplotlib.ticker import Formatter, PercentFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from .fmt import esc, is_num
@@ -61,16 +61,33 @@ def figure_img(fig: Figure, alt: str, dpi: int = 144) -> str:
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-class _HumanLogFormatter(LogFormatter):
-    """Log-axis labels as 6k / 20k / 1.5M instead of 6x10^3; the base class decides which ticks get a label."""
+def _human(x: float) -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:g}{suffix}"
+    return f"{x:g}"
+
+
+class _HumanLogFormatter(Formatter):
+    """Log-axis labels as 6k / 20k / 1.5M instead of 6x10^3.
+
+    For minor ticks, fewer labels the more decades are shown: 2,3,4,6 up to 1.5 decades, 2,5 up to 3, else none.
+    """
+
+    def __init__(self, minor: bool = False) -> None:
+        self.minor = minor
 
     def __call__(self, x: float, pos: int | None = None) -> str:
-        if not super().__call__(x, pos):
+        if not x > 0:
             return ""
-        for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-            if abs(x) >= factor:
-                return f"{x / factor:g}{suffix}"
-        return f"{x:g}"
+        if self.minor:
+            vmin, vmax = sorted(self.axis.get_view_interval()) if self.axis is not None else (x, x)
+            decades = math.log10(vmax / vmin) if vmin > 0 else math.inf
+            coeff = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
+            allowed = {2, 3, 4, 6} if decades <= 1.5 else {2, 5} if decades <= 3 else set()
+            if coeff not in allowed:
+                return ""
+        return _human(x)
 
 
 def _floats(values: Sequence[Any]) -> list[float]:
@@ -203,8 +220,11 @@ def acc_vs_params_plot(
             ax.set_ylim(ymin - 0.08 * (ymax - ymin), ymax)
         if fraction:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-        ax.xaxis.set_major_formatter(_HumanLogFormatter(labelOnlyBase=False))
-        ax.xaxis.set_minor_formatter(_HumanLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        ax.xaxis.set_major_formatter(_HumanLogFormatter())
+        ax.xaxis.set_minor_formatter(_HumanLogFormatter(minor=True))
+        major, minor = (matplotlib.rcParams[f"xtick.{w}.size"] + matplotlib.rcParams[f"xtick.{w}.pad"]
+                        for w in ("major", "minor"))
+        ax.tick_params(axis="x", which="minor", pad=matplotlib.rcParams["xtick.minor.pad"] + major - minor)
         ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel("validation accuracy")
         ax.set_title("Accuracy vs parameters")

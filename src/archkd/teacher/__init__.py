@@ -152,7 +152,9 @@ def _load_file(ref: str, weights: str | None = None) -> Teacher:
                           "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>")
     fp = _sha(path)
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.load notices TorchScript archives; we handle those below
+            d = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - not a plain checkpoint; try TorchScript next
         d = None
     if isinstance(d, dict) and d.get("format") == "archkd-checkpoint-v1":
@@ -167,7 +169,9 @@ def _load_file(ref: str, weights: str | None = None) -> Teacher:
         raise ArchkdError(f"{path} holds a plain state dict, not a model",
                           "load it with teacher.path=module.path:factory teacher.weights=" + str(path))
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # noqa: BLE001
         raise ArchkdError(f"cannot load teacher {path} ({type(e).__name__})",
                           "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>") from None
