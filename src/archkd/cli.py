@@ -150,7 +150,9 @@ def run(argv: list[str] | None = None) -> int:
         f = r["final"]
         _print_table(f"archkd demo — {cfg.run_dir}", [
             ("teacher", f"{r['teacher']['name']} · {r['teacher']['params']:,} params · test {_pct(r['teacher']['test_acc'])}"),
-            ("search", f"{len(r['trials'])} trials ({r['search']['sampler']}), best #{r['search']['best_trial']}"),
+            ("search", f"{sum(t['state'] == 'COMPLETE' for t in r['trials'])} students trained "
+                       f"({sum(t['state'] == 'INFEASIBLE' for t in r['trials'])} over budget skipped), "
+                       f"{r['search']['sampler']}, best #{r['search']['best_trial']}"),
             ("student", f"{f['spec']['name']} · {f['params']:,} params · {f['flops'] / 1e6:.2f} MFLOPs"),
             ("student accuracy", f"val {_pct(f['val_acc'])} · test {_pct(f['test_acc'])}"),
             ("export", ", ".join(f"{k}: max |Δ| {v:.1e}" for k, v in r["export"]["max_abs_diff"].items())),
@@ -211,10 +213,11 @@ def demo_defaults() -> Config:
     cfg = Config(name="demo")
     cfg.teacher.arch = "resnet20"
     cfg.teacher.train.epochs = 30
-    cfg.search.n_trials = 8
-    cfg.search.epochs = 4
-    cfg.budget.max_params = 40_000
-    cfg.train.epochs = 30
+    cfg.search.n_trials = 10
+    cfg.search.epochs = 6
+    cfg.search.space_kwargs = {"widths": [8, 12, 16, 24, 32, 48]}
+    cfg.budget.max_params = 30_000
+    cfg.train.epochs = 40
     return cfg
 
 
