@@ -110,11 +110,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
         device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
         meta: dict | None = None, on_epoch: Callable[[int, dict], None] | None = None,
-        log: Callable[[str], None] | None = print, resume: bool = False) -> FitResult:
+        log: Callable[[str], None] | None = print, resume: bool = False, progress_every: float = 15.0) -> FitResult:
     """Train ``model`` on ``data.train`` with ``objective`` (CE only when None); evaluate on ``data.val``.
 
     With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer state) after each
-    evaluation; ``resume=True`` continues from ``last.pt`` at the next epoch.
+    evaluation; ``resume=True`` continues from ``last.pt`` at the next epoch. With ``log``, long epochs report
+    progress every ``progress_every`` seconds.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -170,7 +171,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     for epoch in range(start, cfg.epochs):
         model.train()
         objective.train()
-        te = time.perf_counter()
+        te = last_note = time.perf_counter()
         sums: dict[str, float] = {}
         n_batches = 0
         for x8, y, idx in data.train.batches(bs, device=dev, shuffle=True, epoch=epoch, seed=seed,
@@ -191,6 +192,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             sched.step()
             seen += len(y)
             n_batches += 1
+            if log and time.perf_counter() - last_note > progress_every:
+                last_note = time.perf_counter()
+                done = n_batches * bs
+                rate = done / (last_note - te)
+                log(f"  epoch {epoch + 1}/{cfg.epochs}: {done}/{len(indices)} images, {rate:.0f} img/s, "
+                    f"eta {(len(indices) - done) / max(rate, 1e-9):.0f}s, loss {float(loss):.4f}")
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
         train_time += time.perf_counter() - te

@@ -1,0 +1,28 @@
+# Two commands: `make demo` runs the main job on the embedded digits data; `make test` runs the test suite.
+# Both create .venv and install archkd into it first. torch is pinned to the CPU build available here unless a torch
+# is already importable in the venv (set TORCH_SPEC to choose another build, e.g. a CUDA wheel on a GPU machine).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/archkd demo
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) bench/kd_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

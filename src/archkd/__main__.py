@@ -1,0 +1,4 @@
+"""``python -m archkd`` runs the CLI."""
+from archkd.cli import main
+
+main()
