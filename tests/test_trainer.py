@@ -103,3 +103,20 @@ def test_feature_losses_train_with_projectors(digits, teacher_ckpt):
               device="cpu", log=None)
     assert any(k.startswith("loss_fitnet") for k in res.history[0])
     assert sum(p.numel() for p in obj.parameters()) > 0  # the FitNet projector was created and trained
+
+
+def test_validation_logits_are_cached(digits, teacher_ckpt, tmp_path):
+    from archkd.distill import teacher_accuracy
+
+    teacher = load_teacher(teacher_ckpt)
+
+    def cache():
+        return TeacherCache(tmp_path, teacher_hash=teacher.fingerprint, data_fingerprint=digits.fingerprint,
+                            augment_key="none", normalize_key="n", seed=0, n_train=len(digits.train),
+                            n_val=len(digits.val), num_classes=10)
+
+    c1, c2 = cache(), cache()
+    acc = teacher_accuracy(teacher.module, digits, c1)
+    assert acc == teacher_accuracy(teacher.module, digits, c2) == teacher_accuracy(teacher.module, digits, None)
+    assert c1.misses == len(digits.val) and c2.misses == 0 and c2.hits == len(digits.val)
+    assert acc > 0.5

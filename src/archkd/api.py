@@ -19,7 +19,7 @@ import torch
 from archkd.config import Config, save_config, to_dict
 from archkd.data import DataBundle, load_data
 from archkd.device import default_cache_dir, resolve_device, seed_everything
-from archkd.distill import TeacherCache, evaluate, fit, model_from_checkpoint, objective_from_config
+from archkd.distill import TeacherCache, evaluate, fit, model_from_checkpoint, objective_from_config, teacher_accuracy
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
@@ -136,6 +136,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         raise ArchkdError(f"feature losses need the teacher's internals, but {teacher.source} is TorchScript",
                           "use logit KD only (distill.features=[]) or give the teacher as an archkd checkpoint")
     cache = make_cache(cfg, teacher, data)
+    t_acc = teacher_accuracy(teacher.module, data, cache, dev)
+    log(f"teacher {teacher.name}: val acc {t_acc:.4f}")
     m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=True,
                       threads=cfg.budget.latency_threads, warmup=5, repeats=30)
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
@@ -148,7 +150,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         + f" ({res.images_per_s:.0f} img/s) -> {res.best_path}")
     return {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
             "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
-            "val_acc": res.best_val_acc, "test_acc": test, "epochs": cfg.train.epochs, "history": res.history,
+            "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "epochs": cfg.train.epochs,
+            "history": res.history,
             "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache}
 
 

@@ -55,6 +55,22 @@ def evaluate(model: nn.Module, images: ImageSet, normalize: Normalize, device: t
     return correct / max(1, len(images))
 
 
+@torch.no_grad()
+def teacher_accuracy(teacher: nn.Module, data: DataBundle, cache: TeacherCache | None = None,
+                     device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+    """The teacher's validation accuracy; its un-augmented validation logits come from (and fill) the cache."""
+    device = torch.device(device)
+    teacher.to(device).eval()
+    correct = 0
+    for x8, y, idx in data.val.batches(batch_size, device=device):
+        x = data.normalize(x8)
+        logits = cache.lookup("val", idx, lambda m: teacher(x[m]).float()) if cache else teacher(x)
+        correct += int((logits.argmax(1) == y).sum())
+    if cache:
+        cache.flush()
+    return correct / max(1, len(data.val))
+
+
 def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
