@@ -23,7 +23,7 @@ from archkd.distill import TeacherCache, evaluate, fit, model_from_checkpoint, o
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
-from archkd.search import Budget, KDTrialObjective, create_sampler, run_search
+from archkd.search import Budget, KDTrialObjective, Reward, create_sampler, pareto_front, run_search
 from archkd.spaces import create_space
 from archkd.teacher import Teacher, check_teacher, load_teacher
 
@@ -121,7 +121,7 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
 
 
 def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
-            student: torch.nn.Module | None = None) -> dict:
+            student: torch.nn.Module | None = None, subdir: str = "student") -> dict:
     """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it."""
     log = _log(log)
     run = _start(cfg)
@@ -143,7 +143,7 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
-              device=dev, out_dir=run / "student", spec=spec, meta=_meta(data), log=log)
+              device=dev, out_dir=run / subdir, spec=spec, meta=_meta(data), log=log)
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
@@ -157,35 +157,73 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
 
 def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
            data: DataBundle | None = None) -> dict:
-    """KD-guided search: every candidate within budget is trained with KD at the search fidelity."""
+    """Student search: every candidate within budget is trained at the search fidelity and scored.
+
+    ``search.guide=kd`` scores by KD-trained accuracy (AKD's KD-guided search); ``ce`` by CE-trained accuracy (the
+    NAS-then-KD baseline). With ``search.reward_target`` the score is ``ACC × (cost/T)^w``. With ``search.top_k``,
+    the top-k students are re-trained with the full KD recipe and tested.
+    """
     log = _log(log)
     run = _start(cfg)
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
-    space = create_space(cfg.search.space, **cfg.search.space_kwargs)
+    sc = cfg.search
+    if sc.guide not in ("kd", "ce"):
+        raise ArchkdError(f"unknown search.guide '{sc.guide}'", "use kd (KD-guided) or ce (NAS-then-KD baseline)")
+    space = create_space(sc.space, **sc.space_kwargs)
     budget = Budget.from_config(cfg.budget)
-    ce_only = cfg.search.method.endswith("-ce")
-    sampler = create_sampler(cfg.search.method.removesuffix("-ce"), seed=cfg.seed)
+    sampler = create_sampler(sc.method, seed=cfg.seed, space=space, **(sc.controller if sc.method == "akd" else {}))
+    reward = Reward.make(sc.reward_target, sc.reward_metric, sc.reward_mode, sc.reward_alpha, sc.reward_beta)
     fidelity = _fidelity(cfg)
-    storage = cfg.search.storage or f"sqlite:///{(run / 'study.db').resolve()}"
-    study_name = cfg.search.study_name or cfg.name
-    log(f"searching space '{space.name}' with {cfg.search.method}: {cfg.search.n_trials} trials at "
-        f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; budget {budget.describe()}; study {storage}")
-    objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=None if ce_only else cfg.distill,
+    storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"
+    study_name = sc.study_name or cfg.name
+    log(f"searching space '{space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
+        f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; objective {reward.describe()}; "
+        f"budget {budget.describe()}; study {storage}")
+    objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
                                  trials_dir=run / "trials")
     t0 = time.perf_counter()
     res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
-                     n_trials=cfg.search.n_trials, budget=budget, input_shape=data.input_shape,
-                     num_classes=data.num_classes, pruner=cfg.search.pruner,
-                     max_attempts=cfg.search.max_attempts_factor * cfg.search.n_trials, log=log)
+                     n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
+                     num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
+                     max_attempts=sc.max_attempts_factor * sc.n_trials, log=log)
     if res.best is None:
         raise ArchkdError("the search finished without a successful trial", "see the trial table above")
-    log(f"best trial #{res.best['number']}: val acc {res.best['val_acc']:.4f}, {res.best['params']:,} params")
-    return {"space": space.name, "sampler": cfg.search.method, "n_trials": cfg.search.n_trials,
-            "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
-            "study_name": study_name, "best_trial": res.best["number"], "best": res.best, "trials": res.trials,
-            "seconds": time.perf_counter() - t0}
+    b = res.best
+    log(f"best trial #{b['number']}: reward {b['reward']:.4f}, val acc {b['val_acc']:.4f}, {b['params']:,} params"
+        + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
+    cost = sc.reward_metric if sc.reward_target is not None else ("latency_ms" if any(
+        r.get("latency_ms") is not None for r in res.trials) else "params")
+    out = {"space": space.name, "sampler": sc.method, "guide": sc.guide, "n_trials": sc.n_trials,
+           "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
+           "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
+           "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
+           "trials": res.trials, "seconds": time.perf_counter() - t0}
+    if sc.top_k:
+        out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
+    return out
+
+
+def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle, k: int, reward: "Reward",
+                   log: Log | None = print) -> list[dict]:
+    """Re-train the k best trials (by search score) with the full KD recipe, test them, score them again."""
+    from archkd.models import build_from_spec
+
+    log = _log(log)
+    done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["reward"])[:k]
+    out = []
+    for rank, t in enumerate(done, 1):
+        log(f"top-{k} [{rank}/{len(done)}]: trial #{t['number']} with the full recipe ({cfg.train.epochs} epochs)")
+        seed_everything(cfg.seed)
+        r = distill(cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
+                    subdir=f"final/{rank:02d}_trial{t['number']:04d}")
+        lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
+        metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
+        out.append({"trial": t["number"], "search_reward": t["reward"], "val_acc": r["val_acc"],
+                    "test_acc": r["test_acc"], "final_reward": reward(r["val_acc"], metrics), **metrics,
+                    "checkpoint": r["checkpoint"]})
+    return out
 
 
 def _fidelity(cfg: Config):
@@ -282,7 +320,8 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
                "config": to_dict(cfg), "dataset": data.describe(),
                "teacher": {k: t_info.get(k) for k in ("name", "params", "val_acc", "test_acc", "checkpoint")},
                "budget": {**vars(Budget.from_config(cfg.budget))},
-               "search": {k: s[k] for k in ("space", "sampler", "n_trials", "fidelity", "storage", "best_trial")},
+               "search": {k: s[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage", "best_trial",
+                                            "reward", "pareto")},
                "trials": s["trials"], "final": final, "export": exp, "timings": timings}
     log("[5/5] report")
     write_results(run, results)

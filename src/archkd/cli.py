@@ -21,7 +21,8 @@ FLAG_KEYS = {
     "student": "student.arch", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "method": "search.method", "space": "search.space", "n_trials": "search.n_trials",
     "trial_epochs": "search.epochs", "storage": "search.storage", "max_params": "budget.max_params",
-    "max_flops": "budget.max_flops", "latency_target": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
+    "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
+    "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
     "checkpoint": "export.checkpoint",
 }
 
@@ -76,14 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--teacher")
     p.add_argument("--teacher-weights", dest="teacher_weights")
-    p.add_argument("--method", help="random (KD-guided) or random-ce (NAS without KD)")
+    p.add_argument("--method", help="random or akd (LSTM controller, PPO/REINFORCE)")
+    p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
+    p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
     p.add_argument("--space", help="search space (default: stages)")
     p.add_argument("--n-trials", dest="n_trials", type=int)
     p.add_argument("--trial-epochs", dest="trial_epochs", type=int)
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory)")
     p.add_argument("--max-params", dest="max_params", type=int)
     p.add_argument("--max-flops", dest="max_flops", type=int)
-    p.add_argument("--latency-target", dest="latency_target", type=_latency, help="e.g. 5ms")
+    p.add_argument("--latency-target", dest="latency_target", type=_latency,
+                   help="reward target T, e.g. 5ms: score = acc × (latency/T)^w (soft; hard with search.reward_mode=hard)")
+    p.add_argument("--max-latency", dest="max_latency", type=_latency, help="hard latency budget, e.g. 5ms")
     p.add_argument("--runtime", help="latency runtime: onnxruntime (default) or torch")
 
     p = sub.add_parser("measure", help="parameters, FLOPs/MACs, latency and peak memory of a model or checkpoint")
@@ -175,9 +180,13 @@ def run(argv: list[str] | None = None) -> int:
         cfg = _resolve(args)
         r = api.search(cfg, log)
         b = r["best"]
-        _print_table("search", [("best trial", f"#{b['number']}"), ("val acc", _pct(b["val_acc"])),
+        _print_table("search", [("best trial", f"#{b['number']}"), ("reward", f"{b['reward']:.4f}"),
+                                ("val acc", _pct(b["val_acc"])),
                                 ("params", f"{b['params']:,}"), ("config", json.dumps(b["config"])),
-                                ("checkpoint", str(b.get("checkpoint") or "-")), ("study", r["storage"])])
+                                ("checkpoint", str(b.get("checkpoint") or "-")), ("study", r["storage"]),
+                                ("pareto", ", ".join(f"#{n}" for n in r["pareto"]["trials"]) + f" ({r['pareto']['cost']})")]
+                     + [(f"top-{len(r['top_k'])} #{t['trial']}", f"test {_pct(t['test_acc'])} · reward "
+                         f"{t['final_reward']:.4f}") for t in r.get("top_k", [])])
     elif args.verb == "measure":
         flags = {"measure.model": args.model, "measure.threads": args.threads, "measure.batch_size": args.batch_size,
                  "measure.repeats": args.repeats, "device": args.device,

@@ -116,9 +116,14 @@ class BudgetConfig:
 
 @dataclass
 class SearchConfig:
-    """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``)."""
+    """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``).
+
+    ``method``: random | akd (LSTM controller). ``guide``: kd (KD-trained accuracy, AKD) or ce (CE-trained accuracy:
+    the NAS-then-KD baseline). With ``reward_target`` (T) the trial value is ``ACC × (cost/T)^w``.
+    """
 
     method: str = "random"
+    guide: str = "kd"
     space: str = "stages"
     space_kwargs: dict = field(default_factory=dict)
     n_trials: int = 8
@@ -128,6 +133,13 @@ class SearchConfig:
     study_name: str | None = None
     max_attempts_factor: int = 20
     pruner: str = "none"
+    reward_target: float | None = None
+    reward_metric: str = "latency_ms"
+    reward_mode: str = "soft"
+    reward_alpha: float = -0.07
+    reward_beta: float = -0.07
+    controller: dict = field(default_factory=dict)
+    top_k: int = 0
 
 
 @dataclass

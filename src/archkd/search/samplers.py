@@ -28,12 +28,16 @@ def register_sampler(name: str) -> Callable:
     return deco
 
 
-def create_sampler(name: str, seed: int = 0, **kwargs: Any) -> optuna.samplers.BaseSampler:
+def create_sampler(name: str, seed: int = 0, space: Any = None, **options: Any) -> optuna.samplers.BaseSampler:
+    """Build a registered sampler; ``space`` (a SearchSpace) is given to samplers that model whole architectures."""
     if name not in SAMPLERS:
         close = difflib.get_close_matches(name, SAMPLERS, n=1)
         raise ArchkdError(f"unknown search method '{name}'",
                           f"did you mean '{close[0]}'?" if close else f"choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](seed=seed, **kwargs)
+    try:
+        return SAMPLERS[name](seed=seed, space=space, **options)
+    except TypeError as e:
+        raise ArchkdError(f"bad options for search method '{name}': {e}", "check search.controller") from None
 
 
 def _uniform(seed: int, number: int, name: str) -> float:
@@ -75,5 +79,14 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
 
 
 @register_sampler("random")
-def _random(seed: int = 0) -> optuna.samplers.BaseSampler:
+def _random(seed: int = 0, space: Any = None) -> optuna.samplers.BaseSampler:
     return HashRandomSampler(seed)
+
+
+@register_sampler("akd")
+def _akd(seed: int = 0, space: Any = None, **policy: Any) -> optuna.samplers.BaseSampler:
+    from archkd.search.controller import AKDSampler, PolicyConfig
+
+    if space is None:
+        raise ArchkdError("the akd controller needs a search space", "pass space= to create_sampler")
+    return AKDSampler(space.dims(), seed=seed, policy=PolicyConfig(**policy))

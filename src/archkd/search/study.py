@@ -16,10 +16,12 @@ from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
 from archkd.search.budget import Budget
+from archkd.search.reward import Reward
 from archkd.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+# evaluate(config, metrics, trial, report) -> (validation accuracy, extra user attributes)
 Evaluate = Callable[[dict, dict, "optuna.Trial", Callable[[int, float], None]], tuple[float, dict]]
 
 
@@ -54,8 +56,9 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
     state = ua.get("archkd_state") or t.state.name
     return {"number": t.number, "state": state, "config": dict(t.params), "params": ua.get("params"),
             "flops": ua.get("flops"), "latency_ms": ua.get("latency_ms"),
-            "val_acc": t.value if t.state == TrialState.COMPLETE else ua.get("val_acc"),
-            "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec")}
+            "val_acc": ua.get("val_acc"), "reward": ua.get("reward"),
+            "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec"),
+            "checkpoint": ua.get("checkpoint")}
 
 
 def _release_stale(study: optuna.Study) -> int:
@@ -77,7 +80,8 @@ def _done(study: optuna.Study) -> int:
 class TrialTable:
     """A table that grows one row per finished trial (works in terminals and in CI logs alike)."""
 
-    header = f"{'#':>4} {'state':<10} {'params':>9} {'MFLOPs':>8} {'lat ms':>7} {'val acc':>8} {'time s':>7}  config"
+    header = (f"{'#':>4} {'state':<10} {'params':>9} {'MFLOPs':>8} {'lat ms':>7} {'val acc':>8} {'reward':>7} "
+              f"{'time s':>7}  config")
 
     def __init__(self, log: Callable[[str], None] | None) -> None:
         self.log = log
@@ -96,8 +100,16 @@ class TrialTable:
         cfg = " ".join(f"{k}={v}" for k, v in r["config"].items())
         self.log(f"{r['number']:>4} {r['state']:<10} {f(r['params'], ',d'):>9} "
                  f"{f(None if r['flops'] is None else r['flops'] / 1e6, '.2f'):>8} {f(r['latency_ms'], '.3f'):>7} "
-                 f"{f(r['val_acc'], '.4f'):>8} {f(r['seconds'], '.1f'):>7}  {cfg[:80]}"
+                 f"{f(r['val_acc'], '.4f'):>8} {f(r['reward'], '.4f'):>7} {f(r['seconds'], '.1f'):>7}  {cfg[:80]}"
                  + (f"  ({r['reason']})" if r.get("reason") else ""))
+
+
+def pareto_front(rows: list[dict], cost: str = "latency_ms") -> list[dict]:
+    """Completed trials not dominated in (higher validation accuracy, lower cost), sorted by cost."""
+    pts = [r for r in rows if r["state"] == "COMPLETE" and r.get("val_acc") is not None and r.get(cost) is not None]
+    front = [r for r in pts if not any(o[cost] <= r[cost] and o["val_acc"] >= r["val_acc"]
+                                       and (o[cost] < r[cost] or o["val_acc"] > r["val_acc"]) for o in pts)]
+    return sorted(front, key=lambda r: r[cost])
 
 
 def check_feasible(space: SearchSpace, budget: Budget, input_shape: tuple[int, ...], num_classes: int) -> dict:
@@ -115,12 +127,15 @@ def check_feasible(space: SearchSpace, budget: Budget, input_shape: tuple[int, .
 def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_name: str,
                sampler: optuna.samplers.BaseSampler, n_trials: int, budget: Budget, input_shape: tuple[int, ...],
                num_classes: int, pruner: str = "none", max_attempts: int | None = None,
-               log: Callable[[str], None] | None = print) -> SearchResult:
+               reward: Reward | None = None, log: Callable[[str], None] | None = print) -> SearchResult:
     """Run until ``n_trials`` budget-feasible trials have finished (counting those already in the study).
 
-    ``evaluate(config, metrics, trial, report)`` trains and returns ``(value, extra_user_attrs)``; ``report(step,
-    value)`` forwards intermediate values to the pruner and raises ``optuna.TrialPruned`` when told to stop.
+    ``evaluate(config, metrics, trial, report)`` trains and returns ``(accuracy, extra_user_attrs)``; the trial's
+    value is ``reward(accuracy, metrics)`` (plain accuracy by default). ``report(step, accuracy)`` forwards
+    intermediate values to the pruner and raises ``optuna.TrialPruned`` when told to stop. Every finished trial
+    carries a ``reward`` attribute (0 for over-budget candidates) that learning samplers read.
     """
+    reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
     study = open_study(storage, study_name, sampler, pruner)
     stale = _release_stale(study)
@@ -144,7 +159,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
         config = space.suggest(trial)
         spec = space.spec(config, input_shape, num_classes)
         model = space.build(config, input_shape, num_classes)
-        metrics = budget.measure(model, input_shape)
+        metrics = budget.measure(model, input_shape, latency=True if reward.needs_latency else None)
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
         trial.set_user_attr("spec", spec)
@@ -152,6 +167,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
         if bad:
             trial.set_user_attr("archkd_state", "INFEASIBLE")
             trial.set_user_attr("reason", "; ".join(bad))
+            trial.set_user_attr("reward", 0.0)
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             study.tell(trial, state=TrialState.PRUNED)
             skipped += 1
@@ -161,17 +177,22 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
             skipped = 0
         key = json.dumps(config, sort_keys=True)
 
+        last = {"acc": 0.0}
+
         def report(step: int, value: float, _trial: optuna.Trial = trial) -> None:
+            last["acc"] = value
             _trial.report(value, step)
             if _trial.should_prune():
                 raise optuna.TrialPruned()
 
         try:
             if key in seen:
-                value, extra = seen[key].value, {"duplicate_of": seen[key].number}
+                acc, extra = seen[key].user_attrs["val_acc"], {"duplicate_of": seen[key].number}
             else:
-                value, extra = evaluate(config, {"spec": spec, **metrics}, trial, report)
+                acc, extra = evaluate(config, {"spec": spec, **metrics}, trial, report)
         except optuna.TrialPruned:
+            trial.set_user_attr("val_acc", last["acc"])
+            trial.set_user_attr("reward", reward(last["acc"], metrics))
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             study.tell(trial, state=TrialState.PRUNED)
             done += 1
@@ -180,9 +201,9 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
-        for k, v in extra.items():
+        value = reward(acc, metrics)
+        for k, v in {**extra, "val_acc": acc, "reward": value, "seconds": time.perf_counter() - t0}.items():
             trial.set_user_attr(k, v)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
         study.tell(trial, value)
         done += 1
         frozen = study.get_trials(deepcopy=False)[trial.number]
@@ -191,5 +212,5 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     complete = [r for r in rows if r["state"] == "COMPLETE"]
-    best = max(complete, key=lambda r: (r["val_acc"], -(r["params"] or 0))) if complete else None
+    best = max(complete, key=lambda r: (r["reward"], -(r["params"] or 0))) if complete else None
     return SearchResult(study_name, storage, rows, best)

@@ -124,6 +124,7 @@ def create_space(name: str, **kwargs: Any) -> SearchSpace:
         raise ArchkdError(f"bad options for space '{name}': {e}", "check search.space_kwargs") from None
 
 
-from archkd.spaces import stages as _stages  # noqa: E402,F401  (registers the built-in space)
+from archkd.spaces import mnas as _mnas  # noqa: E402,F401  (registers the built-in spaces)
+from archkd.spaces import stages as _stages  # noqa: E402,F401
 
 __all__ = ["IntDim", "CategoricalDim", "FloatDim", "Dim", "SearchSpace", "SPACES", "register_space", "create_space"]
