@@ -104,6 +104,27 @@ class DistillConfig:
 
 
 @dataclass
+class ProcessConfig:
+    """DistPro: pathways (forward: student stage ≥ teacher stage, or all), transform, distance, α normalisation
+    during the search and at replay, meta-optimiser, τ-clipping and the replay mode (searched | final | equal)."""
+
+    pathways: str = "forward"
+    transform: str = "attention"
+    distance: str = "hcl"
+    normalization: str = "softmax"
+    replay_normalization: str = "scaled_biased_softmax"
+    search_epochs: int = 2
+    meta_val_fraction: float = 0.2
+    alpha_lr: float = 0.1
+    alpha_betas: list = field(default_factory=lambda: [0.5, 0.999])
+    logit_kd: float = 0.0
+    tau: float | None = None
+    replay: str = "searched"
+    student_stages: list | None = None
+    teacher_stages: list | None = None
+
+
+@dataclass
 class BudgetConfig:
     max_params: int | None = None
     max_flops: int | None = None
@@ -172,6 +193,7 @@ class Config:
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     export: ExportConfig = field(default_factory=ExportConfig)

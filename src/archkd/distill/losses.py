@@ -125,3 +125,34 @@ class AttentionTransfer(FeatureLoss):
             size = (min(hs[0], ht[0]), min(hs[1], ht[1]))
             fs, ft = match_spatial(fs, size), match_spatial(ft, size)
         return (attention_map(fs, self.p) - attention_map(ft, self.p)).pow(2).mean()
+
+
+def hcl_distance(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+    """Hierarchical context loss (ReviewKD): MSE at full resolution plus MSE of 4×4, 2×2, 1×1 average-pooled maps
+    (levels smaller than the map only), weighted 1, 1/2, 1/4, 1/8 and normalised by the weights used."""
+    loss = F.mse_loss(fs, ft)
+    weight, total = 1.0, 1.0
+    for level in (4, 2, 1):
+        if level >= fs.shape[-1]:
+            continue
+        weight /= 2.0
+        loss = loss + weight * F.mse_loss(F.adaptive_avg_pool2d(fs, level), F.adaptive_avg_pool2d(ft, level))
+        total += weight
+    return loss / total
+
+
+@register_loss("hcl")
+class HCL(FeatureLoss):
+    """Hierarchical context loss on a tap pair (shapes must match, or a 1×1 conv projector is learned)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj: nn.Module = nn.Identity()
+
+    def setup(self, student_shape: torch.Size, teacher_shape: torch.Size) -> None:
+        if student_shape[1] != teacher_shape[1]:
+            self.proj = nn.Sequential(nn.Conv2d(student_shape[1], teacher_shape[1], 1, bias=False),
+                                      nn.BatchNorm2d(teacher_shape[1]))
+
+    def forward(self, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+        return hcl_distance(match_spatial(self.proj(fs), ft.shape[-2:]).float(), ft.float())

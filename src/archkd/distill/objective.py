@@ -15,8 +15,15 @@ from archkd.distill.losses import FeatureLoss, create_loss
 from archkd.errors import ArchkdError
 
 
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.LeakyReLU)
+
+
 class Taps:
-    """Forward hooks that record the outputs of named submodules, in the order the paths were given."""
+    """Forward hooks that record features of named submodules, in the order the paths were given.
+
+    A path is a module path (its output is recorded) or ``"input:<path>"`` (the module's input is recorded, e.g. the
+    pre-activation feature entering a stage's final ReLU; see ``preactivation_paths``).
+    """
 
     def __init__(self, model: nn.Module, paths: list[str]) -> None:
         modules = dict(model.named_modules())
@@ -24,6 +31,13 @@ class Taps:
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = []
         for p in dict.fromkeys(self.paths):
+            if p.startswith("input:"):
+                target = p[len("input:"):]
+                if target not in modules:
+                    raise ArchkdError(f"tap point '{target}' is not a module of {type(model).__name__}",
+                                      "list module paths with model.named_modules()")
+                self._handles.append(modules[target].register_forward_pre_hook(self._pre_hook(p)))
+                continue
             if p not in modules:
                 import difflib
 
@@ -38,6 +52,13 @@ class Taps:
 
         return fn
 
+    def _pre_hook(self, path: str):
+        def fn(m: nn.Module, inputs: tuple) -> None:
+            x = inputs[0]
+            self.outputs[path] = x.clone() if getattr(m, "inplace", False) else x
+
+        return fn
+
     def pop(self) -> list[torch.Tensor]:
         out = [self.outputs[p] for p in self.paths]
         self.outputs = {}
@@ -47,6 +68,48 @@ class Taps:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+@torch.no_grad()
+def preactivation_paths(model: nn.Module, paths: list[str], example: torch.Tensor) -> list[str]:
+    """Map stage paths to pre-activation taps.
+
+    When the last module to *execute* inside a stage is an activation whose output is the stage's output, tap that
+    activation's input (``"input:<path>"``); otherwise the stage output already is pre-activation (e.g. pre-act
+    WRN blocks) or ends in another op (concat, shuffle), and the stage output is tapped.
+    """
+    modules = dict(model.named_modules())
+    order: list[str] = []
+    outs: dict[str, torch.Tensor] = {}
+    names = {id(m): n for n, m in modules.items()}
+
+    def record(mod: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+        order.append(names[id(mod)])
+        outs[names[id(mod)]] = out
+
+    handles = [m.register_forward_hook(record) for n, m in modules.items()
+               if n and (not list(m.children()) or n in paths)]
+    was = model.training
+    model.eval()
+    try:
+        model(example)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    out = []
+    for p in paths:
+        inside = [n for n in order if n.startswith(p + ".")]
+        last = inside[-1] if inside else p
+        same = last in outs and p in outs and outs[last].data_ptr() == outs[p].data_ptr() \
+            and outs[last].shape == outs[p].shape
+        if last == p and isinstance(modules.get(p), ACTIVATIONS):
+            out.append(f"input:{p}")
+        elif same and isinstance(modules.get(last), ACTIVATIONS):
+            out.append(f"input:{last}")
+        else:
+            out.append(p)
+    return out
 
 
 @dataclass

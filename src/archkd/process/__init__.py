@@ -1,0 +1,21 @@
+"""archkd.process — DistPro: search a distillation *process* and replay it.
+
+Contract:
+- A process is a set of teacher→student stage ``Pathway``s (default: student stage ≥ teacher stage), a transform per
+  pathway (``register_transform``: ``conv1x1``, ``attention``, ``linear``), a distance (``hcl`` or ``mse``) and a
+  weight per pathway per step. ``ProcessObjective`` is a ``DistillObjective``, so the ordinary trainer replays it.
+- ``search_process(student, teacher, data, train_cfg, objective)`` learns α by bi-level optimisation (one-step
+  unrolled student, finite-difference Hessian-vector product, validation CE on a held-out 20 % of the training
+  data) and returns the α trajectory; ``hypergradient`` is the testable core.
+- ``save_process`` / ``load_process`` / ``replay_objective``: the trajectory stretched linearly to the full schedule
+  (``interpolate``), optional τ-clipping of low-weight pathways; baselines ``equal`` and ``final`` (constant α_T).
+"""
+from archkd.process.process import (DISTANCES, NORMALIZATIONS, Pathway, ProcessObjective, interpolate, make_pathways,
+                                    normalize)
+from archkd.process.search import ProcessSearchResult, hypergradient, search_process
+from archkd.process.store import load_process, replay_objective, save_process, search_objective
+from archkd.process.transforms import TRANSFORMS, create_transform, register_transform
+
+__all__ = ["DISTANCES", "NORMALIZATIONS", "Pathway", "ProcessObjective", "interpolate", "make_pathways", "normalize",
+           "ProcessSearchResult", "hypergradient", "search_process", "load_process", "replay_objective",
+           "save_process", "search_objective", "TRANSFORMS", "create_transform", "register_transform"]

@@ -1,0 +1,89 @@
+"""Building, saving and replaying processes.
+
+Why a file: a process searched once (``archkd process search``) is replayed by any later distillation
+(``archkd distill --process runs/<name>/process.pt``), at any length, and with the baselines used to judge it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from archkd.config import ProcessConfig
+from archkd.distill.objective import preactivation_paths
+from archkd.errors import ArchkdError
+from archkd.process.process import Pathway, ProcessObjective, interpolate, make_pathways
+from archkd.process.search import ProcessSearchResult
+
+FORMAT = "archkd-process-v1"
+
+
+def stage_taps(model: nn.Module, given: list[str] | None, example: torch.Tensor, who: str) -> list[str]:
+    """Pre-activation stage taps: found automatically from ``stage_names`` or given as module paths."""
+    paths = list(given) if given else list(getattr(model, "stage_names", []) or [])
+    if not paths:
+        raise ArchkdError(f"the {who} has no known stages", f"list its stage module paths in process.{who}_stages")
+    return preactivation_paths(model, paths, example)
+
+
+def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tensor, cfg: ProcessConfig,
+                     label_smoothing: float = 0.0) -> ProcessObjective:
+    """A fresh searchable process over every pathway of the two networks."""
+    s_taps = stage_taps(student, cfg.student_stages, example, "student")
+    t_taps = stage_taps(teacher, cfg.teacher_stages, example, "teacher")
+    return ProcessObjective(s_taps, t_taps, make_pathways(len(t_taps), len(s_taps), cfg.pathways),
+                            transform=cfg.transform, distance=cfg.distance, normalization=cfg.normalization,
+                            logit_kd=cfg.logit_kd, label_smoothing=label_smoothing)
+
+
+def save_process(path: str | Path, result: ProcessSearchResult, objective: ProcessObjective, meta: dict) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "trajectory": result.trajectory, "weights": result.weights,
+               "pathways": [[q.teacher, q.student] for q in result.pathways], "student_taps": result.student_taps,
+               "teacher_taps": result.teacher_taps, "transform": objective.transform_name,
+               "distance": objective.distance_name, "normalization": objective.normalization,
+               "logit_kd": objective.kd_weight, "steps_per_epoch": result.steps_per_epoch, "epochs": result.epochs,
+               "val_acc": result.val_acc, **meta}
+    tmp = p.with_suffix(p.suffix + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, p)
+    return p
+
+
+def load_process(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ArchkdError(f"process file not found: {p}", "run 'archkd process search' first (runs/<name>/process.pt)")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ArchkdError(f"cannot load process {p} ({type(e).__name__})", "give a process.pt written by archkd") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ArchkdError(f"{p} is not an archkd process file", "give a process.pt written by archkd")
+    return d
+
+
+def replay_objective(proc: dict, total_steps: int, *, mode: str = "searched", normalization: str =
+                     "scaled_biased_softmax", tau: float | None = None, label_smoothing: float = 0.0
+                     ) -> ProcessObjective:
+    """An objective that replays a searched process over ``total_steps`` steps, without meta-updates.
+
+    ``searched``: the α trajectory stretched linearly to the schedule; ``final``: α_T held constant; ``equal``: every
+    pathway weight 1 (``normalization`` is then ignored).
+    """
+    traj = proc["trajectory"].float()
+    if mode == "searched":
+        schedule, norm = interpolate(traj, total_steps), normalization
+    elif mode == "final":
+        schedule, norm = traj[-1:].clone(), normalization
+    elif mode == "equal":
+        schedule, norm = torch.ones(1, traj.shape[1]), "none"
+    else:
+        raise ArchkdError(f"unknown process replay mode '{mode}'", "use searched, final or equal")
+    return ProcessObjective(proc["student_taps"], proc["teacher_taps"], [Pathway(t, s) for t, s in proc["pathways"]],
+                            transform=proc["transform"], distance=proc["distance"], normalization=norm,
+                            schedule=schedule, tau=tau, logit_kd=float(proc.get("logit_kd", 0.0)),
+                            label_smoothing=label_smoothing)
