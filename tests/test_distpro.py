@@ -140,7 +140,7 @@ def test_search_and_replay_end_to_end(digits, setup, tmp_path):
     total = cfg.epochs * (len(digits.train) // 64)
     rep = replay_objective(proc, total, tau=0.9)
     res = fit(s2, digits, cfg, objective=rep, teacher=teacher, log=None)
-    assert int(rep.step) == total and res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert int(rep.step) == total and res.history[-1]["loss_ce"] < res.history[0]["loss_ce"]
     assert 0 < rep.saved_share() < 1  # τ-clipping skipped some (not all) pathway losses
     assert torch.allclose(rep.schedule[0], proc["trajectory"][0]) and torch.allclose(rep.schedule[-1],
                                                                                      proc["trajectory"][-1])
