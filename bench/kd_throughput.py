@@ -189,15 +189,19 @@ def run_mode(mode: str, args: argparse.Namespace, data: DataBundle, teacher: Tea
             c = copy.deepcopy(cfg)
             c.cache_dir = str(cache_root)
             cache = make_cache(c, teacher, data)
-    la0 = load_avg()
+    la0, cpu0, wall0 = load_avg(), time.process_time(), time.perf_counter()
     res = fit(student, data, tcfg, objective=objective, teacher=t_module, cache=cache, seed=args.seed,
               device=args.device, log=None)
+    # CPU seconds this process got per wall second: about --threads when it had the cores to itself, less when other
+    # jobs took them (the run is then contended and its timing unreliable).
+    cpu_per_wall = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
     n_used = len(data.train.subset(tcfg.data_fraction, args.seed))
     bs = min(tcfg.batch_size, n_used)
     n_seen = tcfg.epochs * (n_used // bs) * bs  # fit drops the last partial batch
     return {"images_per_s": res.images_per_s, "seconds": res.seconds,
             "train_seconds": n_seen / res.images_per_s if res.images_per_s else None, "train_images": n_seen,
-            "val_acc": res.last_val_acc, "cache": res.cache, "loadavg_before": la0, "loadavg_after": load_avg()}
+            "val_acc": res.last_val_acc, "cache": res.cache, "cpu_per_wall": round(cpu_per_wall, 2),
+            "loadavg_before": la0, "loadavg_after": load_avg()}
 
 
 def warmup(args: argparse.Namespace, data: DataBundle, teacher: Teacher, cfg: Config, n_train: int) -> float:
@@ -234,14 +238,15 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
 
 
 def table(s: dict, runs: dict[str, list[dict]]) -> str:
-    lines = [f"{'mode':<26}{'img/s':>9}{'× student':>11}{'fit s':>8}{'train s':>9}{'cache hit':>11}",
-             "-" * 74]
+    lines = [f"{'mode':<26}{'img/s':>9}{'× student':>11}{'fit s':>8}{'train s':>9}{'cache hit':>11}{'cpu/wall':>10}",
+             "-" * 84]
     for m in MODES:
         hits = [r["cache"]["hit_rate"] for r in runs[m] if r["cache"]]
         hit = f"{statistics.median(hits):.1%}" if hits else "-"
+        cpu = statistics.median(r["cpu_per_wall"] for r in runs[m])
         lines.append(f"{LABELS[m]:<26}{s['images_per_s'][m]:>9.1f}{s['ratio_vs_student_only'][m]:>10.2f}×"
-                     f"{s['fit_seconds'][m]:>8.1f}{s['train_seconds'][m]:>9.1f}{hit:>11}")
-    lines.append("-" * 74)
+                     f"{s['fit_seconds'][m]:>8.1f}{s['train_seconds'][m]:>9.1f}{hit:>11}{cpu:>10.2f}")
+    lines.append("-" * 84)
     lines.append(f"one-off cache fill cost: {s['fill_cost_s']:.1f} s (cold fit - warm fit; train-only "
                  f"{s['fill_cost_train_only_s']:.1f} s), cold/warm time {s['cold_over_warm_time']:.2f}×")
     lines.append(f"warm cached KD vs student only: {s['ratio_vs_student_only']['cached_kd_warm']:.2f}× "
@@ -262,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: other processes keep {busy:.0%} of the {ncpu} CPUs busy; with {args.threads} torch thread(s) "
               "the timings are oversubscribed and unreliable (compare only runs taken under the same load)",
               file=sys.stderr)
+    old_cache_env = os.environ.get("ARCHKD_CACHE")
     with tempfile.TemporaryDirectory(prefix="archkd-bench-") as td:
         tmp = Path(td)
         os.environ["ARCHKD_CACHE"] = str(tmp / "archkd-cache")  # nothing may land in the user's cache
@@ -269,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         n_train = len(data.train)
         tcfg = train_cfg(args, n_train)
         n_used = len(data.train.subset(tcfg.data_fraction, args.seed))
-        s_params = sum(p.numel() for p in create_model(args.student, data.num_classes, data.input_shape[0]).parameters())
+        s_model = create_model(args.student, num_classes=data.num_classes, in_channels=data.input_shape[0])
+        s_params = sum(p.numel() for p in s_model.parameters())
         t_params = sum(p.numel() for p in teacher.module.parameters())
         print(f"data {data.name}: {n_train} train ({n_used} used, fraction {tcfg.data_fraction:.4f}), "
               f"{len(data.val)} val, {data.num_classes} classes, input {'×'.join(map(str, data.input_shape))}, "
               f"augment {data.augment.key()} [loaded in {info['data_total_load_s']:.1f} s]")
-        print(f"teacher {teacher.name} ({t_params:,} params{', random init' if info.get('teacher_random_init') else ''})"
+        rnd = ", random init" if info.get("teacher_random_init") else ""
+        print(f"teacher {teacher.name} ({t_params:,} params{rnd})"
               f" -> student {args.student} ({s_params:,} params); {args.epochs} epoch(s), batch {args.batch_size}, "
               f"SGD, {torch.get_num_threads()} threads, device {args.device}, repeats {args.repeats}")
         info["warmup_s"] = None if args.no_warmup else round(warmup(args, data, teacher, cfg, n_train), 2)
@@ -286,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[m].append(res)
                 hit = f", cache hit {res['cache']['hit_rate']:.1%}" if res["cache"] else ""
                 print(f"  round {r + 1}/{args.repeats} {LABELS[m]:<24} {res['images_per_s']:8.1f} img/s, "
-                      f"fit {res['seconds']:.1f} s{hit}", flush=True)
+                      f"fit {res['seconds']:.1f} s, cpu/wall {res['cpu_per_wall']:.2f}{hit}", flush=True)
         if any(r["cache"]["misses"] for r in runs["cached_kd_warm"]):
             print("WARNING: the warm run missed the cache; its key differs from the cold run's", file=sys.stderr)
         s = summarize(runs)
@@ -310,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                       "data_total_load_s": info["data_total_load_s"], "warmup_s": info["warmup_s"]},
             "summary": s, "runs": runs, "total_seconds": round(time.perf_counter() - t_start, 1),
         }
+    if old_cache_env is None:
+        os.environ.pop("ARCHKD_CACHE", None)
+    else:
+        os.environ["ARCHKD_CACHE"] = old_cache_env
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -144,3 +144,38 @@ def test_search_and_replay_end_to_end(digits, setup, tmp_path):
     assert 0 < rep.saved_share() < 1  # τ-clipping skipped some (not all) pathway losses
     assert torch.allclose(rep.schedule[0], proc["trajectory"][0]) and torch.allclose(rep.schedule[-1],
                                                                                      proc["trajectory"][-1])
+
+
+def test_cli_process_search_then_replay(tmp_path, teacher_ckpt):
+    import json
+
+    from conftest import small_config
+
+    from archkd import api
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "student.arch": "resnet8",
+                                    "process.search_epochs": 1, "process.transform": "linear",
+                                    "train.batch_size": 128, "train.epochs": 1})
+    r = api.process_search(cfg, log=None)
+    assert r["pathways"] == ["t0→s0", "t0→s1", "t0→s2", "t1→s1", "t1→s2", "t2→s2"]
+    html = (cfg.run_dir / "report.html").read_text()
+    assert "Pathway weights" in html and "data:image/png;base64," in html
+    assert json.loads((cfg.run_dir / "results.json").read_text())["curves"]["series"]
+    cfg.distill.process = r["process"]
+    cfg.process.tau = 0.5
+    d = api.distill(cfg, log=None)
+    assert d["process"] == r["process"] and d["pathway_loss_saved"] is not None
+
+
+def test_joint_student_and_process_search(tmp_path, teacher_ckpt):
+    from conftest import small_config
+
+    from archkd import api
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.process": True, "search.n_trials": 2,
+                                    "process.transform": "linear", "budget.max_params": 30_000})
+    r = api.search(cfg, log=None)
+    done = [t for t in r["trials"] if t["state"] == "COMPLETE"]
+    assert len(done) == 2
+    for t in done:
+        assert (cfg.run_dir / "trials" / f"{t['number']:04d}" / "process.pt").exists()

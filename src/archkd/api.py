@@ -131,7 +131,9 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     seed_everything(cfg.seed)
     model = student if student is not None else _student(cfg, data)
     spec = model_spec(model)
-    objective = objective_from_config(cfg.distill, cfg.train.label_smoothing)
+    n_train = len(data.train.subset(cfg.train.data_fraction, cfg.seed))
+    steps = cfg.train.epochs * max(1, n_train // min(cfg.train.batch_size, n_train))
+    objective = _objective(cfg, steps)
     if objective.teacher_taps and not teacher.supports_features:
         raise ArchkdError(f"feature losses need the teacher's internals, but {teacher.source} is TorchScript",
                           "use logit KD only (distill.features=[]) or give the teacher as an archkd checkpoint")
@@ -148,11 +150,78 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     test = _test_acc(best, data, dev)
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
         + f" ({res.images_per_s:.0f} img/s) -> {res.best_path}")
+    saved = objective.saved_share() if hasattr(objective, "saved_share") else None
+    if saved is not None and cfg.process.tau is not None:
+        log(f"τ-clipping (τ={cfg.process.tau}) skipped {100 * saved:.1f}% of pathway loss computations")
     return {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
             "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
             "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "epochs": cfg.train.epochs,
             "history": res.history,
-            "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache}
+            "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache,
+            "process": cfg.distill.process, "process_replay": cfg.process.replay if cfg.distill.process else None,
+            "pathway_loss_saved": saved}
+
+
+def _objective(cfg: Config, total_steps: int):
+    """Vanilla KD (+ feature losses) from ``cfg.distill``, or a searched process replayed over ``total_steps``."""
+    if not cfg.distill.process:
+        return objective_from_config(cfg.distill, cfg.train.label_smoothing)
+    from archkd.process import load_process, replay_objective
+
+    return replay_objective(load_process(cfg.distill.process), total_steps, mode=cfg.process.replay,
+                            normalization=cfg.process.replay_normalization, tau=cfg.process.tau,
+                            label_smoothing=cfg.train.label_smoothing)
+
+
+def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
+                   data: DataBundle | None = None, student: torch.nn.Module | None = None,
+                   write: bool = True) -> dict:
+    """DistPro: learn the pathway-weight process for (teacher, student) over ``process.search_epochs`` epochs and
+    save it as ``runs/<name>/process.pt`` (replay it with ``archkd distill --process``)."""
+    from dataclasses import replace
+
+    from archkd.process import save_process, search_objective, search_process
+
+    log = _log(log)
+    run = _start(cfg)
+    if teacher is None or data is None:
+        teacher, data = prepare(cfg, log)
+    if not teacher.supports_features:
+        raise ArchkdError(f"a process search needs the teacher's stage features, but {teacher.source} is TorchScript",
+                          "give the teacher as an archkd checkpoint or module:factory with weights")
+    dev = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = student if student is not None else _student(cfg, data)
+    x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
+    objective = search_objective(model, teacher.module, data.normalize(x8), cfg.process, cfg.train.label_smoothing)
+    train = replace(cfg.train, epochs=cfg.process.search_epochs)
+    log(f"process search: {len(objective.pathways)} pathways ({cfg.process.pathways}), transform "
+        f"{cfg.process.transform}, distance {cfg.process.distance}, {train.epochs} epochs on {dev}")
+    res = search_process(model, teacher.module, data, train, objective, seed=cfg.seed, device=dev,
+                         meta_val_fraction=cfg.process.meta_val_fraction, alpha_lr=cfg.process.alpha_lr,
+                         alpha_betas=tuple(cfg.process.alpha_betas), log=log)
+    names = [p.name() for p in res.pathways]
+    out = {"pathways": names, "student_taps": res.student_taps, "teacher_taps": res.teacher_taps,
+           "epochs": res.epochs, "steps": int(res.trajectory.shape[0]), "val_acc": res.val_acc,
+           "seconds": res.seconds, "meta_seconds": res.meta_seconds, "history": res.history,
+           "final_weights": res.weights[-1].tolist(), "spec": model_spec(model)}
+    if write:
+        path = save_process(run / "process.pt", res, objective,
+                            {"student_spec": model_spec(model), "teacher": teacher.fingerprint})
+        out["process"] = str(path)
+        stride = max(1, res.weights.shape[0] // 200)
+        curves = {"title": "Pathway weights during the process search (normalised α)", "xlabel": "step",
+                  "ylabel": "weight", "x": list(range(0, res.weights.shape[0], stride)),
+                  "series": {n: res.weights[::stride, i].tolist() for i, n in enumerate(names)}}
+        from archkd.report import write_report, write_results
+
+        results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
+                   "command": "archkd process search", "config": to_dict(cfg), "dataset": data.describe(),
+                   "teacher": {"name": teacher.name, **teacher.describe()}, "process_search": out, "curves": curves}
+        write_results(run, results)
+        write_report(run, results)
+        log(f"wrote {path} ({len(names)} pathways, {res.seconds:.1f}s, of which meta-updates {res.meta_seconds:.1f}s)")
+    return out
 
 
 def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
@@ -180,9 +249,11 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     log(f"searching space '{space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
         f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; objective {reward.describe()}; "
         f"budget {budget.describe()}; study {storage}")
+    if sc.process and not teacher.supports_features:
+        raise ArchkdError("search.process needs the teacher's stage features", "give the teacher as an archkd checkpoint")
     objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
-                                 trials_dir=run / "trials")
+                                 trials_dir=run / "trials", process=cfg.process if sc.process else None)
     t0 = time.perf_counter()
     res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
                      n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,

@@ -23,7 +23,8 @@ FLAG_KEYS = {
     "trial_epochs": "search.epochs", "storage": "search.storage", "max_params": "budget.max_params",
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
-    "checkpoint": "export.checkpoint",
+    "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
+    "transform": "process.transform",
 }
 
 
@@ -72,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr", type=float)
+
+    p.add_argument("--process", help="replay a searched process (runs/<name>/process.pt) instead of vanilla KD")
+    p.add_argument("--replay", help="searched (default), final (constant α_T) or equal (all weights 1)")
+    p.add_argument("--tau", type=float, help="skip pathways whose replay weight is below τ")
+
+    p = sub.add_parser("process", help="DistPro: search a distillation process (pathway weights over time)")
+    psub = p.add_subparsers(dest="process_verb", metavar="ACTION")
+    ps = psub.add_parser("search", help="learn the pathway-weight process for a teacher and a student")
+    _common(ps)
+    ps.add_argument("--teacher", help="archkd checkpoint (stage features are needed)")
+    ps.add_argument("--teacher-weights", dest="teacher_weights")
+    ps.add_argument("--student", help="registry architecture")
+    ps.add_argument("--student-checkpoint", dest="student_checkpoint", help="e.g. a search trial's best.pt")
+    ps.add_argument("--epochs", dest="process_epochs", type=int, help="search epochs (default 2)")
+    ps.add_argument("--transform", help="attention (default), conv1x1 or linear")
 
     p = sub.add_parser("search", help="KD-guided student search under a budget (resumes when re-run)")
     _common(p)
@@ -176,6 +192,17 @@ def run(argv: list[str] | None = None) -> int:
         _print_table("distilled student", [("student", r["spec"]["name"]), ("params", f"{r['params']:,}"),
                                            ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"])),
                                            ("checkpoint", r["checkpoint"])])
+    elif args.verb == "process":
+        if args.process_verb != "search":
+            ap.parse_args(["process", "--help"])
+        cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint,
+                              "process.search_epochs": args.process_epochs})
+        r = api.process_search(cfg, log)
+        _print_table("process search", [("pathways", ", ".join(r["pathways"])),
+                                        ("final weights", " ".join(f"{w:.2f}" for w in r["final_weights"])),
+                                        ("student val acc", _pct(r["val_acc"])),
+                                        ("time", f"{r['seconds']:.1f} s (meta-updates {r['meta_seconds']:.1f} s)"),
+                                        ("process", r["process"])])
     elif args.verb == "search":
         cfg = _resolve(args)
         r = api.search(cfg, log)

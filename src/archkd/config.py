@@ -140,7 +140,8 @@ class SearchConfig:
     """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``).
 
     ``method``: random | akd (LSTM controller). ``guide``: kd (KD-trained accuracy, AKD) or ce (CE-trained accuracy:
-    the NAS-then-KD baseline). With ``reward_target`` (T) the trial value is ``ACC × (cost/T)^w``.
+    the NAS-then-KD baseline). With ``reward_target`` (T) the trial value is ``ACC × (cost/T)^w``. ``process``: score
+    each candidate by a short DistPro process search inside the trial (joint student + process search).
     """
 
     method: str = "random"
@@ -161,6 +162,7 @@ class SearchConfig:
     reward_beta: float = -0.07
     controller: dict = field(default_factory=dict)
     top_k: int = 0
+    process: bool = False
 
 
 @dataclass

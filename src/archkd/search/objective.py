@@ -1,7 +1,9 @@
 """The search objective: the one place where search meets training.
 
 A trial's value is the validation accuracy of the candidate after KD training at the search fidelity (epochs, data
-fraction), with the shared teacher-output cache — or, for the NAS-then-KD baseline, after CE-only training.
+fraction), with the shared teacher-output cache — or, for the NAS-then-KD baseline, after CE-only training — or,
+for the joint student + process search, after a short DistPro process search (which trains the candidate while it
+learns the pathway weights; it costs about 3–4× a KD trial per step, and the trial keeps its ``process.pt``).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Callable
 
 import optuna
 
-from archkd.config import DistillConfig, TrainConfig
+from archkd.config import DistillConfig, ProcessConfig, TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
 from archkd.distill import TeacherCache, fit, objective_from_config
@@ -22,16 +24,20 @@ class KDTrialObjective:
     """Train a candidate with KD (or CE when ``distill`` is None) and return its validation accuracy."""
 
     def __init__(self, data: DataBundle, train: TrainConfig, *, teacher: Teacher | None, distill: DistillConfig | None,
-                 cache: TeacherCache | None, seed: int, device: str, trials_dir: Path | None) -> None:
+                 cache: TeacherCache | None, seed: int, device: str, trials_dir: Path | None,
+                 process: ProcessConfig | None = None) -> None:
         self.data, self.train, self.teacher, self.distill = data, train, teacher, distill
         self.cache, self.seed, self.device, self.trials_dir = cache, seed, device, trials_dir
+        self.process = process
 
     def __call__(self, config: dict, metrics: dict, trial: optuna.Trial,
                  report: Callable[[int, float], None]) -> tuple[float, dict]:
         seed_everything(self.seed)
         model = build_from_spec(metrics["spec"])
-        objective = objective_from_config(self.distill, self.train.label_smoothing)
         out = self.trials_dir / f"{trial.number:04d}" if self.trials_dir else None
+        if self.process is not None:
+            return self._process_trial(model, metrics["spec"], out)
+        objective = objective_from_config(self.distill, self.train.label_smoothing)
 
         def on_epoch(epoch: int, row: dict) -> None:
             if "val_acc" in row:
@@ -44,3 +50,22 @@ class KDTrialObjective:
         return res.best_val_acc, {"val_acc": res.best_val_acc, "epochs": self.train.epochs,
                                   "checkpoint": str(res.best_path) if res.best_path else None,
                                   "images_per_s": res.images_per_s}
+
+    def _process_trial(self, model, spec: dict, out: Path | None) -> tuple[float, dict]:
+        import torch
+
+        from archkd.device import resolve_device
+        from archkd.process import save_process, search_objective, search_process
+
+        x8, _, _ = next(self.data.train.batches(4, device=torch.device("cpu")))
+        objective = search_objective(model, self.teacher.module, self.data.normalize(x8), self.process,
+                                     self.train.label_smoothing)
+        res = search_process(model, self.teacher.module, self.data, self.train, objective, seed=self.seed,
+                             device=resolve_device(self.device), meta_val_fraction=self.process.meta_val_fraction,
+                             alpha_lr=self.process.alpha_lr, alpha_betas=tuple(self.process.alpha_betas), log=None)
+        extra = {"val_acc": res.val_acc, "epochs": self.train.epochs, "process_seconds": res.seconds,
+                 "meta_seconds": res.meta_seconds}
+        if out is not None:
+            extra["process"] = str(save_process(out / "process.pt", res, objective,
+                                                {"student_spec": spec, "teacher": self.teacher.fingerprint}))
+        return res.val_acc, extra
