@@ -38,6 +38,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.epochs=5")
 
 
+def _teacher_student(p: argparse.ArgumentParser, teacher_help: str) -> None:
+    p.add_argument("--teacher", help=teacher_help)
+    p.add_argument("--teacher-weights", dest="teacher_weights", help="state dict for a module:factory teacher")
+    p.add_argument("--student", help="registry architecture (e.g. resnet8x4)")
+    p.add_argument("--student-checkpoint", dest="student_checkpoint",
+                   help="take the architecture from a checkpoint (e.g. a search trial's best.pt)")
+
+
 def _latency(v: str) -> float:
     v = v.strip().lower()
     try:
@@ -66,10 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")
     _common(p)
-    p.add_argument("--teacher", help="TorchScript file, archkd checkpoint, module:factory or timm:name")
-    p.add_argument("--teacher-weights", dest="teacher_weights")
-    p.add_argument("--student", help="registry architecture (e.g. resnet8x4)")
-    p.add_argument("--student-checkpoint", dest="student_checkpoint", help="take the architecture from a checkpoint")
+    _teacher_student(p, "TorchScript file, archkd checkpoint, module:factory or timm:name")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr", type=float)
@@ -82,10 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="process_verb", metavar="ACTION")
     ps = psub.add_parser("search", help="learn the pathway-weight process for a teacher and a student")
     _common(ps)
-    ps.add_argument("--teacher", help="archkd checkpoint (stage features are needed)")
-    ps.add_argument("--teacher-weights", dest="teacher_weights")
-    ps.add_argument("--student", help="registry architecture")
-    ps.add_argument("--student-checkpoint", dest="student_checkpoint", help="e.g. a search trial's best.pt")
+    _teacher_student(ps, "archkd checkpoint or module:factory (stage features are needed)")
     ps.add_argument("--epochs", dest="process_epochs", type=int, help="search epochs (default 2)")
     ps.add_argument("--transform", help="attention (default), conv1x1 or linear")
 

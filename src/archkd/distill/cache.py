@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from archkd.distill.checkpoint import atomic_save
 
 
 def _digest(t: torch.Tensor) -> str:
@@ -81,11 +82,7 @@ class TeacherCache:
         """Write dirty tables atomically (tmp file + rename), each with the SHA-256 of its logits."""
         for tag in list(self._dirty):
             logits, filled = self._tables[tag]
-            self.dir.mkdir(parents=True, exist_ok=True)
-            p = self._path(tag)
-            tmp = p.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"logits": logits, "filled": filled, "sha256": _digest(logits)}, tmp)
-            os.replace(tmp, p)
+            atomic_save({"logits": logits, "filled": filled, "sha256": _digest(logits)}, self._path(tag))
         self._dirty.clear()
 
     def stats(self) -> dict:

@@ -19,30 +19,44 @@ from archkd.errors import ArchkdError
 FORMAT = "archkd-checkpoint-v1"
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, *, spec: dict | None, extra: dict[str, Any] | None = None) -> Path:
+def atomic_save(payload: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: readers never see a half-written file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "spec": spec, "state_dict": state, **(extra or {})}
     tmp = p.with_suffix(p.suffix + f".tmp{os.getpid()}")
     torch.save(payload, tmp)
     os.replace(tmp, p)
     return p
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def safe_load(path: str | Path, what: str, fix: str) -> Any:
+    """``torch.load(weights_only=True)`` whose failures are one-line user errors."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - anything torch.load raises means the user's file is unusable
+        raise ArchkdError(f"cannot load {what} {path} ({type(e).__name__})", fix) from None
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, spec: dict | None, extra: dict[str, Any] | None = None) -> Path:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_save({"format": FORMAT, "spec": spec, "state_dict": state, **(extra or {})}, path)
+
+
+def load_artifact(path: str | Path, fmt: str, what: str, missing_fix: str, wrong_fix: str) -> dict:
+    """Load an archkd file of format ``fmt``; a missing, unreadable or foreign file is a one-line user error."""
     p = Path(path)
     if not p.is_file():
-        raise ArchkdError(f"checkpoint not found: {p}", "check the path (runs/<name>/student/best.pt)")
-    try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - anything torch.load raises means the user's file is unusable
-        raise ArchkdError(f"cannot load checkpoint {p} ({type(e).__name__})",
-                          "give an archkd checkpoint (.pt) written by archkd, or a TorchScript file") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ArchkdError(f"{p} is not an archkd checkpoint", "for a plain state dict use teacher.path=module:factory "
-                          "with teacher.weights=<file>")
+        raise ArchkdError(f"{what} not found: {p}", missing_fix)
+    d = safe_load(p, what, wrong_fix)
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise ArchkdError(f"{p} is not an archkd {what}", wrong_fix)
     return d
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return load_artifact(path, FORMAT, "checkpoint", "check the path (runs/<name>/student/best.pt)",
+                         "give a checkpoint written by archkd; for a plain state dict use "
+                         "teacher.path=module:factory with teacher.weights=<file>")
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:

@@ -8,7 +8,6 @@ Each class carries ``default_weight`` (e.g. AT's 1000 from its paper), used when
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable
 
 import torch
@@ -16,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archkd.errors import ArchkdError
+from archkd.registry import build
 
 LOSSES: dict[str, type] = {}
 
@@ -30,14 +30,7 @@ def register_loss(name: str) -> Callable[[type], type]:
 
 
 def create_loss(name: str, **kwargs) -> nn.Module:
-    if name not in LOSSES:
-        close = difflib.get_close_matches(name, LOSSES, n=1)
-        raise ArchkdError(f"unknown distillation loss '{name}'",
-                          f"did you mean '{close[0]}'?" if close else f"choose one of {sorted(LOSSES)}")
-    try:
-        return LOSSES[name](**kwargs)
-    except TypeError as e:
-        raise ArchkdError(f"bad options for loss '{name}': {e}", "check distill.features[*].kwargs") from None
+    return build(LOSSES, name, "distillation loss", "distill.features[*].kwargs", **kwargs)
 
 
 class LogitLoss(nn.Module):

@@ -5,13 +5,13 @@ Why a file: a process searched once (``archkd process search``) is replayed by a
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from archkd.config import ProcessConfig
+from archkd.distill.checkpoint import atomic_save, load_artifact
 from archkd.distill.objective import preactivation_paths
 from archkd.errors import ArchkdError
 from archkd.process.process import Pathway, ProcessObjective, interpolate, make_pathways
@@ -39,31 +39,18 @@ def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tens
 
 
 def save_process(path: str | Path, result: ProcessSearchResult, objective: ProcessObjective, meta: dict) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "trajectory": result.trajectory, "weights": result.weights,
                "pathways": [[q.teacher, q.student] for q in result.pathways], "student_taps": result.student_taps,
                "teacher_taps": result.teacher_taps, "transform": objective.transform_name,
                "distance": objective.distance_name, "normalization": objective.normalization,
                "logit_kd": objective.kd_weight, "steps_per_epoch": result.steps_per_epoch, "epochs": result.epochs,
                "val_acc": result.val_acc, **meta}
-    tmp = p.with_suffix(p.suffix + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, p)
-    return p
+    return atomic_save(payload, path)
 
 
 def load_process(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ArchkdError(f"process file not found: {p}", "run 'archkd process search' first (runs/<name>/process.pt)")
-    try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ArchkdError(f"cannot load process {p} ({type(e).__name__})", "give a process.pt written by archkd") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ArchkdError(f"{p} is not an archkd process file", "give a process.pt written by archkd")
-    return d
+    return load_artifact(path, FORMAT, "process file", "run 'archkd process search' first (runs/<name>/process.pt)",
+                         "give a process.pt written by archkd")
 
 
 def replay_objective(proc: dict, total_steps: int, *, mode: str = "searched", normalization: str =

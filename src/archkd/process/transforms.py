@@ -5,14 +5,13 @@ spatial size) and returns a module.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archkd.errors import ArchkdError
+from archkd.registry import lookup
 
 TRANSFORMS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {}
 
@@ -26,11 +25,7 @@ def register_transform(name: str) -> Callable:
 
 
 def create_transform(name: str, c_s: int, c_t: int, size: tuple[int, int]) -> nn.Module:
-    if name not in TRANSFORMS:
-        close = difflib.get_close_matches(name, TRANSFORMS, n=1)
-        raise ArchkdError(f"unknown pathway transform '{name}'",
-                          f"did you mean '{close[0]}'?" if close else f"choose one of {sorted(TRANSFORMS)}")
-    return TRANSFORMS[name](c_s, c_t, tuple(size))
+    return lookup(TRANSFORMS, name, "pathway transform")(c_s, c_t, tuple(size))
 
 
 class Resize(nn.Module):

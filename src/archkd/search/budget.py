@@ -5,6 +5,7 @@ and only for candidates that already passed the cheap checks.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -14,19 +15,12 @@ from archkd.measure import count_flops, count_params, measure_latency, peak_acti
 
 
 @dataclass
-class Budget:
-    max_params: int | None = None
-    max_flops: int | None = None
-    max_latency_ms: float | None = None
-    max_memory_mb: float | None = None
-    latency_runtime: str = "onnxruntime"
-    latency_threads: int = 1
-    latency_batch_size: int = 1
+class Budget(BudgetConfig):
+    """The ``budget`` config section, with the measurements and checks that enforce it."""
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> "Budget":
-        return cls(cfg.max_params, cfg.max_flops, cfg.max_latency_ms, cfg.max_memory_mb, cfg.latency_runtime,
-                   cfg.latency_threads, cfg.latency_batch_size)
+        return cls(**dataclasses.asdict(cfg))
 
     @property
     def is_empty(self) -> bool:

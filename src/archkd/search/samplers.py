@@ -6,7 +6,6 @@ to persist, and a resumed run proposes exactly what the uninterrupted run would 
 """
 from __future__ import annotations
 
-import difflib
 import math
 import zlib
 from typing import Any, Callable
@@ -16,6 +15,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from archkd.errors import ArchkdError
+from archkd.registry import build
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
@@ -30,14 +30,7 @@ def register_sampler(name: str) -> Callable:
 
 def create_sampler(name: str, seed: int = 0, space: Any = None, **options: Any) -> optuna.samplers.BaseSampler:
     """Build a registered sampler; ``space`` (a SearchSpace) is given to samplers that model whole architectures."""
-    if name not in SAMPLERS:
-        close = difflib.get_close_matches(name, SAMPLERS, n=1)
-        raise ArchkdError(f"unknown search method '{name}'",
-                          f"did you mean '{close[0]}'?" if close else f"choose one of {sorted(SAMPLERS)}")
-    try:
-        return SAMPLERS[name](seed=seed, space=space, **options)
-    except TypeError as e:
-        raise ArchkdError(f"bad options for search method '{name}': {e}", "check search.controller") from None
+    return build(SAMPLERS, name, "search method", "search.controller", seed=seed, space=space, **options)
 
 
 def _uniform(seed: int, number: int, name: str) -> float:

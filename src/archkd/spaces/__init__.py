@@ -11,7 +11,6 @@ Contract (``SearchSpace``):
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch.nn as nn
 
 from archkd.errors import ArchkdError
+from archkd.registry import build
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,7 @@ def register_space(name: str) -> Callable:
 
 
 def create_space(name: str, **kwargs: Any) -> SearchSpace:
-    if name not in SPACES:
-        close = difflib.get_close_matches(name, SPACES, n=1)
-        raise ArchkdError(f"unknown search space '{name}'",
-                          f"did you mean '{close[0]}'?" if close else f"choose one of {sorted(SPACES)}")
-    try:
-        return SPACES[name](**kwargs)
-    except TypeError as e:
-        raise ArchkdError(f"bad options for space '{name}': {e}", "check search.space_kwargs") from None
+    return build(SPACES, name, "search space", "search.space_kwargs", **kwargs)
 
 
 from archkd.spaces import mnas as _mnas  # noqa: E402,F401  (registers the built-in spaces)

@@ -101,11 +101,9 @@ def _state_dict(weights: str) -> dict:
     p = Path(weights)
     if not p.is_file():
         raise ArchkdError(f"teacher weights not found: {weights}", "check teacher.weights")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ArchkdError(f"cannot load teacher weights {p} ({type(e).__name__})",
-                          "save them with torch.save(model.state_dict(), path)") from None
+    from archkd.distill.checkpoint import safe_load
+
+    sd = safe_load(p, "teacher weights", "save them with torch.save(model.state_dict(), path)")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     return sd
