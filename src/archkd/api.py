@@ -341,6 +341,8 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
             "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
     res = export_model(model, out, example, meta, formats=tuple(cfg.export.formats), atol=cfg.export.atol)
     d = res.to_dict()
+    d = {**{k: str(v) for k, v in d.get("paths", {}).items()}, "max_abs_diff": d.get("max_abs_diff", {}),
+         "metadata": str(d.get("metadata_path"))}
     log(f"exported to {out}: " + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.get("max_abs_diff", {}).items()))
     return d
 

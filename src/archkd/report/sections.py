@@ -221,9 +221,10 @@ def trials_section(results: dict[str, Any]) -> str | None:
     order = [s for s in STATES if s in counts] + sorted(s for s in counts if s not in STATES)
     summary = ", ".join(f"{counts[s]} {s.lower()}" for s in order)
 
-    def sort_key(t: Mapping[str, Any]) -> tuple[int, float]:
+    def sort_key(t: Mapping[str, Any]) -> tuple[int, int, float]:
+        # trained trials first (in trial order); over-budget candidates, which cost no training, after them
         n = t.get("number")
-        return (0, float(n)) if is_num(n) else (1, 0.0)
+        return (int(_state(t) == "INFEASIBLE"), 0 if is_num(n) else 1, float(n) if is_num(n) else 0.0)
 
     rows, classes = [], []
     for t in sorted(trials, key=sort_key):
@@ -233,7 +234,8 @@ def trials_section(results: dict[str, Any]) -> str | None:
             number += ' <span class="star" title="best trial">★ best</span>'
         rows.append([
             number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_ms(t.get("latency_ms")),
-            fmt_pct(t.get("val_acc")), fmt_seconds(t.get("seconds")), compact(t.get("config")),
+            fmt_pct(t.get("val_acc")) + (f" · r {t['reward']:.3f}" if is_num(t.get("reward")) else ""),
+            fmt_seconds(t.get("seconds")), compact(t.get("config")),
             esc(t.get("reason")) if t.get("reason") else "",
         ])
         classes.append("best" if is_best else None)
