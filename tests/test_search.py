@@ -103,3 +103,29 @@ def test_kd_search_end_to_end(tmp_path, teacher_ckpt):
     assert (cfg.run_dir / "study.db").exists()
     again = api.search(cfg, log=None)  # re-running resumes: nothing new is trained
     assert [t["number"] for t in again["trials"]] == [t["number"] for t in r["trials"]]
+
+
+def test_pruner_stops_weak_trials_on_their_validation_curve(tmp_path):
+    space = create_space("stages", widths=(8,))
+    trained_epochs = {}
+
+    def evaluate(config, metrics, trial, report):
+        good = trial.number < 6
+        for epoch in range(4):
+            trained_epochs[trial.number] = epoch + 1
+            report(epoch, (0.9 if good else 0.1) + 0.01 * epoch)
+        return 0.93 if good else 0.13, {}
+
+    r = run_search(space, evaluate, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="p",
+                   sampler=HashRandomSampler(0), n_trials=8, budget=Budget(), input_shape=(1, 8, 8), num_classes=10,
+                   pruner="median", log=None)
+    states = {t["number"]: t["state"] for t in r.trials}
+    assert [states[n] for n in (6, 7)] == ["PRUNED", "PRUNED"]
+    assert trained_epochs[6] == 1 and trained_epochs[0] == 4  # pruned after its first epoch: no wasted training
+    assert all(states[n] == "COMPLETE" for n in range(6))
+
+
+def test_latency_flag_parsing():
+    from archkd.cli import _latency
+
+    assert _latency("5ms") == 5.0 and _latency("0.5s") == 500.0 and _latency("2") == 2.0
