@@ -89,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kd-cache", action="store_true",
                    help="let vanilla KD use archkd's teacher-logit cache (default: teacher forward every step, like "
                         "the process replays, so seconds compare; the cache would also make later runs warm)")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads (1: on 2 cores that other jobs keep busy, 2 threads oversubscribe and "
+                        "ran up to 20x slower in a test)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=str(RESULTS / "distpro_cache"), help="archkd cache dir (decoded data)")
     p.add_argument("--runs-dir", default=None, help="default: bench/results/distpro_runs/<dataset>")
@@ -174,13 +176,13 @@ def get_teacher(a: argparse.Namespace, log) -> tuple:
               and json.loads(meta_path.read_text()).get("key") == key)
     t0 = time.perf_counter()
     if cached:
-        log(f"teacher: cached {ckpt}")
+        (log or print)(f"teacher: cached {ckpt}")
         cfg.teacher.path = str(ckpt)
         teacher, data = api.prepare(cfg, log=log)
         trained = json.loads(meta_path.read_text()).get("train")
     else:
         _, data = api.prepare(cfg, log=log, need_teacher=False)
-        log(f"teacher: training {a.teacher_arch} for {a.teacher_epochs} epochs on {a.teacher_data_fraction:g} of the "
+        (log or print)(f"teacher: training {a.teacher_arch} for {a.teacher_epochs} epochs on {a.teacher_data_fraction:g} of the "
             "training data")
         r = api.train_teacher(cfg, log=log, data=data)
         trained = {k: r[k] for k in ("checkpoint", "val_acc", "test_acc", "seconds")}

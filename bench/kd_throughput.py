@@ -231,6 +231,13 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
     tr = {m: statistics.median(r["train_seconds"] for r in rs) for m, rs in runs.items()}
     out["train_seconds"] = tr
     out["fill_cost_train_only_s"] = tr["cached_kd_cold"] - tr["cached_kd_warm"]
+    # Rough contention correction: images per CPU-second this process got (CPU time includes evaluation and, with
+    # several threads, OpenMP spin-waiting, so trust it only as a hint when cpu/wall differs between modes).
+    cpu = {m: statistics.median(r["cpu_per_wall"] for r in rs) for m, rs in runs.items()}
+    per_cpu = {m: med[m] / cpu[m] if cpu[m] else None for m in med}
+    out["cpu_per_wall"] = cpu
+    out["cpu_normalized_ratio_vs_student_only"] = {
+        m: (v / per_cpu["student_only"] if v and per_cpu["student_only"] else None) for m, v in per_cpu.items()}
     w = out["ratio_vs_student_only"]["cached_kd_warm"]
     out["target_warm_ratio"] = TARGET_WARM_RATIO
     out["target_met"] = bool(w is not None and w >= TARGET_WARM_RATIO)
@@ -252,6 +259,10 @@ def table(s: dict, runs: dict[str, list[dict]]) -> str:
     lines.append(f"warm cached KD vs student only: {s['ratio_vs_student_only']['cached_kd_warm']:.2f}× "
                  f"(target ≥ {TARGET_WARM_RATIO}×: {'met' if s['target_met'] else 'NOT met'}); "
                  f"warm cache hit rate {s['warm_cache_hit_rate']:.1%}")
+    cn = s["cpu_normalized_ratio_vs_student_only"]
+    if max(s["cpu_per_wall"].values()) - min(s["cpu_per_wall"].values()) > 0.1:
+        lines.append("cpu/wall differed between modes (other jobs): per CPU-second the ratios vs student only are "
+                     + ", ".join(f"{m} {cn[m]:.2f}×" for m in MODES[1:] if cn[m] is not None) + " (rough)")
     return "\n".join(lines)
 
 

@@ -48,3 +48,21 @@ def test_saved_config_round_trips(tmp_path):
     assert again == cfg
     assert "budget.max_latency_ms" in all_keys()
     assert isinstance(again, Config)
+
+
+def test_threads_follow_idle_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from archkd.device import configure_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    assert configure_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert configure_threads() == 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert configure_threads() == 1
+    assert configure_threads(2) == 2
+    torch.set_num_threads(1)

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 from archkd.config import Config, all_keys, load_config, to_dict
+from archkd.device import configure_threads
 from archkd.errors import ArchkdError
 
 # flag dest -> config key
@@ -133,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _resolve(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
     flags = {FLAG_KEYS[k]: v for k, v in vars(args).items() if k in FLAG_KEYS and v is not None}
     flags.update({k: v for k, v in (extra or {}).items() if v is not None})
-    return load_config(getattr(args, "config", None), getattr(args, "overrides", None), flags)
+    cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", None), flags)
+    configure_threads(cfg.threads)
+    return cfg
 
 
 def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -169,6 +172,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.verb == "demo":
         cfg = load_config(args.config, args.overrides, {**{FLAG_KEYS[k]: v for k, v in vars(args).items()
                                                            if k in FLAG_KEYS and v is not None}}, base=demo_defaults())
+        log(f"using {configure_threads(cfg.threads)} CPU thread(s)")
         r = api.demo(cfg, log)
         f = r["final"]
         _print_table(f"archkd demo — {cfg.run_dir}", [

@@ -189,6 +189,7 @@ class Config:
     runs_dir: str = "runs"
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
     cache_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
