@@ -13,7 +13,7 @@ what makes the second strategy "NAS then KD": only the search signal differs bet
 
 Run from the repository root:
 
-    python bench/akd.py --dataset digits     # default: resnet20 teacher trained once (cached), 12 trials, ~10 min
+    python bench/akd.py --dataset digits     # default: resnet20 teacher trained once (cached), 12 trials, ~14 min
     python bench/akd.py --dataset cifar10    # ../shared data + teacher, low fidelity, ~40 min on 2 busy cores
 
 Prints one line per finished (method, seed) and a table; writes ``bench/results/akd_<dataset>.json`` (rewritten after

@@ -144,6 +144,11 @@ def test_search_and_replay_end_to_end(digits, setup, tmp_path):
     assert 0 < rep.saved_share() < 1  # τ-clipping skipped some (not all) pathway losses
     assert torch.allclose(rep.schedule[0], proc["trajectory"][0]) and torch.allclose(rep.schedule[-1],
                                                                                      proc["trajectory"][-1])
+    equal = replay_objective(proc, total, mode="equal")
+    assert torch.equal(equal.weights(), torch.ones(len(obj.pathways)))
+    final = replay_objective(proc, total, mode="final")
+    assert torch.allclose(final.weights(), normalize(proc["trajectory"][-1], "scaled_biased_softmax"))
+    fit(s2, digits, TrainConfig(epochs=1, batch_size=64), objective=equal, teacher=teacher, log=None)
 
 
 def test_cli_process_search_then_replay(tmp_path, teacher_ckpt):

@@ -213,7 +213,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 done = n_batches * bs
                 rate = done / (last_note - te)
                 log(f"  epoch {epoch + 1}/{cfg.epochs}: {done}/{len(indices)} images, {rate:.0f} img/s, "
-                    f"eta {(len(indices) - done) / max(rate, 1e-9):.0f}s, loss {float(loss):.4f}")
+                    f"eta {(len(indices) - done) / max(rate, 1e-9):.0f}s, loss {float(loss.detach()):.4f}")
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
         train_time += time.perf_counter() - te

@@ -17,7 +17,7 @@ from archkd.distill.objective import DistillObjective
 from archkd.errors import ArchkdError
 from archkd.process.transforms import create_transform
 
-NORMALIZATIONS = ("softmax", "softmax_bias", "sigmoid", "scaled_biased_softmax")
+NORMALIZATIONS = ("softmax", "softmax_bias", "sigmoid", "scaled_biased_softmax", "none")
 DISTANCES = {"hcl": hcl_distance, "mse": lambda fs, ft: F.mse_loss(fs, ft)}
 
 
@@ -32,6 +32,8 @@ def normalize(alpha: torch.Tensor, style: str, scale: float = 1.0) -> torch.Tens
         return w * n * scale if style == "scaled_biased_softmax" else w
     if style == "sigmoid":
         return torch.sigmoid(alpha)
+    if style == "none":  # the values are the weights (constant baselines such as "equal")
+        return alpha
     raise ArchkdError(f"unknown α normalisation '{style}'", f"use one of {NORMALIZATIONS}")
 
 
@@ -110,7 +112,7 @@ class ProcessObjective(DistillObjective):
         if self.schedule is None:
             return normalize(self.alpha, self.normalization, self.scale)
         row = self.schedule[min(int(self.step), self.schedule.shape[0] - 1)]
-        return normalize(row, self.normalization, self.scale) if self.normalization != "none" else row
+        return normalize(row, self.normalization, self.scale)
 
     def forward(self, s_logits: torch.Tensor, targets: torch.Tensor, t_logits: torch.Tensor | None = None,
                 s_feats: list[torch.Tensor] | None = None, t_feats: list[torch.Tensor] | None = None
