@@ -14,7 +14,7 @@ what makes the second strategy "NAS then KD": only the search signal differs bet
 Run from the repository root:
 
     python bench/akd.py --dataset digits     # default: resnet20 teacher trained once (cached), 12 trials, ~14 min
-    python bench/akd.py --dataset cifar10    # ../shared data + teacher, low fidelity, ~40 min on 2 busy cores
+    python bench/akd.py --dataset cifar10    # ../shared data + teacher, low fidelity, ~33 min on 2 busy cores
 
 Prints one line per finished (method, seed) and a table; writes ``bench/results/akd_<dataset>.json`` (rewritten after
 every run, so a long run that dies keeps what it finished) and the library's own log to ``bench/results/akd_<dataset>.log``.
@@ -63,7 +63,7 @@ METHODS: dict[str, tuple[str, str]] = {"akd": ("akd", "kd"), "nas-then-kd": ("ak
 # Per-dataset defaults; every entry is also a flag. CIFAR-10 numbers were checked against measurements on this machine
 # (2 cores shared with another job, load 2-4): with 1 torch thread and channels_last, random mnas students train at
 # ~300 img/s and evaluate at ~1,500 img/s, so a trial (1 epoch on 10 % = 4,500 images, 5,000 val images) is ~20 s
-# and one (method, seed) with its final KD ~4 min: 9 runs ≈ 40 min.
+# and one (method, seed) with its final KD 2.5-5 min: 9 runs measured 33 min.
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"trials": 12, "trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 30,
                "final_data_fraction": 1.0, "num_stages": 3, "layers": None, "channels_last": False},
@@ -288,7 +288,8 @@ def format_table(summary: dict, target: float, title: str) -> str:
             f"{s['meets_target']:>3}/{s['n_seeds']:<1} {('-' if ratio is None else f'{ratio:.3f}'):>12} "
             f"{s['seconds_mean']:>6.0f}")
     lines.append(f"T = {target:.4f} ms ({RUNTIME}, {LAT_THREADS} thread, batch 1); '<= T': winners whose re-measured "
-                 "latency meets T; mean ± sample std over seeds")
+                 "latency meets T; mean ± sample std over seeds.\nnas-then-kd's search reward is from CE-trained "
+                 "accuracy, the others' from KD-trained: compare methods on the final columns.")
     return "\n".join(lines)
 
 

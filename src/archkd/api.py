@@ -141,7 +141,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     t_acc = teacher_accuracy(teacher.module, data, cache, dev)
     log(f"teacher {teacher.name}: val acc {t_acc:.4f}")
     m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=True,
-                      threads=cfg.budget.latency_threads, warmup=5, repeats=30)
+                      threads=cfg.budget.latency_threads, batch_size=cfg.budget.latency_batch_size, warmup=5,
+                      repeats=30)
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
