@@ -56,6 +56,7 @@ from archkd.errors import ArchkdError
 from archkd.models import create_model
 from archkd.process import normalize
 from archkd.teacher import check_teacher, load_teacher
+from _common import load_avg  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -113,13 +114,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(set(a.seeds)) < 1 or min(a.epochs) < 1 or a.search_epochs < 1:
         p.error("need at least one seed, epochs >= 1 and --search-epochs >= 1")
     return a
-
-
-def load_avg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def git_state() -> dict:

@@ -41,6 +41,7 @@ from archkd.data.sources import RawData, open_source
 from archkd.distill import fit, objective_from_config, save_checkpoint
 from archkd.models import create_model, list_models, model_spec
 from archkd.teacher import Teacher, check_teacher, load_teacher
+from _common import load_avg  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -90,13 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.subset < a.batch_size or a.epochs < 1 or a.repeats < 1 or a.threads < 1:
         p.error("need --subset >= --batch-size, --epochs >= 1, --repeats >= 1, --threads >= 1")
     return a
-
-
-def load_avg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def cpu_busy(interval: float = 1.0) -> float | None:
