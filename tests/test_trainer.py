@@ -120,3 +120,15 @@ def test_validation_logits_are_cached(digits, teacher_ckpt, tmp_path):
     assert acc == teacher_accuracy(teacher.module, digits, c2) == teacher_accuracy(teacher.module, digits, None)
     assert c1.misses == len(digits.val) and c2.misses == 0 and c2.hits == len(digits.val)
     assert acc > 0.5
+
+
+def test_cache_for_another_seed_is_refused(digits, teacher_ckpt, tmp_path):
+    from archkd.errors import ArchkdError
+
+    teacher = load_teacher(teacher_ckpt)
+    c = TeacherCache(tmp_path, teacher_hash=teacher.fingerprint, data_fingerprint=digits.fingerprint,
+                     augment_key=digits.augment.key(), normalize_key="n", seed=0, n_train=len(digits.train),
+                     n_val=len(digits.val), num_classes=10)
+    with pytest.raises(ArchkdError, match="built for seed 0"):
+        fit(_student(), digits, TrainConfig(epochs=1), objective=DistillObjective(0.1, 0.9), teacher=teacher.module,
+            cache=c, seed=1, device="cpu", log=None)

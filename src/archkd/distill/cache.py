@@ -30,6 +30,8 @@ class TeacherCache:
                  normalize_key: str, seed: int, n_train: int, n_val: int, num_classes: int) -> None:
         key = json.dumps([teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.seed = int(seed)
+        self.augment_key = augment_key
         self.dir = Path(root) / "teacher_logits" / self.key
         self.sizes = {"train": n_train, "val": n_val}
         self.num_classes = num_classes

@@ -134,6 +134,10 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     progress every ``progress_every`` seconds.
     """
     t0 = time.perf_counter()
+    if cache is not None and (cache.seed != seed or cache.augment_key != data.augment.key()):
+        raise ArchkdError(f"teacher cache was built for seed {cache.seed} / augmentation {cache.augment_key} but "
+                          f"training uses seed {seed} / {data.augment.key()}",
+                          "build the TeacherCache with the same seed and data.augment.key() as fit()")
     dev = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
