@@ -218,7 +218,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
 
         results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
                    "command": "archkd process search", "config": to_dict(cfg), "dataset": data.describe(),
-                   "teacher": {"name": teacher.name, **teacher.describe()}, "process_search": out, "curves": curves}
+                   "teacher": teacher.describe(), "process_search": out, "curves": curves}
         write_results(run, results)
         write_report(run, results)
         log(f"wrote {path} ({len(names)} pathways, {res.seconds:.1f}s, of which meta-updates {res.meta_seconds:.1f}s)")
@@ -373,7 +373,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     if cfg.teacher.path:
         teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std)
         check_teacher(teacher, data)
-        t_info = {"name": teacher.name, **teacher.describe()}
+        t_info = teacher.describe()
     else:
         t_info = train_teacher(cfg, log, data=data)
         teacher = load_teacher(t_info["checkpoint"])
