@@ -52,7 +52,6 @@ from archkd import api
 from archkd.config import Config, to_dict
 from archkd.device import seed_everything
 from archkd.distill import evaluate
-from archkd.errors import ArchkdError
 from archkd.models import create_model
 from archkd.process import normalize
 from archkd.teacher import check_teacher, load_teacher
@@ -226,19 +225,6 @@ def run_search(a, teacher, data, seed: int, student0, log) -> dict:
             "replay_weights_final": replay_w, "process_config": to_dict(cfg.process)}
 
 
-def equal_process(process_path: str) -> str:
-    """A copy of ``process_path`` whose replay under (final, sigmoid) weighs every pathway exactly 1."""
-    from archkd.distill.checkpoint import atomic_save
-    from archkd.process import load_process
-
-    proc = load_process(process_path)
-    proc["trajectory"] = torch.full_like(proc["trajectory"].float(), 30.0)
-    proc["weights"] = torch.ones_like(proc["trajectory"])
-    assert torch.equal(normalize(proc["trajectory"][-1], "sigmoid"), torch.ones(proc["trajectory"].shape[1]))
-    path = Path(process_path).with_name("process_equal_weights.pt")
-    return str(atomic_save(proc, path))
-
-
 def run_distill(a, teacher, data, seed: int, method: str, epochs: int, student0, process_path: str, log,
                 tag: str = "") -> dict:
     cfg = base_config(a, seed, f"seed{seed}_{method}_e{epochs}{tag}")
@@ -249,23 +235,10 @@ def run_distill(a, teacher, data, seed: int, method: str, epochs: int, student0,
         cfg.distill.process = process_path
         cfg.process.replay = {"searched-tau": "searched"}.get(method, method)
         cfg.process.tau = a.tau if method == "searched-tau" else None
-    workaround = None
     t0 = time.perf_counter()
-    try:
-        r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
-    except ArchkdError as e:
-        if method != "equal" or "normalisation 'none'" not in str(e):
-            raise
-        # archkd bug: replay_objective(mode='equal') builds ProcessObjective(normalization='none'), which the
-        # constructor's name check rejects. Same baseline through public options: a copy of the process whose α is a
-        # constant 30, replayed as 'final' with sigmoid normalisation, gives every pathway weight exactly 1.0 (float32).
-        workaround = f"{type(e).__name__}: {e}"
-        cfg.distill.process = equal_process(process_path)
-        cfg.process.replay, cfg.process.replay_normalization = "final", "sigmoid"
-        t0 = time.perf_counter()
-        r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
+    r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
     wall = time.perf_counter() - t0
-    return {"seed": seed, "method": method, "equal_workaround": workaround, "epochs": epochs, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
+    return {"seed": seed, "method": method, "epochs": epochs, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
             "seconds": r["seconds"], "wall_seconds": wall, "images_per_s": r["images_per_s"],
             "pathway_loss_saved": r["pathway_loss_saved"], "replay": r["process_replay"],
             "tau": cfg.process.tau if cfg.distill.process else None, "teacher_val_acc": r["teacher_val_acc"],

@@ -132,3 +132,45 @@ def test_cache_for_another_seed_is_refused(digits, teacher_ckpt, tmp_path):
     with pytest.raises(ArchkdError, match="built for seed 0"):
         fit(_student(), digits, TrainConfig(epochs=1), objective=DistillObjective(0.1, 0.9), teacher=teacher.module,
             cache=c, seed=1, device="cpu", log=None)
+
+
+def test_cache_of_another_precision_is_refused(digits, teacher_ckpt, tmp_path):
+    """bf16-autocast logits must never be served to an fp32 run (or the reverse): precision is in the key and checked."""
+    from archkd.distill import cache_precision
+    from archkd.errors import ArchkdError
+
+    teacher = load_teacher(teacher_ckpt)
+
+    def cache(precision):
+        return TeacherCache(tmp_path, teacher_hash=teacher.fingerprint, data_fingerprint=digits.fingerprint,
+                            augment_key=digits.augment.key(), normalize_key="n", seed=0, n_train=len(digits.train),
+                            n_val=len(digits.val), num_classes=10, precision=precision)
+
+    assert cache("bf16").dir != cache("fp32").dir
+    assert cache_precision(False) == "fp32" and cache_precision(True) == "bf16"
+    with pytest.raises(ArchkdError, match="holds bf16 logits"):
+        fit(_student(), digits, TrainConfig(epochs=1, amp=False), objective=DistillObjective(0.1, 0.9),
+            teacher=teacher.module, cache=cache("bf16"), seed=0, device="cpu", log=None)
+    with pytest.raises(ValueError, match="precision"):
+        cache("fp16")
+
+
+def test_identity_augmentation_shares_one_logit_table(digits, teacher_ckpt, tmp_path):
+    """Without augmentation every epoch sees the same views: a cold run asks the teacher once per sample, not per epoch."""
+    from dataclasses import replace
+
+    from archkd.data import Augment
+
+    plain = replace(digits, augment=Augment())
+    assert plain.augment.is_identity
+    teacher = load_teacher(teacher_ckpt)
+    c = TeacherCache(tmp_path, teacher_hash=teacher.fingerprint, data_fingerprint=plain.fingerprint,
+                     augment_key=plain.augment.key(), normalize_key="n", seed=0, n_train=len(plain.train),
+                     n_val=len(plain.val), num_classes=10)
+    cfg = TrainConfig(epochs=3, batch_size=64)
+    res = fit(_student(), plain, cfg, objective=DistillObjective(0.1, 0.9), teacher=teacher.module, cache=c, seed=0,
+              device="cpu", log=None)
+    seen_per_epoch = (len(plain.train) // 64) * 64
+    assert res.cache["hits"] + res.cache["misses"] == 3 * seen_per_epoch
+    assert res.cache["misses"] <= len(plain.train)  # per-epoch tables would miss on all 3 * seen_per_epoch
+    assert sorted(p.name for p in c.dir.glob("*.pt")) == ["train.pt"]

@@ -18,8 +18,8 @@ import torch
 
 from archkd.config import Config, save_config, to_dict
 from archkd.data import DataBundle, load_data
-from archkd.device import default_cache_dir, resolve_device, seed_everything
-from archkd.distill import TeacherCache, evaluate, fit, model_from_checkpoint, objective_from_config, teacher_accuracy
+from archkd.device import default_cache_dir, resolve_device, seed_everything, use_amp
+from archkd.distill import TeacherCache, cache_precision, evaluate, fit, model_from_checkpoint, objective_from_config, teacher_accuracy
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
@@ -68,7 +68,8 @@ def make_cache(cfg: Config, teacher: Teacher, data: DataBundle) -> TeacherCache 
         return None
     return TeacherCache(_cache_root(cfg), teacher_hash=teacher.fingerprint, data_fingerprint=data.fingerprint,
                         augment_key=data.augment.key(), normalize_key=str(data.normalize.to_dict()), seed=cfg.seed,
-                        n_train=len(data.train), n_val=len(data.val), num_classes=data.num_classes)
+                        n_train=len(data.train), n_val=len(data.val), num_classes=data.num_classes,
+                        precision=cache_precision(use_amp(resolve_device(cfg.device), cfg.train.amp)))
 
 
 def _meta(data: DataBundle) -> dict:

@@ -6,15 +6,16 @@ Contract:
   ``teacher_accuracy`` (validation logits served from the cache).
 - ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
 - ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry (``kd``, ``fitnet``, ``at`` built in).
-- ``TeacherCache``: exact per-(sample, epoch, seed) teacher logits shared across trials and runs.
+- ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;
+  ``cache_precision(amp)`` names the precision ``fit`` will check it against.
 - ``save_checkpoint`` / ``load_checkpoint`` / ``model_from_checkpoint``: self-describing, resumable checkpoints.
 """
-from archkd.distill.cache import TeacherCache
+from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
 from archkd.distill.trainer import FitResult, evaluate, fit, teacher_accuracy
 
-__all__ = ["TeacherCache", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES", "FeatureLoss",
+__all__ = ["TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES", "FeatureLoss",
            "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps", "objective_from_config",
            "FitResult", "evaluate", "fit", "teacher_accuracy"]

@@ -19,6 +19,14 @@ import torch
 from archkd.distill.checkpoint import atomic_save
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def cache_precision(amp: bool) -> str:
+    """The precision tag of teacher logits computed with (bf16 autocast) or without mixed precision."""
+    return "bf16" if amp else "fp32"
+
+
 def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()
 
@@ -27,11 +35,17 @@ class TeacherCache:
     """Per-(epoch | "val") logit tables for one (teacher, data, augmentation, seed) combination."""
 
     def __init__(self, root: str | Path, *, teacher_hash: str, data_fingerprint: str, augment_key: str,
-                 normalize_key: str, seed: int, n_train: int, n_val: int, num_classes: int) -> None:
-        key = json.dumps([teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes])
+                 normalize_key: str, seed: int, n_train: int, n_val: int, num_classes: int,
+                 precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        parts = [teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes]
+        # fp32 keeps the key of caches written before precision was recorded, so they stay valid
+        key = json.dumps(parts if precision == "fp32" else parts + [precision])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:20]
         self.seed = int(seed)
         self.augment_key = augment_key
+        self.precision = precision
         self.dir = Path(root) / "teacher_logits" / self.key
         self.sizes = {"train": n_train, "val": n_val}
         self.num_classes = num_classes

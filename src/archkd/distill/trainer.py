@@ -19,7 +19,7 @@ import torch.nn as nn
 from archkd.config import TrainConfig
 from archkd.data import DataBundle, ImageSet, Normalize
 from archkd.device import resolve_device, seed_everything, use_amp, use_channels_last
-from archkd.distill.cache import TeacherCache
+from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
 from archkd.distill.objective import DistillObjective, Taps
 from archkd.errors import ArchkdError
@@ -143,6 +143,9 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
     cl = use_channels_last(dev, cfg.channels_last)
     amp = use_amp(dev, cfg.amp)
+    if cache is not None and cache.precision != cache_precision(amp):
+        raise ArchkdError(f"teacher cache holds {cache.precision} logits but this run computes the teacher in "
+                          f"{cache_precision(amp)}", "build the TeacherCache with precision=cache_precision(amp)")
     model.to(dev)
     objective.to(dev)
     if cl:
@@ -189,6 +192,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     seen, train_time = 0, 0.0
     acc = best_acc
     for epoch in range(start, cfg.epochs):
+        train_tag = "train" if data.augment.is_identity else f"e{epoch}"  # identity: every epoch, the same views
         model.train()
         objective.train()
         te = last_note = time.perf_counter()
@@ -198,7 +202,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                                              indices=indices, drop_last=True):
             x = prep(x8, idx, epoch)
             with autocast():
-                t_logits, t_feats = view(x, idx, f"e{epoch}")
+                t_logits, t_feats = view(x, idx, train_tag)
                 s_logits = model(x)
                 loss, parts = objective(s_logits, y, t_logits, s_taps.pop() if s_taps else None, t_feats)
             if not torch.isfinite(loss):
