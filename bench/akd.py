@@ -11,6 +11,10 @@ For every (method, seed) the single winner (best search reward) is distilled wit
 (``api.distill``), tested, its latency re-measured and its final reward computed. The same winner-then-KD step is
 what makes the second strategy "NAS then KD": only the search signal differs between the first two.
 
+``--methods random random-joint`` (or ``akd akd-joint``) measures the joint student + process search instead: the
+``*-joint`` twin scores every candidate by a short DistPro process search (``search.process=true``) and distils its
+winner with the process searched in the winner's trial; the table adds its search time over the plain twin's.
+
 Run from the repository root:
 
     python bench/akd.py --dataset digits     # default: resnet20 teacher trained once (cached), 12 trials, ~14 min
@@ -57,8 +61,14 @@ CIFAR_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
 CIFAR_TEACHER = REPO.parent / "shared" / "teachers" / "cifar10_resnet_w32.torchscript.pt"
 RUNTIME, LAT_THREADS, LAT_WARMUP, LAT_REPEATS = "onnxruntime", 1, 5, 30  # the protocol Budget.measure uses
 
-# method -> (search.method, search.guide)
-METHODS: dict[str, tuple[str, str]] = {"akd": ("akd", "kd"), "nas-then-kd": ("akd", "ce"), "random": ("random", "kd")}
+# method -> (search.method, search.guide, search.process). The *-joint methods score each candidate by a short DistPro
+# process search instead of plain KD and finalise the winner with its trial's process: with the same sampler and seed
+# as their plain twin they train the same first candidates (random: all of them), so the ratio of search seconds is
+# the measured cost of the joint search.
+METHODS: dict[str, tuple[str, str, bool]] = {
+    "akd": ("akd", "kd", False), "nas-then-kd": ("akd", "ce", False), "random": ("random", "kd", False),
+    "akd-joint": ("akd", "kd", True), "random-joint": ("random", "kd", True)}
+DEFAULT_METHODS = ["akd", "nas-then-kd", "random"]
 
 # Per-dataset defaults; every entry is also a flag. CIFAR-10 numbers were checked against measurements on this machine
 # (2 cores shared with another job, load 2-4): with 1 torch thread and channels_last, random mnas students train at
@@ -79,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=DEFAULT_METHODS,
+                   help="akd-joint / random-joint: the joint student + process search (search.process=true)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--trials", type=int, help="completed trials per search (digits 12, cifar10 8)")
     p.add_argument("--trial-epochs", type=int, help="epochs per search trial (digits 4, cifar10 1)")
@@ -212,13 +223,15 @@ def run_one(base: Config, method: str, seed: int, teacher: Teacher, data: DataBu
     cfg = copy.deepcopy(base)
     cfg.name = f"{method}-s{seed}"
     cfg.seed = seed
-    cfg.search.method, cfg.search.guide = METHODS[method]
+    cfg.search.method, cfg.search.guide, cfg.search.process = METHODS[method]
     cfg.search.reward_target = target
     t0 = time.perf_counter()
-    log(f"===== {cfg.name}: search.method={cfg.search.method} guide={cfg.search.guide} seed={seed} T={target:.4f} ms")
+    log(f"===== {cfg.name}: search.method={cfg.search.method} guide={cfg.search.guide} process={cfg.search.process} "
+        f"seed={seed} T={target:.4f} ms")
     found = api.search(cfg, log=log, teacher=teacher, data=data)
     best = found["best"]
     t_search = time.perf_counter() - t0
+    cfg.distill.process = best.get("process")  # joint search: the winner's own process, replayed over the full budget
     final = api.distill(cfg, log=log, teacher=teacher, data=data, student=build_from_spec(best["spec"]),
                         subdir="final")
     lat = final["latency"][RUNTIME]
@@ -227,6 +240,7 @@ def run_one(base: Config, method: str, seed: int, teacher: Teacher, data: DataBu
     done = [t for t in found["trials"] if t["state"] == "COMPLETE"]
     return {
         "method": method, "seed": seed, "search_method": cfg.search.method, "guide": cfg.search.guide,
+        "search_process": cfg.search.process, "final_process": final["process"],
         "best_trial": best["number"], "best_config": best["config"], "params": best["params"],
         "flops": best["flops"], "search_val_acc": best["val_acc"], "search_reward": best["reward"],
         "search_latency_ms": best["latency_ms"], "final_val_acc": final["val_acc"],
@@ -266,7 +280,14 @@ def summarize(rows: list[dict], methods: list[str]) -> dict:
                   "final_reward": _mean_std([r["final_reward"] for r in rs]),
                   "final_latency_ms_mean": float(statistics.fmean(r["final_latency_ms"] for r in rs)),
                   "meets_target": sum(r["meets_target"] for r in rs),
-                  "seconds_mean": float(statistics.fmean(r["elapsed_s"] for r in rs))}
+                  "seconds_mean": float(statistics.fmean(r["elapsed_s"] for r in rs)),
+                  "search_seconds_mean": float(statistics.fmean(r["search_seconds"] for r in rs))}
+    for m in out:  # the measured cost of a joint search: its search seconds over its plain twin's, seed by seed
+        twin = m[:-len("-joint")] if m.endswith("-joint") else None
+        pairs = [(r, t) for r in rows if r["method"] == m for t in rows if t["method"] == twin and t["seed"] == r["seed"]]
+        if pairs:
+            out[m]["search_cost_vs_" + twin] = _mean_std([r["search_seconds"] / t["search_seconds"] for r, t in pairs])
+            out[m]["same_winner_as_" + twin] = sum(r["best_config"] == t["best_config"] for r, t in pairs)
     if "akd" in out:
         for m in out:
             if m != "akd":
@@ -287,6 +308,13 @@ def format_table(summary: dict, target: float, title: str) -> str:
             f"{s['final_reward'][0]:>8.4f} ± {s['final_reward'][1]:<6.4f} {s['final_latency_ms_mean']:>13.3f} "
             f"{s['meets_target']:>3}/{s['n_seeds']:<1} {('-' if ratio is None else f'{ratio:.3f}'):>12} "
             f"{s['seconds_mean']:>6.0f}")
+    for m, s in summary.items():
+        for k, v in s.items():
+            if k.startswith("search_cost_vs_"):
+                twin = k[len("search_cost_vs_"):]
+                lines.append(f"{m}: search time {v[0]:.2f} ± {v[1]:.2f}× {twin}'s "
+                             f"({s['search_seconds_mean']:.0f} s vs {summary[twin]['search_seconds_mean']:.0f} s); "
+                             f"same winner in {s['same_winner_as_' + twin]}/{s['n_seeds']} seeds")
     lines.append(f"T = {target:.4f} ms ({RUNTIME}, {LAT_THREADS} thread, batch 1); '<= T': winners whose re-measured "
                  "latency meets T; mean ± sample std over seeds.\nnas-then-kd's search reward is from CE-trained "
                  "accuracy, the others' from KD-trained: compare methods on the final columns.")

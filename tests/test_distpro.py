@@ -1,4 +1,6 @@
 """DistPro: hypergradient correctness, replay interpolation, BN statistics and teacher mode invariants."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -178,9 +180,14 @@ def test_joint_student_and_process_search(tmp_path, teacher_ckpt):
     from archkd import api
 
     cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.process": True, "search.n_trials": 2,
-                                    "process.transform": "linear", "budget.max_params": 30_000})
+                                    "process.transform": "linear", "budget.max_params": 30_000, "search.top_k": 1})
     r = api.search(cfg, log=None)
     done = [t for t in r["trials"] if t["state"] == "COMPLETE"]
     assert len(done) == 2
     for t in done:
-        assert (cfg.run_dir / "trials" / f"{t['number']:04d}" / "process.pt").exists()
+        assert t["process"] == str(cfg.run_dir / "trials" / f"{t['number']:04d}" / "process.pt")
+        assert Path(t["process"]).exists()
+    # the winner is finalised with the process searched in its own trial, replayed over the full schedule
+    (final,) = r["top_k"]
+    assert final["process"] == done[[t["number"] for t in done].index(final["trial"])]["process"]
+    assert final["test_acc"] is not None

@@ -280,22 +280,34 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
 
 def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle, k: int, reward: "Reward",
                    log: Log | None = print) -> list[dict]:
-    """Re-train the k best trials (by search score) with the full KD recipe, test them, score them again."""
+    """Re-train the k best trials (by search score) with the full KD recipe, test them, score them again.
+
+    After a joint student + process search (``search.process=true``) each student is distilled with the process
+    searched inside its own trial, replayed over the full schedule, unless ``distill.process`` names another one:
+    the search picked the pair, so the pair is what is finalised.
+    """
+    from copy import deepcopy
+
     from archkd.models import build_from_spec
 
     log = _log(log)
     done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["reward"])[:k]
     out = []
     for rank, t in enumerate(done, 1):
-        log(f"top-{k} [{rank}/{len(done)}]: trial #{t['number']} with the full recipe ({cfg.train.epochs} epochs)")
+        run_cfg = cfg
+        if t.get("process") and not cfg.distill.process:
+            run_cfg = deepcopy(cfg)
+            run_cfg.distill.process = t["process"]
+        log(f"top-{k} [{rank}/{len(done)}]: trial #{t['number']} with the full recipe ({cfg.train.epochs} epochs"
+            + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "") + ")")
         seed_everything(cfg.seed)
-        r = distill(cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
+        r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
                     subdir=f"final/{rank:02d}_trial{t['number']:04d}")
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
         metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
         out.append({"trial": t["number"], "search_reward": t["reward"], "val_acc": r["val_acc"],
                     "test_acc": r["test_acc"], "final_reward": reward(r["val_acc"], metrics), **metrics,
-                    "checkpoint": r["checkpoint"]})
+                    "checkpoint": r["checkpoint"], "process": r["process"]})
     return out
 
 

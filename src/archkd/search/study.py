@@ -58,7 +58,7 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "flops": ua.get("flops"), "latency_ms": ua.get("latency_ms"),
             "val_acc": ua.get("val_acc"), "reward": ua.get("reward"),
             "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec"),
-            "checkpoint": ua.get("checkpoint")}
+            "checkpoint": ua.get("checkpoint"), "process": ua.get("process")}
 
 
 def _release_stale(study: optuna.Study) -> int:
