@@ -174,3 +174,48 @@ def test_identity_augmentation_shares_one_logit_table(digits, teacher_ckpt, tmp_
     assert res.cache["hits"] + res.cache["misses"] == 3 * seen_per_epoch
     assert res.cache["misses"] <= len(plain.train)  # per-epoch tables would miss on all 3 * seen_per_epoch
     assert sorted(p.name for p in c.dir.glob("*.pt")) == ["train.pt"]
+
+
+def test_bn_recalibration_gives_exact_statistics_of_the_current_weights(digits):
+    """Running stats become the exact average over the chosen images; momentum and train/eval mode are restored."""
+    import numpy as np
+
+    from archkd.distill import recalibrate_bn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10)).eval()
+    idx = np.arange(0, 200, 2)  # 100 images, batch 32 with drop_last: the first 96 are used
+    n = recalibrate_bn(model, digits.train, idx, 1000, lambda x8, i: digits.normalize(x8), torch.device("cpu"), 32)
+    assert n == 96 and not model.training and model[1].momentum == 0.1
+    x8, _, _ = next(digits.train.batches(96, device=torch.device("cpu"), indices=idx[:96]))
+    with torch.no_grad():
+        h = model[0](digits.normalize(x8))
+    per_batch = [h[i:i + 32].mean((0, 2, 3)) for i in range(0, 96, 32)]
+    assert torch.allclose(model[1].running_mean, torch.stack(per_batch).mean(0), atol=1e-5)
+    assert model[1].num_batches_tracked.item() == 3
+
+
+def test_search_trials_recalibrate_bn_and_final_training_does_not(tmp_path):
+    """Search fidelity carries search.bn_recalibration; the final recipe keeps train.bn_recalibration (off)."""
+    from conftest import small_config
+
+    from archkd.api import _fidelity
+
+    cfg = small_config(tmp_path)
+    assert cfg.train.bn_recalibration == 0 and _fidelity(cfg).bn_recalibration == cfg.search.bn_recalibration > 0
+    cfg.search.bn_recalibration = 0
+    assert _fidelity(cfg).bn_recalibration == 0
+
+
+def test_fit_reports_accuracy_after_recalibration(digits):
+    """With train.bn_recalibration the reported val acc is that of the recalibrated model, which best.pt holds."""
+    from archkd.distill import evaluate, recalibrate_bn
+
+    cfg = TrainConfig(epochs=1, batch_size=64, bn_recalibration=512)
+    model = _student()
+    res = fit(model, digits, cfg, seed=0, device="cpu", log=None)
+    assert res.history[-1]["val_acc"] == evaluate(model, digits.val, digits.normalize)
+    idx = digits.train.subset(1.0, 0)
+    recalibrate_bn(model, digits.train, idx, 512, lambda x8, i: digits.normalize(x8), torch.device("cpu"), 64)
+    assert res.history[-1]["val_acc"] == evaluate(model, digits.val, digits.normalize)  # idempotent

@@ -314,7 +314,8 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
 def _fidelity(cfg: Config):
     from dataclasses import replace
 
-    return replace(cfg.train, epochs=cfg.search.epochs, data_fraction=cfg.search.data_fraction)
+    return replace(cfg.train, epochs=cfg.search.epochs, data_fraction=cfg.search.data_fraction,
+                   bn_recalibration=cfg.search.bn_recalibration)
 
 
 def measure(cfg: Config, model: torch.nn.Module | None = None, input_shape: tuple[int, ...] | None = None) -> dict:

@@ -60,6 +60,8 @@ class TrainConfig:
     data_fraction: float = 1.0
     amp: bool | None = None
     channels_last: bool | None = None
+    # training images that re-estimate BatchNorm statistics before each validation pass (0: off); see recalibrate_bn
+    bn_recalibration: int = 0
 
 
 @dataclass
@@ -142,6 +144,8 @@ class SearchConfig:
     ``method``: random | akd (LSTM controller). ``guide``: kd (KD-trained accuracy, AKD) or ce (CE-trained accuracy:
     the NAS-then-KD baseline). With ``reward_target`` (T) the trial value is ``ACC × (cost/T)^w``. ``process``: score
     each candidate by a short DistPro process search inside the trial (joint student + process search).
+    ``bn_recalibration``: training images that re-estimate each trial's BatchNorm statistics before it is validated
+    (``train.bn_recalibration`` for the trials; 0 turns it off): at a few epochs the running averages lag the weights.
     """
 
     method: str = "random"
@@ -163,6 +167,7 @@ class SearchConfig:
     controller: dict = field(default_factory=dict)
     top_k: int = 0
     process: bool = False
+    bn_recalibration: int = 2048
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -36,6 +37,41 @@ class FitResult:
     seconds: float = 0.0
     images_per_s: float = 0.0
     cache: dict | None = None
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: int, prep: Callable[..., torch.Tensor],
+                   device: torch.device, batch_size: int) -> int:
+    """Re-estimate BatchNorm running statistics as the exact average over the first ``n`` of ``indices``.
+
+    Why: BN's running averages (momentum 0.1) trail the weights by tens of steps. After a few epochs, as in search
+    trials, the weights still move fast and eval-mode accuracy can sit far below what the model has learned (on digits
+    a 4-epoch DistPro trial scored 12 % in eval mode and 51 % in train mode; recalibrated, 53 %). Recomputing the
+    statistics of the current weights (train-mode forwards, no gradients, cumulative average) removes that lag;
+    nothing else about training changes. ``prep(x8, idx)`` turns a uint8 batch into the model's input.
+    Returns the number of images used (0 when the model has no BatchNorm with running statistics).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    sel = np.asarray(indices)[:max(0, n)]
+    if not bns or len(sel) == 0:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    was = model.training
+    model.train()
+    seen = 0
+    try:
+        for x8, _, idx in images.batches(min(batch_size, len(sel)), device=device, indices=sel,
+                                         drop_last=len(sel) > batch_size):
+            model(prep(x8, idx))
+            seen += len(idx)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was)
+    return seen
 
 
 @torch.no_grad()
@@ -162,6 +198,11 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         x = data.normalize(data.augment(x8, idx, epoch, seed))
         return x.contiguous(memory_format=torch.channels_last) if cl else x
 
+    def plain(x8: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Un-augmented input, as ``evaluate`` sees it (BN recalibration matches evaluation)."""
+        x = data.normalize(x8)
+        return x.contiguous(memory_format=torch.channels_last) if cl else x
+
     if s_taps is not None and not objective._ready:
         x8, _, idx = next(data.train.batches(min(bs, 8), device=dev, indices=indices))
         with torch.no_grad():
@@ -228,6 +269,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         row = {"epoch": epoch + 1, "train_loss": sum(sums.values()) / max(1, n_batches),
                **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
+            if cfg.bn_recalibration:
+                recalibrate_bn(model, data.train, indices, cfg.bn_recalibration, plain, dev, bs)
             acc = evaluate(model, data.val, data.normalize, dev, channels_last=cl)
             row["val_acc"] = acc
             if acc > best_acc:

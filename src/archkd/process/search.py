@@ -23,7 +23,7 @@ from archkd.config import TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
 from archkd.distill.objective import Taps
-from archkd.distill.trainer import _optimizer, evaluate, lr_factor
+from archkd.distill.trainer import _optimizer, evaluate, lr_factor, recalibrate_bn
 from archkd.process.process import Pathway, ProcessObjective, normalize
 
 Params = dict[str, torch.Tensor]
@@ -194,6 +194,9 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
             losses.append(float(loss.detach()))
             traj.append(objective.alpha.detach().cpu().clone())
             weights.append(normalize(objective.alpha.detach(), objective.normalization, objective.scale).cpu())
+        if train.bn_recalibration:
+            recalibrate_bn(student, data.train, train_idx, train.bn_recalibration, lambda x8, i: data.normalize(x8),
+                           dev, bs)
         acc = evaluate(student, data.val, data.normalize, dev)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "val_acc": acc,
                "weights": weights[-1].tolist() if weights else []}
