@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--alpha", type=float, default=0.9, help="vanilla KD weight (CE gets 1 - alpha)")
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--bn-recalibration", type=int, default=0,
+                   help="train.bn_recalibration of every distillation (images re-estimating BN statistics before "
+                        "each validation; 0: off, the library default for final training)")
     p.add_argument("--kd-cache", action="store_true",
                    help="let vanilla KD use archkd's teacher-logit cache (default: teacher forward every step, like "
                         "the process replays, so seconds compare; the cache would also make later runs warm)")
@@ -151,6 +154,7 @@ def base_config(a: argparse.Namespace, seed: int, name: str) -> Config:
     cfg.distill.alpha = a.alpha
     cfg.distill.temperature = a.temperature
     cfg.distill.cache = a.kd_cache
+    cfg.train.bn_recalibration = a.bn_recalibration
     cfg.budget.latency_runtime = "torch"  # distill measures latency every call; skip the ONNX export it would need
     cfg.process.search_epochs = a.search_epochs
     if a.transform:
