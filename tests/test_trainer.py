@@ -185,15 +185,20 @@ def test_bn_recalibration_gives_exact_statistics_of_the_current_weights(digits):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                                 torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10)).eval()
-    idx = np.arange(0, 200, 2)  # 100 images, batch 32 with drop_last: the first 96 are used
+    idx = np.arange(0, 192, 2)  # 96 images: three full batches of 32
     n = recalibrate_bn(model, digits.train, idx, 1000, lambda x8, i: digits.normalize(x8), torch.device("cpu"), 32)
     assert n == 96 and not model.training and model[1].momentum == 0.1
-    x8, _, _ = next(digits.train.batches(96, device=torch.device("cpu"), indices=idx[:96]))
+    x8, _, _ = next(digits.train.batches(96, device=torch.device("cpu"), indices=idx))
     with torch.no_grad():
         h = model[0](digits.normalize(x8))
-    per_batch = [h[i:i + 32].mean((0, 2, 3)) for i in range(0, 96, 32)]
-    assert torch.allclose(model[1].running_mean, torch.stack(per_batch).mean(0), atol=1e-5)
+    assert torch.allclose(model[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
     assert model[1].num_batches_tracked.item() == 3
+    # a sample smaller than the subset is spread over it, not its head (image folders are sorted by class)
+    used = []
+    recalibrate_bn(model, digits.train, idx, 32, lambda x8, i: used.append(i) or digits.normalize(x8),
+                   torch.device("cpu"), 32)
+    (batch,) = used
+    assert len(batch) == 32 and int(batch.max()) > int(idx[40])
 
 
 def test_search_trials_recalibrate_bn_and_final_training_does_not(tmp_path):

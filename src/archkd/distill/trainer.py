@@ -42,7 +42,8 @@ class FitResult:
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: int, prep: Callable[..., torch.Tensor],
                    device: torch.device, batch_size: int) -> int:
-    """Re-estimate BatchNorm running statistics as the exact average over the first ``n`` of ``indices``.
+    """Re-estimate BatchNorm running statistics as the exact average over ``n`` of ``indices`` (a fixed random sample:
+    image folders are sorted by class, so the first ``n`` would describe a few classes only).
 
     Why: BN's running averages (momentum 0.1) trail the weights by tens of steps. After a few epochs, as in search
     trials, the weights still move fast and eval-mode accuracy can sit far below what the model has learned (on digits
@@ -52,7 +53,8 @@ def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: i
     Returns the number of images used (0 when the model has no BatchNorm with running statistics).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    sel = np.asarray(indices)[:max(0, n)]
+    indices = np.asarray(indices)
+    sel = indices[np.sort(np.random.default_rng(0).permutation(len(indices))[:max(0, n)])]
     if not bns or len(sel) == 0:
         return 0
     momenta = [m.momentum for m in bns]
