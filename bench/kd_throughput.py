@@ -181,7 +181,7 @@ def run_mode(mode: str, args: argparse.Namespace, data: DataBundle, teacher: Tea
         cache = None
         if mode != "naive_kd":
             c = copy.deepcopy(cfg)
-            c.cache_dir = str(cache_root)
+            c.cache_dir, c.device, c.train = str(cache_root), args.device, tcfg  # the device and recipe fit uses
             cache = make_cache(c, teacher, data)
     la0, cpu0, wall0 = load_avg(), time.process_time(), time.perf_counter()
     res = fit(student, data, tcfg, objective=objective, teacher=t_module, cache=cache, seed=args.seed,

@@ -185,9 +185,11 @@ def test_joint_student_and_process_search(tmp_path, teacher_ckpt):
     done = [t for t in r["trials"] if t["state"] == "COMPLETE"]
     assert len(done) == 2
     for t in done:
-        assert t["process"] == str(cfg.run_dir / "trials" / f"{t['number']:04d}" / "process.pt")
-        assert Path(t["process"]).exists()
+        assert t["process"] == str((cfg.run_dir / "trials" / f"{t['number']:04d}" / "process.pt").resolve())
     # the winner is finalised with the process searched in its own trial, replayed over the full schedule
     (final,) = r["top_k"]
     assert final["process"] == done[[t["number"] for t in done].index(final["trial"])]["process"]
     assert final["test_acc"] is not None
+    from archkd.config import load_config
+
+    assert load_config(cfg.run_dir / "config.yaml").distill.process is None  # the search's config is not rewritten

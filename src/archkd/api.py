@@ -81,10 +81,11 @@ def _test_acc(model: torch.nn.Module, data: DataBundle, device: torch.device) ->
     return evaluate(model.to(device), data.test, data.normalize, device) if data.test is not None else None
 
 
-def _start(cfg: Config) -> Path:
+def _start(cfg: Config, save: bool = True) -> Path:
     run = cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
+    if save:
+        save_config(cfg, run / "config.yaml")
     return run
 
 
@@ -122,10 +123,12 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
 
 
 def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
-            student: torch.nn.Module | None = None, subdir: str = "student") -> dict:
-    """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it."""
+            student: torch.nn.Module | None = None, subdir: str = "student", save_config: bool = True) -> dict:
+    """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it.
+
+    ``save_config=False`` leaves the run's ``config.yaml`` alone (top-k finalists of a search share its run dir)."""
     log = _log(log)
-    run = _start(cfg)
+    run = _start(cfg, save=save_config)
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
     dev = resolve_device(cfg.device)
@@ -302,7 +305,7 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
             + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "") + ")")
         seed_everything(cfg.seed)
         r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
-                    subdir=f"final/{rank:02d}_trial{t['number']:04d}")
+                    subdir=f"final/{rank:02d}_trial{t['number']:04d}", save_config=False)
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
         metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
         out.append({"trial": t["number"], "search_reward": t["reward"], "val_acc": r["val_acc"],

@@ -26,8 +26,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def use_amp(device: torch.device, flag: bool | None) -> bool:
-    """bf16 autocast by default on CUDA only: on CPU it is slower for small convnets."""
-    return device.type == "cuda" if flag is None else bool(flag)
+    """bf16 autocast on CUDA, on by default (``flag=None``) and off with ``flag=False``; never on CPU, where it is
+    slower for small convnets, so ``train.amp=true`` there is a no-op rather than a mislabelled precision."""
+    return device.type == "cuda" and (flag is None or bool(flag))
 
 
 def use_channels_last(device: torch.device, flag: bool | None) -> bool:

@@ -3,8 +3,8 @@
 Contract:
 - ``fit(model, data, train_cfg, objective=..., teacher=..., cache=...) -> FitResult``: the one training loop
   (teachers, search trials, final distillation); ``evaluate(model, split, normalize, device) -> accuracy``;
-  ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (exact BatchNorm statistics
-  of the current weights; ``train.bn_recalibration`` runs it before each validation, search trials do by default).
+  ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (BatchNorm statistics
+  re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials do by default).
 - ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
 - ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry (``kd``, ``fitnet``, ``at`` built in).
 - ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;

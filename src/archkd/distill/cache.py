@@ -39,9 +39,10 @@ class TeacherCache:
                  precision: str = "fp32") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        parts = [teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes]
-        # fp32 keeps the key of caches written before precision was recorded, so they stay valid
-        key = json.dumps(parts if precision == "fp32" else parts + [precision])
+        # precision is always part of the key: caches written before it was recorded may hold bf16 logits (CUDA runs
+        # autocast by default), so they are recomputed once rather than served as fp32
+        key = json.dumps([teacher_hash, data_fingerprint, augment_key, normalize_key, seed, n_train, num_classes,
+                          precision])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:20]
         self.seed = int(seed)
         self.augment_key = augment_key

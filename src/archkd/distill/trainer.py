@@ -42,20 +42,22 @@ class FitResult:
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: int, prep: Callable[..., torch.Tensor],
                    device: torch.device, batch_size: int) -> int:
-    """Re-estimate BatchNorm running statistics as the exact average over ``n`` of ``indices`` (a fixed random sample:
-    image folders are sorted by class, so the first ``n`` would describe a few classes only).
+    """Re-estimate BatchNorm running statistics from ``n`` of ``indices`` (a fixed random sample, the same for every
+    run seed: image folders are sorted by class, so the first ``n`` would describe a few classes only).
 
     Why: BN's running averages (momentum 0.1) trail the weights by tens of steps. After a few epochs, as in search
     trials, the weights still move fast and eval-mode accuracy can sit far below what the model has learned (on digits
-    a 4-epoch DistPro trial scored 12 % in eval mode and 51 % in train mode; recalibrated, 53 %). Recomputing the
-    statistics of the current weights (train-mode forwards, no gradients, cumulative average) removes that lag;
-    nothing else about training changes. ``prep(x8, idx)`` turns a uint8 batch into the model's input.
-    Returns the number of images used (0 when the model has no BatchNorm with running statistics).
+    a 4-epoch DistPro trial scored 12 % in eval mode and 51 % in train mode; recalibrated, 53 %). Train-mode forwards
+    without gradients re-estimate the statistics of the current weights as the equal-weight mean of per-batch
+    statistics (a last partial batch is dropped). Weights and optimizer state are untouched; the only side effects
+    are BN buffers and, for models with dropout, draws from torch's global RNG. ``prep(x8, idx)`` turns a uint8
+    batch into the model's input. Returns the number of images used (0 when the model has no BatchNorm with running
+    statistics or fewer than 2 images are available).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     indices = np.asarray(indices)
     sel = indices[np.sort(np.random.default_rng(0).permutation(len(indices))[:max(0, n)])]
-    if not bns or len(sel) == 0:
+    if not bns or len(sel) < 2:
         return 0
     momenta = [m.momentum for m in bns]
     for m in bns:
@@ -181,6 +183,9 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
     cl = use_channels_last(dev, cfg.channels_last)
     amp = use_amp(dev, cfg.amp)
+    if cfg.bn_recalibration < 0:
+        raise ArchkdError(f"train.bn_recalibration={cfg.bn_recalibration} is negative",
+                          "give the number of training images to recalibrate BatchNorm with, or 0 for off")
     if cache is not None and cache.precision != cache_precision(amp):
         raise ArchkdError(f"teacher cache holds {cache.precision} logits but this run computes the teacher in "
                           f"{cache_precision(amp)}", "build the TeacherCache with precision=cache_precision(amp)")

@@ -66,6 +66,6 @@ class KDTrialObjective:
         extra = {"val_acc": res.val_acc, "epochs": self.train.epochs, "process_seconds": res.seconds,
                  "meta_seconds": res.meta_seconds}
         if out is not None:
-            extra["process"] = str(save_process(out / "process.pt", res, objective,
-                                                {"student_spec": spec, "teacher": self.teacher.fingerprint}))
+            extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd
+                                                {"student_spec": spec, "teacher": self.teacher.fingerprint}).resolve())
         return res.val_acc, extra
