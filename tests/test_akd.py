@@ -6,7 +6,7 @@ import torch
 
 from archkd import api
 from archkd.search import Budget, Reward, create_sampler, pareto_front, run_search
-from archkd.search.controller import AKDSampler, Controller, PolicyConfig, PolicyTrainer
+from archkd.search.controller import Controller, PolicyConfig, PolicyTrainer
 from archkd.spaces import create_space
 
 from conftest import small_config

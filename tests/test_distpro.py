@@ -1,6 +1,4 @@
 """DistPro: hypergradient correctness, replay interpolation, BN statistics and teacher mode invariants."""
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn

@@ -135,7 +135,7 @@ def test_cache_for_another_seed_is_refused(digits, teacher_ckpt, tmp_path):
 
 
 def test_cache_of_another_precision_is_refused(digits, teacher_ckpt, tmp_path):
-    """bf16-autocast logits must never be served to an fp32 run (or the reverse): precision is in the key and checked."""
+    """bf16-autocast logits are never served to an fp32 run (or the reverse): precision is in the key and checked."""
     from archkd.distill import cache_precision
     from archkd.errors import ArchkdError
 
@@ -148,7 +148,7 @@ def test_cache_of_another_precision_is_refused(digits, teacher_ckpt, tmp_path):
 
     assert cache("bf16").dir != cache("fp32").dir
     assert cache_precision(False) == "fp32" and cache_precision(True) == "bf16"
-    with pytest.raises(ArchkdError, match="holds bf16 logits"):
+    with pytest.raises(ArchkdError, match="bf16 logits but training uses .* fp32"):
         fit(_student(), digits, TrainConfig(epochs=1, amp=False), objective=DistillObjective(0.1, 0.9),
             teacher=teacher.module, cache=cache("bf16"), seed=0, device="cpu", log=None)
     with pytest.raises(ValueError, match="precision"):
@@ -156,7 +156,7 @@ def test_cache_of_another_precision_is_refused(digits, teacher_ckpt, tmp_path):
 
 
 def test_identity_augmentation_shares_one_logit_table(digits, teacher_ckpt, tmp_path):
-    """Without augmentation every epoch sees the same views: a cold run asks the teacher once per sample, not per epoch."""
+    """Without augmentation every epoch sees the same views: a cold run asks the teacher once per sample."""
     from dataclasses import replace
 
     from archkd.data import Augment
@@ -186,7 +186,7 @@ def test_bn_recalibration_gives_exact_statistics_of_the_current_weights(digits):
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                                 torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10)).eval()
     idx = np.arange(0, 192, 2)  # 96 images: three full batches of 32
-    n = recalibrate_bn(model, digits.train, idx, 1000, lambda x8, i: digits.normalize(x8), torch.device("cpu"), 32)
+    n = recalibrate_bn(model, digits.train, digits.normalize, "cpu", indices=idx, n=1000, batch_size=32)
     assert n == 96 and not model.training and model[1].momentum == 0.1
     x8, _, _ = next(digits.train.batches(96, device=torch.device("cpu"), indices=idx))
     with torch.no_grad():
@@ -195,8 +195,13 @@ def test_bn_recalibration_gives_exact_statistics_of_the_current_weights(digits):
     assert model[1].num_batches_tracked.item() == 3
     # a sample smaller than the subset is spread over it, not its head (image folders are sorted by class)
     used = []
-    recalibrate_bn(model, digits.train, idx, 32, lambda x8, i: used.append(i) or digits.normalize(x8),
-                   torch.device("cpu"), 32)
+
+    class Spy:  # records which images recalibrate_bn asks the split for
+        def batches(self, *a, **kw):
+            used.append(kw["indices"])
+            return digits.train.batches(*a, **kw)
+
+    recalibrate_bn(model, Spy(), digits.normalize, "cpu", indices=idx, n=32, batch_size=32)
     (batch,) = used
     assert len(batch) == 32 and int(batch.max()) > int(idx[40])
 
@@ -222,7 +227,7 @@ def test_fit_reports_accuracy_after_recalibration(digits):
     res = fit(model, digits, cfg, seed=0, device="cpu", log=None)
     assert res.history[-1]["val_acc"] == evaluate(model, digits.val, digits.normalize)
     idx = digits.train.subset(1.0, 0)
-    recalibrate_bn(model, digits.train, idx, 512, lambda x8, i: digits.normalize(x8), torch.device("cpu"), 64)
+    recalibrate_bn(model, digits.train, digits.normalize, "cpu", indices=idx, n=512, batch_size=64)
     assert res.history[-1]["val_acc"] == evaluate(model, digits.val, digits.normalize)  # idempotent
 
 

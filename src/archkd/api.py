@@ -19,7 +19,8 @@ import torch
 from archkd.config import Config, save_config, to_dict
 from archkd.data import DataBundle, load_data
 from archkd.device import default_cache_dir, resolve_device, seed_everything, use_amp
-from archkd.distill import TeacherCache, cache_precision, evaluate, fit, model_from_checkpoint, objective_from_config, teacher_accuracy
+from archkd.distill import (TeacherCache, cache_precision, epoch_steps, evaluate, fit, model_from_checkpoint,
+                            objective_from_config, teacher_accuracy)
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
@@ -135,9 +136,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     seed_everything(cfg.seed)
     model = student if student is not None else _student(cfg, data)
     spec = model_spec(model)
-    n_train = len(data.train.subset(cfg.train.data_fraction, cfg.seed))
-    steps = cfg.train.epochs * max(1, n_train // min(cfg.train.batch_size, n_train))
-    objective = _objective(cfg, steps)
+    _, steps_per_epoch = epoch_steps(len(data.train.subset(cfg.train.data_fraction, cfg.seed)), cfg.train.batch_size)
+    objective = _objective(cfg, cfg.train.epochs * steps_per_epoch)
     if objective.teacher_taps and not teacher.supports_features:
         raise ArchkdError(f"feature losses need the teacher's internals, but {teacher.source} is TorchScript",
                           "use logit KD only (distill.features=[]) or give the teacher as an archkd checkpoint")
@@ -185,7 +185,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     save it as ``runs/<name>/process.pt`` (replay it with ``archkd distill --process``)."""
     from dataclasses import replace
 
-    from archkd.process import save_process, search_objective, search_process
+    from archkd.process import save_process, search_with_config
 
     log = _log(log)
     run = _start(cfg)
@@ -197,22 +197,17 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model = student if student is not None else _student(cfg, data)
-    x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
-    objective = search_objective(model, teacher.module, data.normalize(x8), cfg.process, cfg.train.label_smoothing)
-    train = replace(cfg.train, epochs=cfg.process.search_epochs)
-    log(f"process search: {len(objective.pathways)} pathways ({cfg.process.pathways}), transform "
-        f"{cfg.process.transform}, distance {cfg.process.distance}, {train.epochs} epochs on {dev}")
-    res = search_process(model, teacher.module, data, train, objective, seed=cfg.seed, device=dev,
-                         meta_val_fraction=cfg.process.meta_val_fraction, alpha_lr=cfg.process.alpha_lr,
-                         alpha_betas=tuple(cfg.process.alpha_betas), log=log)
+    res, objective = search_with_config(model, teacher.module, data,
+                                        replace(cfg.train, epochs=cfg.process.search_epochs), cfg.process,
+                                        seed=cfg.seed, device=dev, log=log)
     names = [p.name() for p in res.pathways]
+    spec = model_spec(model)
     out = {"pathways": names, "student_taps": res.student_taps, "teacher_taps": res.teacher_taps,
            "epochs": res.epochs, "steps": int(res.trajectory.shape[0]), "val_acc": res.val_acc,
            "seconds": res.seconds, "meta_seconds": res.meta_seconds, "history": res.history,
-           "final_weights": res.weights[-1].tolist(), "spec": model_spec(model)}
+           "final_weights": res.weights[-1].tolist(), "spec": spec}
     if write:
-        path = save_process(run / "process.pt", res, objective,
-                            {"student_spec": model_spec(model), "teacher": teacher.fingerprint})
+        path = save_process(run / "process.pt", res, objective, {"student_spec": spec, "teacher": teacher.fingerprint})
         out["process"] = str(path)
         stride = max(1, res.weights.shape[0] // 200)
         curves = {"title": "Pathway weights during the process search (normalised α)", "xlabel": "step",

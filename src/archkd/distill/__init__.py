@@ -4,7 +4,8 @@ Contract:
 - ``fit(model, data, train_cfg, objective=..., teacher=..., cache=...) -> FitResult``: the one training loop
   (teachers, search trials, final distillation); ``evaluate(model, split, normalize, device) -> accuracy``;
   ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (BatchNorm statistics
-  re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials do by default).
+  re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials
+  do by default); ``epoch_steps`` (the batch size and steps per epoch every loop uses).
 - ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
 - ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry (``kd``, ``fitnet``, ``at`` built in).
 - ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;
@@ -15,8 +16,8 @@ from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
-from archkd.distill.trainer import FitResult, evaluate, fit, recalibrate_bn, teacher_accuracy
+from archkd.distill.trainer import FitResult, epoch_steps, evaluate, fit, recalibrate_bn, teacher_accuracy
 
 __all__ = ["TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
-           "objective_from_config", "FitResult", "evaluate", "fit", "recalibrate_bn", "teacher_accuracy"]
+           "objective_from_config", "FitResult", "epoch_steps", "evaluate", "fit", "recalibrate_bn", "teacher_accuracy"]

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from archkd.distill.checkpoint import atomic_save
+from archkd.errors import ArchkdError
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -54,6 +55,14 @@ class TeacherCache:
         self._dirty: set[str] = set()
         self.hits = 0
         self.misses = 0
+
+    def check_serves(self, seed: int, augment_key: str, precision: str) -> None:
+        """Refuse a run whose teacher views differ from the ones cached: its logits would be silently wrong."""
+        if (seed, augment_key, precision) != (self.seed, self.augment_key, self.precision):
+            raise ArchkdError(f"teacher cache was built for seed {self.seed} / augmentation {self.augment_key} / "
+                              f"{self.precision} logits but training uses seed {seed} / {augment_key} / {precision}",
+                              "build the TeacherCache with fit()'s seed, data.augment.key() and "
+                              "precision=cache_precision(amp)")
 
     def _path(self, tag: str) -> Path:
         return self.dir / f"{tag}.pt"

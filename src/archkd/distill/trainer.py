@@ -39,9 +39,16 @@ class FitResult:
     cache: dict | None = None
 
 
+def epoch_steps(n: int, batch_size: int) -> tuple[int, int]:
+    """(batch size actually used, optimizer steps per epoch) for ``n`` training images: the last partial batch is
+    dropped. Shared by every loop and by whoever must know a schedule's length before training (process replay)."""
+    bs = max(1, min(batch_size, n))
+    return bs, max(1, n // bs)
+
+
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: int, prep: Callable[..., torch.Tensor],
-                   device: torch.device, batch_size: int) -> int:
+def recalibrate_bn(model: nn.Module, images: ImageSet, normalize: Normalize, device: torch.device | str = "cpu", *,
+                   indices: np.ndarray, n: int, batch_size: int, channels_last: bool = False) -> int:
     """Re-estimate BatchNorm running statistics from ``n`` of ``indices`` (a fixed random sample, the same for every
     run seed: image folders are sorted by class, so the first ``n`` would describe a few classes only).
 
@@ -50,8 +57,8 @@ def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: i
     a 4-epoch DistPro trial scored 12 % in eval mode and 51 % in train mode; recalibrated, 53 %). Train-mode forwards
     without gradients re-estimate the statistics of the current weights as the equal-weight mean of per-batch
     statistics (a last partial batch is dropped). Weights and optimizer state are untouched; the only side effects
-    are BN buffers and, for models with dropout, draws from torch's global RNG. ``prep(x8, idx)`` turns a uint8
-    batch into the model's input. Returns the number of images used (0 when the model has no BatchNorm with running
+    are BN buffers and, for models with dropout, draws from torch's global RNG. Images are un-augmented, as
+    ``evaluate`` sees them. Returns the number of images used (0 when the model has no BatchNorm with running
     statistics or fewer than 2 images are available).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -67,9 +74,10 @@ def recalibrate_bn(model: nn.Module, images: ImageSet, indices: np.ndarray, n: i
     model.train()
     seen = 0
     try:
-        for x8, _, idx in images.batches(min(batch_size, len(sel)), device=device, indices=sel,
+        for x8, _, idx in images.batches(min(batch_size, len(sel)), device=torch.device(device), indices=sel,
                                          drop_last=len(sel) > batch_size):
-            model(prep(x8, idx))
+            x = normalize(x8)
+            model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
             seen += len(idx)
     finally:
         for m, mom in zip(bns, momenta):
@@ -174,10 +182,6 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     progress every ``progress_every`` seconds.
     """
     t0 = time.perf_counter()
-    if cache is not None and (cache.seed != seed or cache.augment_key != data.augment.key()):
-        raise ArchkdError(f"teacher cache was built for seed {cache.seed} / augmentation {cache.augment_key} but "
-                          f"training uses seed {seed} / {data.augment.key()}",
-                          "build the TeacherCache with the same seed and data.augment.key() as fit()")
     dev = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
@@ -186,9 +190,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     if cfg.bn_recalibration < 0:
         raise ArchkdError(f"train.bn_recalibration={cfg.bn_recalibration} is negative",
                           "give the number of training images to recalibrate BatchNorm with, or 0 for off")
-    if cache is not None and cache.precision != cache_precision(amp):
-        raise ArchkdError(f"teacher cache holds {cache.precision} logits but this run computes the teacher in "
-                          f"{cache_precision(amp)}", "build the TeacherCache with precision=cache_precision(amp)")
+    if cache is not None:
+        cache.check_serves(seed, data.augment.key(), cache_precision(amp))
     model.to(dev)
     objective.to(dev)
     if cl:
@@ -196,18 +199,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     if teacher is not None:
         teacher.to(dev).eval()
     indices = data.train.subset(cfg.data_fraction, seed)
-    bs = min(cfg.batch_size, len(indices))
-    steps_per_epoch = max(1, len(indices) // bs)
+    bs, steps_per_epoch = epoch_steps(len(indices), cfg.batch_size)
     view = TeacherView(teacher, objective, cache)
     s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
 
     def prep(x8: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         x = data.normalize(data.augment(x8, idx, epoch, seed))
-        return x.contiguous(memory_format=torch.channels_last) if cl else x
-
-    def plain(x8: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Un-augmented input, as ``evaluate`` sees it (BN recalibration matches evaluation)."""
-        x = data.normalize(x8)
         return x.contiguous(memory_format=torch.channels_last) if cl else x
 
     if s_taps is not None and not objective._ready:
@@ -277,7 +274,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             if cfg.bn_recalibration:
-                recalibrate_bn(model, data.train, indices, cfg.bn_recalibration, plain, dev, bs)
+                recalibrate_bn(model, data.train, data.normalize, dev, indices=indices, n=cfg.bn_recalibration,
+                               batch_size=bs, channels_last=cl)
             acc = evaluate(model, data.val, data.normalize, dev, channels_last=cl)
             row["val_acc"] = acc
             if acc > best_acc:

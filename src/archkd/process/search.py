@@ -23,7 +23,7 @@ from archkd.config import TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
 from archkd.distill.objective import Taps
-from archkd.distill.trainer import _optimizer, evaluate, lr_factor, recalibrate_bn
+from archkd.distill.trainer import _optimizer, epoch_steps, evaluate, lr_factor, recalibrate_bn
 from archkd.process.process import Pathway, ProcessObjective, normalize
 
 Params = dict[str, torch.Tensor]
@@ -130,7 +130,7 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
     perm = np.random.default_rng([seed, 17]).permutation(len(pool))
     k = max(1, int(round(len(pool) * meta_val_fraction)))
     meta_idx, train_idx = np.sort(pool[perm[:k]]), np.sort(pool[perm[k:]])
-    bs = min(train.batch_size, len(train_idx))
+    bs, steps_per_epoch = epoch_steps(len(train_idx), train.batch_size)
     s_taps = Taps(student, objective.student_taps)
     t_taps = Taps(teacher, objective.teacher_taps)
 
@@ -150,7 +150,6 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
     w_params = [p for n, p in joint.named_parameters() if n != "objective.alpha"]
     opt = _optimizer(w_params, train)
     a_opt = torch.optim.Adam([objective.alpha], lr=alpha_lr, betas=tuple(alpha_betas), weight_decay=0.0)
-    steps_per_epoch = max(1, len(train_idx) // bs)
     total = train.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, train, steps_per_epoch))
 
@@ -195,8 +194,8 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
             traj.append(objective.alpha.detach().cpu().clone())
             weights.append(normalize(objective.alpha.detach(), objective.normalization, objective.scale).cpu())
         if train.bn_recalibration:
-            recalibrate_bn(student, data.train, train_idx, train.bn_recalibration, lambda x8, i: data.normalize(x8),
-                           dev, bs)
+            recalibrate_bn(student, data.train, data.normalize, dev, indices=train_idx, n=train.bn_recalibration,
+                           batch_size=bs)
         acc = evaluate(student, data.val, data.normalize, dev)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "val_acc": acc,
                "weights": weights[-1].tolist() if weights else []}

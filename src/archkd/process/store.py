@@ -6,16 +6,18 @@ Why a file: a process searched once (``archkd process search``) is replayed by a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from archkd.config import ProcessConfig
+from archkd.config import ProcessConfig, TrainConfig
+from archkd.data import DataBundle
 from archkd.distill.checkpoint import atomic_save, load_artifact
 from archkd.distill.objective import preactivation_paths
 from archkd.errors import ArchkdError
 from archkd.process.process import Pathway, ProcessObjective, interpolate, make_pathways
-from archkd.process.search import ProcessSearchResult
+from archkd.process.search import ProcessSearchResult, search_process
 
 FORMAT = "archkd-process-v1"
 
@@ -36,6 +38,24 @@ def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tens
     return ProcessObjective(s_taps, t_taps, make_pathways(len(t_taps), len(s_taps), cfg.pathways),
                             transform=cfg.transform, distance=cfg.distance, normalization=cfg.normalization,
                             logit_kd=cfg.logit_kd, label_smoothing=label_smoothing)
+
+
+def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle, train: TrainConfig,
+                       cfg: ProcessConfig, *, seed: int, device: torch.device,
+                       log: Callable[[str], None] | None = None) -> tuple[ProcessSearchResult, ProcessObjective]:
+    """Build the searchable process ``cfg`` describes for (student, teacher) and search it over ``train.epochs``.
+
+    The one recipe shared by ``archkd process search`` and the trials of a joint student + process search.
+    """
+    x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
+    objective = search_objective(student, teacher, data.normalize(x8), cfg, train.label_smoothing)
+    if log:
+        log(f"process search: {len(objective.pathways)} pathways ({cfg.pathways}), transform {cfg.transform}, "
+            f"distance {cfg.distance}, {train.epochs} epochs on {device}")
+    res = search_process(student, teacher, data, train, objective, seed=seed, device=device,
+                         meta_val_fraction=cfg.meta_val_fraction, alpha_lr=cfg.alpha_lr,
+                         alpha_betas=tuple(cfg.alpha_betas), log=log)
+    return res, objective
 
 
 def save_process(path: str | Path, result: ProcessSearchResult, objective: ProcessObjective, meta: dict) -> Path:

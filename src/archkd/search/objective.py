@@ -52,17 +52,11 @@ class KDTrialObjective:
                                   "images_per_s": res.images_per_s}
 
     def _process_trial(self, model, spec: dict, out: Path | None) -> tuple[float, dict]:
-        import torch
-
         from archkd.device import resolve_device
-        from archkd.process import save_process, search_objective, search_process
+        from archkd.process import save_process, search_with_config
 
-        x8, _, _ = next(self.data.train.batches(4, device=torch.device("cpu")))
-        objective = search_objective(model, self.teacher.module, self.data.normalize(x8), self.process,
-                                     self.train.label_smoothing)
-        res = search_process(model, self.teacher.module, self.data, self.train, objective, seed=self.seed,
-                             device=resolve_device(self.device), meta_val_fraction=self.process.meta_val_fraction,
-                             alpha_lr=self.process.alpha_lr, alpha_betas=tuple(self.process.alpha_betas), log=None)
+        res, objective = search_with_config(model, self.teacher.module, self.data, self.train, self.process,
+                                            seed=self.seed, device=resolve_device(self.device))
         extra = {"val_acc": res.val_acc, "epochs": self.train.epochs, "process_seconds": res.seconds,
                  "meta_seconds": res.meta_seconds}
         if out is not None:
