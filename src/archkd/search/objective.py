@@ -3,7 +3,8 @@
 A trial's value is the validation accuracy of the candidate after KD training at the search fidelity (epochs, data
 fraction), with the shared teacher-output cache — or, for the NAS-then-KD baseline, after CE-only training — or,
 for the joint student + process search, after a short DistPro process search (which trains the candidate while it
-learns the pathway weights; it costs about 3–4× a KD trial per step, and the trial keeps its ``process.pt``).
+learns the pathway weights; measured at 3.9× a KD trial on digits by bench/akd.py, and the trial keeps its
+``process.pt``).
 """
 from __future__ import annotations
 
