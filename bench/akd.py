@@ -157,7 +157,7 @@ def base_config(args: argparse.Namespace, runs_dir: Path, cache_dir: Path) -> Co
     cfg.search.data_fraction = args.search_data_fraction
     cfg.search.reward_metric = "latency_ms"
     cfg.search.reward_mode = args.reward_mode
-    cfg.search.controller = {"batch_size": args.controller_batch_size}
+    cfg.search.sampler_options = {"batch_size": args.controller_batch_size}
     cfg.budget.latency_runtime = RUNTIME
     cfg.budget.latency_threads = LAT_THREADS
     cfg.train.epochs = args.final_epochs
@@ -206,7 +206,7 @@ def probe_target(cfg: Config, data: DataBundle, n: int, seed: int) -> tuple[floa
     rng = np.random.default_rng(seed)
     lats = []
     for _ in range(n):
-        model = space.build(space.sample(rng), data.input_shape, data.num_classes)
+        model = space.build(space.sample_rng(rng), data.input_shape, data.num_classes)
         lats.append(measure_latency(model, data.input_shape, runtime=RUNTIME, threads=LAT_THREADS,
                                     warmup=LAT_WARMUP, repeats=LAT_REPEATS).median_ms)
     return float(np.median(lats)), lats

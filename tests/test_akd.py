@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from archkd import api
-from archkd.search import Budget, Reward, create_sampler, pareto_front, run_search
+from archkd.search import Budget, Reward, TrialOutcome, create_sampler, pareto_front, run_search
 from archkd.search.controller import Controller, PolicyConfig, PolicyTrainer
 from archkd.spaces import create_space
 
@@ -105,14 +105,14 @@ def test_every_mnas_config_builds_small_and_large():
     rng = np.random.default_rng(0)
     small = create_space("mnas")
     for _ in range(25):
-        m = small.build(small.sample(rng), (3, 32, 32), 10)
+        m = small.build(small.sample_rng(rng), (3, 32, 32), 10)
         assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    m = small.build(small.sample(rng), (1, 8, 8), 10)
+    m = small.build(small.sample_rng(rng), (1, 8, 8), 10)
     assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     large = create_space("mnas", resolution="large", layers=(1, 2))
     assert len(large.stage_base) == 7
     for _ in range(2):
-        m = large.build(large.sample(rng), (3, 224, 224), 1000).eval()
+        m = large.build(large.sample_rng(rng), (3, 224, 224), 1000).eval()
         with torch.no_grad():
             assert m(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
 
@@ -126,7 +126,7 @@ def test_pareto_front():
 def test_akd_search_resumes_and_rewards_latency(tmp_path, teacher_ckpt):
     cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.method": "akd", "search.space": "mnas",
                                     "search.space_kwargs": {"num_stages": 2, "layers": [1]},
-                                    "search.controller": {"batch_size": 2}, "search.reward_target": 0.05,
+                                    "search.sampler_options": {"batch_size": 2}, "search.reward_target": 0.05,
                                     "search.n_trials": 3, "budget.latency_runtime": "torch"})
     r = api.search(cfg, log=None)
     done = [t for t in r["trials"] if t["state"] == "COMPLETE"]
@@ -144,14 +144,15 @@ def test_interrupted_akd_search_does_not_repeat(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     calls = []
 
-    def evaluate(config, metrics, trial, report):
-        calls.append(trial.number)
-        if trial.number == 2 and len(calls) == 3:
+    def evaluate(c, report):
+        calls.append(c.number)
+        if c.number == 2 and len(calls) == 3:
             raise KeyboardInterrupt
-        return 0.5, {}
+        return TrialOutcome(0.5)
 
     kw = dict(storage=url, study_name="s", budget=Budget(), input_shape=(1, 8, 8), num_classes=10, log=None)
     with pytest.raises(KeyboardInterrupt):
         run_search(space, evaluate, sampler=create_sampler("akd", 0, space), n_trials=4, **kw)
     run_search(space, evaluate, sampler=create_sampler("akd", 0, space), n_trials=4, **kw)
-    assert calls[:3] == [0, 1, 2] and 0 not in calls[3:] and 1 not in calls[3:] and len(calls) == 5
+    # the interrupted trial 2 is re-run (as trial 3, same architecture), then one fresh trial: 4 trained in all
+    assert calls[:3] == [0, 1, 2] and calls[3:] == [3, 4]

@@ -4,7 +4,7 @@ import pytest
 
 from archkd import api
 from archkd.errors import ArchkdError
-from archkd.search import Budget, HashRandomSampler, run_search
+from archkd.search import Budget, HashRandomSampler, TrialOutcome, run_search
 from archkd.spaces import create_space
 
 from conftest import small_config
@@ -16,7 +16,7 @@ def test_every_sampled_config_builds():
     import torch
 
     for _ in range(20):
-        cfg = space.sample(rng)
+        cfg = space.sample_rng(rng)
         m = space.build(cfg, (1, 8, 8), 10)
         assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
@@ -42,9 +42,9 @@ def test_random_sampler_state_is_rebuilt_from_study(tmp_path):
 
 
 def _fake_evaluate(calls):
-    def evaluate(config, metrics, trial, report):
-        calls.append(trial.number)
-        return 1.0 / metrics["params"], {}
+    def evaluate(c, report):
+        calls.append(c.number)
+        return TrialOutcome(1.0 / c.metrics["params"])
 
     return evaluate
 
@@ -73,10 +73,10 @@ def test_interrupted_trial_is_rerun(tmp_path):
     kw = dict(storage=url, study_name="s", sampler=HashRandomSampler(0), budget=Budget(), input_shape=(1, 8, 8),
               num_classes=10, log=None)
 
-    def crash(config, metrics, trial, report):
-        if trial.number == 1:
+    def crash(c, report):
+        if c.number == 1:
             raise KeyboardInterrupt
-        return 0.5, {}
+        return TrialOutcome(0.5)
 
     with pytest.raises(KeyboardInterrupt):
         run_search(space, crash, n_trials=3, **kw)
@@ -108,12 +108,12 @@ def test_pruner_stops_weak_trials_on_their_validation_curve(tmp_path):
     space = create_space("stages", widths=(8,))
     trained_epochs = {}
 
-    def evaluate(config, metrics, trial, report):
-        good = trial.number < 6
+    def evaluate(c, report):
+        good = c.number < 6
         for epoch in range(4):
-            trained_epochs[trial.number] = epoch + 1
+            trained_epochs[c.number] = epoch + 1
             report(epoch, (0.9 if good else 0.1) + 0.01 * epoch)
-        return 0.93 if good else 0.13, {}
+        return TrialOutcome(0.93 if good else 0.13)
 
     r = run_search(space, evaluate, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="p",
                    sampler=HashRandomSampler(0), n_trials=8, budget=Budget(), input_shape=(1, 8, 8), num_classes=10,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from archkd.config import Config, save_config, to_dict
+from archkd.config import Config, save_config, set_key, to_dict
 from archkd.data import DataBundle, load_data
 from archkd.device import default_cache_dir, resolve_device, seed_everything, use_amp
 from archkd.distill import (TeacherCache, cache_precision, epoch_steps, evaluate, fit, model_from_checkpoint,
@@ -124,10 +124,12 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
 
 
 def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
-            student: torch.nn.Module | None = None, subdir: str = "student", save_config: bool = True) -> dict:
+            student: torch.nn.Module | None = None, subdir: str = "student", save_config: bool = True,
+            resume: bool = False) -> dict:
     """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it.
 
-    ``save_config=False`` leaves the run's ``config.yaml`` alone (top-k finalists of a search share its run dir)."""
+    ``save_config=False`` leaves the run's ``config.yaml`` alone (top-k finalists of a search share its run dir);
+    ``resume=True`` continues from the run's ``last.pt`` when it was written by the same run."""
     log = _log(log)
     run = _start(cfg, save=save_config)
     if teacher is None or data is None:
@@ -150,7 +152,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
-              device=dev, out_dir=run / subdir, spec=spec, meta=_meta(data), log=log)
+              device=dev, out_dir=run / subdir, spec=spec, meta={**_meta(data), "distill": to_dict(cfg.distill)},
+              log=log, resume=resume)
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
@@ -239,9 +242,11 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     sc = cfg.search
     if sc.guide not in ("kd", "ce"):
         raise ArchkdError(f"unknown search.guide '{sc.guide}'", "use kd (KD-guided) or ce (NAS-then-KD baseline)")
-    space = create_space(sc.space, **sc.space_kwargs)
+    space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs)
     budget = Budget.from_config(cfg.budget)
-    sampler = create_sampler(sc.method, seed=cfg.seed, space=space, **(sc.controller if sc.method == "akd" else {}))
+    sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
+                             feasible=budget.feasibility(space, data.input_shape, data.num_classes),
+                             **sc.sampler_options)
     reward = Reward.make(sc.reward_target, sc.reward_metric, sc.reward_mode, sc.reward_alpha, sc.reward_beta)
     fidelity = _fidelity(cfg)
     storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"
@@ -258,7 +263,9 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
                      n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
                      num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
-                     max_attempts=sc.max_attempts_factor * sc.n_trials, log=log)
+                     max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
+                     definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
+                     grace=sc.stale_after_seconds, max_retry=sc.max_retries)
     if res.best is None:
         raise ArchkdError("the search finished without a successful trial", "see the trial table above")
     b = res.best
@@ -271,9 +278,28 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
            "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
            "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
            "trials": res.trials, "seconds": time.perf_counter() - t0}
-    if sc.top_k:
+    if sc.top_k and res.finalizer:
         out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
+    elif sc.top_k:
+        log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
     return out
+
+
+def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
+    """What defines a search study, by config key: a study continued with any of these changed would mix results."""
+    sc = cfg.search
+    train = {k: v for k, v in to_dict(cfg.train).items() if k not in ("epochs", "data_fraction", "bn_recalibration")}
+    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "recipe", "guide", "epochs",
+                                                      "data_fraction", "bn_recalibration", "reward_target",
+                                                      "reward_metric", "reward_mode", "reward_alpha", "reward_beta",
+                                                      "process")},
+               "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
+               "teacher": teacher.fingerprint, "data": data.fingerprint, "space_dims": space.describe()["dims"]}
+    if sc.guide == "kd":
+        d["distill"] = {k: v for k, v in to_dict(cfg.distill).items() if k != "cache"}
+    if sc.process:
+        d["process"] = to_dict(cfg.process)
+    return d
 
 
 def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle, k: int, reward: "Reward",
@@ -292,18 +318,21 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
     done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["reward"])[:k]
     out = []
     for rank, t in enumerate(done, 1):
-        run_cfg = cfg
+        run_cfg = deepcopy(cfg)
         if t.get("process") and not cfg.distill.process:
-            run_cfg = deepcopy(cfg)
             run_cfg.distill.process = t["process"]
+        for key, value in (t.get("recipe") or {}).items():  # the recipe the search picked with this student
+            set_key(run_cfg, key, value)
         log(f"top-{k} [{rank}/{len(done)}]: trial #{t['number']} with the full recipe ({cfg.train.epochs} epochs"
-            + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "") + ")")
+            + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "")
+            + "".join(f", {key}={v}" for key, v in (t.get("recipe") or {}).items()) + ")")
         seed_everything(cfg.seed)
         r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
-                    subdir=f"final/{rank:02d}_trial{t['number']:04d}", save_config=False)
+                    subdir=f"final/{rank:02d}_trial{t['number']:04d}", save_config=False, resume=True)
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
         metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
-        out.append({"trial": t["number"], "search_reward": t["reward"], "val_acc": r["val_acc"],
+        out.append({"trial": t["number"], "recipe": t.get("recipe") or {}, "search_reward": t["reward"],
+                    "val_acc": r["val_acc"],
                     "test_acc": r["test_acc"], "final_reward": reward(r["val_acc"], metrics), **metrics,
                     "checkpoint": r["checkpoint"], "process": r["process"]})
     return out

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--teacher")
     p.add_argument("--teacher-weights", dest="teacher_weights")
-    p.add_argument("--method", help="random or akd (LSTM controller, PPO/REINFORCE)")
+    p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware)")
     p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
     p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
     p.add_argument("--space", help="search space (default: stages)")

@@ -141,17 +141,28 @@ class BudgetConfig:
 class SearchConfig:
     """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``).
 
-    ``method``: random | akd (LSTM controller). ``guide``: kd (KD-trained accuracy, AKD) or ce (CE-trained accuracy:
-    the NAS-then-KD baseline). With ``reward_target`` (T) the trial value is ``ACC × (cost/T)^w``. ``process``: score
-    each candidate by a short DistPro process search inside the trial (joint student + process search).
-    ``bn_recalibration``: training images that re-estimate each trial's BatchNorm statistics before it is validated
-    (``train.bn_recalibration`` for the trials; 0 turns it off): at a few epochs the running averages lag the weights.
+    ``method``: random | akd (LSTM controller) | tpe | gp (Optuna's, constraint-aware); ``sampler_options`` go to
+    the sampler (e.g. the akd controller's ``algorithm``/``batch_size``, TPE's ``n_startup_trials``). ``guide``: kd
+    (KD-trained accuracy, AKD) or ce (CE-trained accuracy: the NAS-then-KD baseline). With ``reward_target`` (T) the
+    trial value is ``ACC × (cost/T)^w``. ``recipe``: training-recipe dimensions searched beside the architecture,
+    ``{dotted key: [choices] | {low, high, log}}`` (e.g. ``distill.temperature``, ``distill.alpha``, ``train.lr``).
+    ``process``: score each candidate by a short DistPro process search inside the trial (joint student + process
+    search). ``bn_recalibration``: training images that re-estimate each trial's BatchNorm statistics before it is
+    validated (``train.bn_recalibration`` for the trials; 0 turns it off): at a few epochs the running averages lag the
+    weights.
+
+    Many workers: ``storage`` (sqlite:///..., journal:<file>, postgresql://...) and ``study_name`` name a shared
+    study; ``n_trials`` is the study's total. Each worker renews a lease on its running trial every
+    ``heartbeat_seconds``; a trial whose lease is older than ``stale_after_seconds`` (or whose process on this host is
+    gone) is re-queued, up to ``max_retries`` times, and continues from its last epoch checkpoint.
     """
 
     method: str = "random"
+    sampler_options: dict = field(default_factory=dict)
     guide: str = "kd"
     space: str = "stages"
     space_kwargs: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
     n_trials: int = 8
     epochs: int = 3
     data_fraction: float = 1.0
@@ -164,10 +175,12 @@ class SearchConfig:
     reward_mode: str = "soft"
     reward_alpha: float = -0.07
     reward_beta: float = -0.07
-    controller: dict = field(default_factory=dict)
     top_k: int = 0
     process: bool = False
     bn_recalibration: int = 2048
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 60.0
+    max_retries: int = 3
 
 
 @dataclass

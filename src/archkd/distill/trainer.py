@@ -7,6 +7,9 @@ nothing of searches: a search passes ``on_epoch`` (e.g. to report to a pruner) a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ class FitResult:
     seconds: float = 0.0
     images_per_s: float = 0.0
     cache: dict | None = None
+    resumed_at_epoch: int | None = None  # first epoch trained by this call when it continued from last.pt
 
 
 def epoch_steps(n: int, batch_size: int) -> tuple[int, int]:
@@ -170,6 +174,12 @@ class TeacherView:
             self.cache.flush()
 
 
+def _run_key(spec: dict | None, cfg: TrainConfig, seed: int, meta: dict | None) -> str:
+    """What makes two runs the same run: a checkpoint is resumed only under the same key."""
+    blob = json.dumps([spec, dataclasses.asdict(cfg), seed, meta], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: DistillObjective | None = None,
         teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
         device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
@@ -177,9 +187,11 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         log: Callable[[str], None] | None = print, resume: bool = False, progress_every: float = 15.0) -> FitResult:
     """Train ``model`` on ``data.train`` with ``objective`` (CE only when None); evaluate on ``data.val``.
 
-    With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer state) after each
-    evaluation; ``resume=True`` continues from ``last.pt`` at the next epoch. With ``log``, long epochs report
-    progress every ``progress_every`` seconds.
+    With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer, schedule and RNG
+    state) after each epoch; ``resume=True`` continues from ``last.pt`` at the next epoch when it was written for the
+    same run (same spec, recipe, seed and ``meta``; anything else starts fresh rather than continue a different run).
+    The data order and augmentation are functions of (seed, epoch), so a resumed run equals an uninterrupted one.
+    With ``log``, long epochs report progress every ``progress_every`` seconds.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -224,15 +236,23 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     out = Path(out_dir) if out_dir else None
     history: list[dict] = []
     best_acc, best_epoch, start = -1.0, -1, 0
+    run_key = _run_key(spec, cfg, seed, meta)
+    resumed_at = None
     if resume and out and (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt")
-        model.load_state_dict(ck["state_dict"])
-        objective.load_state_dict(ck["objective"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
-        if log:
-            log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
+        if ck.get("run_key") == run_key:
+            model.load_state_dict(ck["state_dict"])
+            objective.load_state_dict(ck["objective"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            if "rng" in ck:
+                torch.set_rng_state(ck["rng"])
+            history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
+            resumed_at = start
+            if log:
+                log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
+        elif log:
+            log(f"{out / 'last.pt'} belongs to another run (model, recipe or seed differ): training from scratch")
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     seen, train_time = 0, 0.0
     acc = best_acc
@@ -288,7 +308,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             save_checkpoint(out / "last.pt", model, spec=spec, extra={
                 **(meta or {}), "epoch": epoch, "val_acc": acc, "history": history, "best_val_acc": best_acc,
                 "best_epoch": best_epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "objective": objective.state_dict()})
+                "objective": objective.state_dict(), "rng": torch.get_rng_state(), "run_key": run_key})
         if log:
             msg = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"
             log(msg + (f" val_acc {acc:.4f}" if "val_acc" in row else "") + f" ({time.perf_counter() - te:.1f}s)")
@@ -302,5 +322,5 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     return FitResult(best_val_acc=best_acc, last_val_acc=acc, best_epoch=best_epoch, history=history,
                      best_path=out / "best.pt" if out else None, last_path=out / "last.pt" if out else None,
                      seconds=time.perf_counter() - t0, images_per_s=seen / train_time if train_time else 0.0,
-                     cache=cache.stats() if cache else None)
+                     cache=cache.stats() if cache else None, resumed_at_epoch=resumed_at)
 

@@ -1,19 +1,26 @@
 """archkd.search — studies, samplers, budgets and the KD-guided search objective.
 
 Contract:
-- ``run_search(space, evaluate, storage=..., study_name=..., sampler=..., n_trials=..., budget=...)``: ask/tell
-  loop on an Optuna study; over-budget candidates are recorded as INFEASIBLE without training; re-running resumes.
-- ``register_sampler(name)`` / ``create_sampler(name, seed, space)``: samplers are Optuna samplers whose state is
-  rebuilt from the study (``random``; ``akd``: the LSTM controller trained with PPO/REINFORCE); they never train.
+- ``run_search(space, evaluate, storage=..., study_name=..., sampler=..., n_trials=..., budget=...)``: the loop of one
+  worker on an Optuna study (SQLite, journal file or PostgreSQL): ask, build and measure, evaluate, tell. Any number
+  of workers share a study; ``n_trials`` is its total; a trial whose worker died is re-queued and resumes from its
+  last epoch; over-budget candidates are recorded with Optuna constraint values (infeasible) without training; a
+  study refuses to continue under a changed definition (``check_definition``).
+- ``evaluate(Candidate, report) -> TrialOutcome``: typed hand-over between the loop and training.
+- ``register_sampler(name)`` / ``create_sampler(name, seed, space, feasible, **options)``: Optuna samplers whose state
+  is rebuilt from the study (``random`` and ``akd`` sample within the budget; ``tpe``, ``gp`` read the constraints);
+  they never train.
 - ``Reward``: ``ACC × (LAT/T)^w`` (AKD/MnasNet), the trial value when a target is set.
-- ``Budget``: parameter / FLOP / latency / memory limits checked before training.
+- ``Budget``: parameter / FLOP / latency / memory limits checked before training, as constraint values.
 - ``KDTrialObjective``: the only place where search meets training.
 """
 from archkd.search.budget import Budget
-from archkd.search.objective import KDTrialObjective
-from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler
+from archkd.search.objective import KDTrialObjective, apply_recipe
 from archkd.search.reward import Reward
-from archkd.search.study import SearchResult, check_feasible, open_study, pareto_front, run_search
+from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
+from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_definition, check_feasible,
+                                 open_storage, open_study, pareto_front, run_search)
 
-__all__ = ["Budget", "KDTrialObjective", "SAMPLERS", "HashRandomSampler", "create_sampler", "register_sampler",
-           "SearchResult", "check_feasible", "open_study", "pareto_front", "run_search", "Reward"]
+__all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
+           "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
+           "check_feasible", "open_storage", "open_study", "pareto_front", "run_search", "Reward"]

@@ -6,12 +6,16 @@ and only for candidates that already passed the cheap checks.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from typing import Callable
 
 import torch.nn as nn
 
 from archkd.config import BudgetConfig
 from archkd.measure import count_flops, count_params, measure_latency, peak_activation_memory
+from archkd.models import build_from_spec
+from archkd.spaces import SearchSpace
 
 
 @dataclass
@@ -56,6 +60,39 @@ class Budget(BudgetConfig):
         if self.max_memory_mb is not None and m.get("memory_mb") is not None and m["memory_mb"] > self.max_memory_mb:
             out.append(f"memory {m['memory_mb']:.2f} MB > {self.max_memory_mb} MB")
         return out
+
+    def constraints(self, m: dict) -> dict[str, float]:
+        """Optuna constraint values, one per limit set: the relative excess ``value / limit − 1`` (≤ 0: within budget).
+
+        A limit that was not measured because a cheaper one already failed is recorded as 0 (on the boundary).
+        """
+        limits = {"params": ("params", self.max_params), "flops": ("flops", self.max_flops),
+                  "latency_ms": ("latency_ms", self.max_latency_ms), "memory_mb": ("memory_mb", self.max_memory_mb)}
+        return {name: (float(m[key]) / float(limit) - 1.0 if m.get(key) is not None else 0.0)
+                for name, (key, limit) in limits.items() if limit is not None}
+
+    def feasibility(self, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int
+                    ) -> Callable[[dict], bool] | None:
+        """A predicate for samplers: does a configuration meet the parameter and FLOP limits? (None without them.)
+
+        Building a candidate and counting its parameters and FLOPs costs milliseconds, so samplers may redraw many
+        times; latency and memory are measured by the search loop only for candidates that pass this test.
+        """
+        if self.max_params is None and self.max_flops is None:
+            return None
+        memo: dict[str, bool] = {}
+
+        def feasible(config: dict) -> bool:
+            spec = space.spec(config, input_shape, num_classes)
+            key = json.dumps(spec, sort_keys=True)
+            if key not in memo:
+                model = build_from_spec(spec)
+                m = {"params": count_params(model)}
+                m["flops"] = count_flops(model, tuple(input_shape)).flops if self.max_flops is not None else 0
+                memo[key] = not self._cheap_violations(m)
+            return memo[key]
+
+        return feasible
 
     def describe(self) -> str:
         parts = []

@@ -1,24 +1,28 @@
 """AKD's RL controller: an LSTM policy emitting one token per architecture decision, as an Optuna sampler.
 
-Why an Optuna sampler whose state is rebuilt from the study: the policy after n trials is a deterministic function
-of (seed, the first n trials' tokens and rewards). ``AKDSampler`` replays the study's finished trials in trial-number
-order, updating the policy once per full batch, so a restarted search, or another worker attached to the same
-storage, holds exactly the policy an uninterrupted run would — and proposes exactly the same next architecture.
-Samplers never train students: rewards come from the study.
+Why an Optuna sampler whose state is rebuilt from the study: the policy after n finished trials is a deterministic
+function of (seed, those trials' tokens and rewards in the order they finished). ``AKDSampler`` replays the study's
+finished trials in completion order, updating the policy once per full batch, so a restarted search, or another worker
+attached to the same storage, holds exactly the policy an uninterrupted run would. Pending trials (RUNNING on any
+worker, or queued for retry) are not yet observed: the policy learns from them once they finish, in the order they
+finish, so a slow trial on one worker never stalls the others' policy (with one worker, completion order is trial
+order and a resumed search proposes exactly the uninterrupted run's architectures). Samplers never train students:
+rewards come from the study.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 import torch
 import torch.nn as nn
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
-from archkd.spaces import CategoricalDim, IntDim
+from archkd.search.samplers import sample_index
+from archkd.spaces import CategoricalDim, IntDim, SearchSpace
 
 
 class Controller(nn.Module):
@@ -126,12 +130,10 @@ class PolicyTrainer:
 
 
 def _distribution(dim: Any) -> BaseDistribution:
-    if isinstance(dim, IntDim):
-        return IntDistribution(dim.low, dim.high, step=dim.step)
-    if isinstance(dim, CategoricalDim):
-        return CategoricalDistribution(list(dim.choices))
-    raise ArchkdError(f"the AKD controller cannot search continuous dimension '{dim.name}'",
-                      "discretise it as a CategoricalDim")
+    if isinstance(dim, (IntDim, CategoricalDim)) and dim.when is None:
+        return dim.distribution()
+    raise ArchkdError(f"the AKD controller cannot search dimension '{dim.name}' (continuous or conditional)",
+                      "discretise it as a CategoricalDim, or search this space with random, tpe or gp")
 
 
 def _choices(dist: BaseDistribution) -> list:
@@ -152,10 +154,12 @@ def trial_reward(t: optuna.trial.FrozenTrial) -> float | None:
 class AKDSampler(optuna.samplers.BaseSampler):
     """Samples whole architectures from the LSTM policy; the policy is rebuilt from the study's history."""
 
-    def __init__(self, dims: list, seed: int = 0, policy: PolicyConfig | None = None) -> None:
+    def __init__(self, space: SearchSpace, seed: int = 0, policy: PolicyConfig | None = None,
+                 feasible: Callable[[dict], bool] | None = None, max_draws: int = 2000) -> None:
         self.seed = int(seed)
         self.policy_cfg = policy or PolicyConfig()
-        self.dists = {d.name: _distribution(d) for d in dims}
+        self.feasible, self.max_draws = feasible, int(max_draws)
+        self.dists = {d.name: _distribution(d) for d in space.dims()}
         self.names = list(self.dists)
         self.choices = [_choices(self.dists[n]) for n in self.names]
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
@@ -166,6 +170,7 @@ class AKDSampler(optuna.samplers.BaseSampler):
                                      self.policy_cfg.tanh_constant)
         self.trainer = PolicyTrainer(self.controller, self.policy_cfg)
         self.consumed = 0  # how many history entries the policy has learned from
+        self.seen: list[tuple[list[int], float]] = []
         self.updates = 0
 
     def tokens_of(self, params: dict) -> list[int] | None:
@@ -174,30 +179,28 @@ class AKDSampler(optuna.samplers.BaseSampler):
         except (KeyError, ValueError):
             return None
 
-    def history(self, study: optuna.Study, before: int) -> list[tuple[list[int], float]]:
-        """Finished trials numbered below ``before``, up to the first one still running (so every worker agrees)."""
+    def history(self, study: optuna.Study) -> list[tuple[list[int], float]]:
+        """Finished trials that taught the policy something, in the order they finished (ties: trial number)."""
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_complete]
         out = []
-        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-            if t.number >= before:
-                break
-            if not t.state.is_finished():
-                break
+        for t in sorted(done, key=lambda t: (t.datetime_complete, t.number)):
             reward = trial_reward(t)
             tokens = self.tokens_of(t.params)
             if reward is not None and tokens is not None:
                 out.append((tokens, reward))
         return out
 
-    def sync(self, study: optuna.Study, before: int) -> None:
-        hist = self.history(study, before)
+    def sync(self, study: optuna.Study) -> None:
+        hist = self.history(study)
         bs = self.policy_cfg.batch_size
-        if len(hist) < self.consumed:  # a different study or a rewritten history: start over
+        if len(hist) < self.consumed or hist[:self.consumed] != self.seen:  # another study or a rewritten history
             self.reset()
         while len(hist) - self.consumed >= bs:
             chunk = hist[self.consumed:self.consumed + bs]
             self.trainer.update([c[0] for c in chunk], [c[1] for c in chunk])
             self.consumed += bs
             self.updates += 1
+        self.seen = hist[:self.consumed]
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
         return dict(self.dists)
@@ -205,10 +208,15 @@ class AKDSampler(optuna.samplers.BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict) -> dict:
         if not search_space:
             return {}
-        self.sync(study, trial.number)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + trial.number)
-        tokens = self.controller.sample(g)
-        return {n: self.choices[i][tok] for i, (n, tok) in enumerate(zip(self.names, tokens))}
+        self.sync(study)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + sample_index(study, trial))
+        config: dict = {}
+        for _ in range(self.max_draws):  # within the budget: redraw from the policy (milliseconds per candidate)
+            tokens = self.controller.sample(g)
+            config = {n: self.choices[i][tok] for i, (n, tok) in enumerate(zip(self.names, tokens))}
+            if self.feasible is None or self.feasible(config):
+                break
+        return config
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -4,21 +4,34 @@ A trial's value is the validation accuracy of the candidate after KD training at
 fraction), with the shared teacher-output cache — or, for the NAS-then-KD baseline, after CE-only training — or,
 for the joint student + process search, after a short DistPro process search (which trains the candidate while it
 learns the pathway weights; measured at 3.9× a KD trial on digits by bench/akd.py, and the trial keeps its
-``process.pt``).
+``process.pt``). The candidate's recipe values (``distill.temperature``, ``train.lr``, ...) replace the base recipe
+for this trial only.
+
+Checkpoints live in ``trials/<slot>``: a retry of an interrupted trial has the same slot, and ``fit(resume=True)``
+continues from the slot's last epoch (model, optimiser, schedule, RNG; the data order is a function of seed and
+epoch), so an interruption costs at most one epoch of that trial.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
-
-import optuna
+from typing import Any
 
 from archkd.config import DistillConfig, ProcessConfig, TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
 from archkd.distill import TeacherCache, fit, objective_from_config
 from archkd.models import build_from_spec
+from archkd.search.study import Candidate, Report, TrialOutcome
 from archkd.teacher import Teacher
+
+
+def apply_recipe(train: TrainConfig, distill: DistillConfig | None, recipe: dict[str, Any]
+                 ) -> tuple[TrainConfig, DistillConfig | None]:
+    """The trial's recipe: ``train.*`` and ``distill.*`` values of ``recipe`` over the base configs."""
+    t = {k.split(".", 1)[1]: v for k, v in recipe.items() if k.startswith("train.")}
+    d = {k.split(".", 1)[1]: v for k, v in recipe.items() if k.startswith("distill.")}
+    return replace(train, **t), (replace(distill, **d) if distill is not None else None)
 
 
 class KDTrialObjective:
@@ -31,36 +44,36 @@ class KDTrialObjective:
         self.cache, self.seed, self.device, self.trials_dir = cache, seed, device, trials_dir
         self.process = process
 
-    def __call__(self, config: dict, metrics: dict, trial: optuna.Trial,
-                 report: Callable[[int, float], None]) -> tuple[float, dict]:
+    def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
         seed_everything(self.seed)
-        model = build_from_spec(metrics["spec"])
-        out = self.trials_dir / f"{trial.number:04d}" if self.trials_dir else None
+        model = build_from_spec(candidate.spec)
+        out = self.trials_dir / f"{candidate.slot:04d}" if self.trials_dir else None
+        train, distill = apply_recipe(self.train, self.distill, candidate.recipe)
         if self.process is not None:
-            return self._process_trial(model, metrics["spec"], out)
-        objective = objective_from_config(self.distill, self.train.label_smoothing)
+            return self._process_trial(model, train, candidate.spec, out)
+        objective = objective_from_config(distill, train.label_smoothing)
 
         def on_epoch(epoch: int, row: dict) -> None:
             if "val_acc" in row:
                 report(epoch, row["val_acc"])
 
-        res = fit(model, self.data, self.train, objective=objective,
+        res = fit(model, self.data, train, objective=objective,
                   teacher=self.teacher.module if (self.teacher and objective.uses_teacher) else None,
                   cache=self.cache if objective.uses_teacher else None, seed=self.seed, device=self.device,
-                  out_dir=out, spec=metrics["spec"], on_epoch=on_epoch, log=None)
-        return res.best_val_acc, {"val_acc": res.best_val_acc, "epochs": self.train.epochs,
-                                  "checkpoint": str(res.best_path) if res.best_path else None,
-                                  "images_per_s": res.images_per_s}
+                  out_dir=out, spec=candidate.spec, meta={"recipe": candidate.recipe}, on_epoch=on_epoch, log=None,
+                  resume=True)
+        return TrialOutcome(res.best_val_acc, {"epochs": train.epochs, "resumed_at_epoch": res.resumed_at_epoch,
+                                               "checkpoint": str(res.best_path) if res.best_path else None,
+                                               "images_per_s": res.images_per_s})
 
-    def _process_trial(self, model, spec: dict, out: Path | None) -> tuple[float, dict]:
+    def _process_trial(self, model, train: TrainConfig, spec: dict, out: Path | None) -> TrialOutcome:
         from archkd.device import resolve_device
         from archkd.process import save_process, search_with_config
 
-        res, objective = search_with_config(model, self.teacher.module, self.data, self.train, self.process,
+        res, objective = search_with_config(model, self.teacher.module, self.data, train, self.process,
                                             seed=self.seed, device=resolve_device(self.device))
-        extra = {"val_acc": res.val_acc, "epochs": self.train.epochs, "process_seconds": res.seconds,
-                 "meta_seconds": res.meta_seconds}
+        extra = {"epochs": train.epochs, "process_seconds": res.seconds, "meta_seconds": res.meta_seconds}
         if out is not None:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd
                                                 {"student_spec": spec, "teacher": self.teacher.fingerprint}).resolve())
-        return res.val_acc, extra
+        return TrialOutcome(res.val_acc, extra)

@@ -1,23 +1,31 @@
 """Samplers: Optuna samplers behind a registry, each rebuilding its state from the study.
 
 Why state from the study: a restarted search, or many workers on one storage, must continue the same sampling
-process. The random sampler therefore draws trial ``n``'s values from a hash of ``(seed, n, parameter)``: nothing
-to persist, and a resumed run proposes exactly what the uninterrupted run would have. Samplers never train.
+process. The random sampler therefore draws the ``k``-th fresh trial's values from a hash of ``(seed, k, parameter)``:
+nothing to persist, and a resumed run proposes exactly what the uninterrupted run would have (``sample_index`` skips
+retries of interrupted trials, which re-run the parameters of the trial they replace). Samplers never train.
+
+Budget-aware sampling: ``feasible(config) -> bool`` (parameters and FLOPs, milliseconds per candidate) lets the random
+and AKD samplers draw again until a candidate fits the budget, so a search whose space holds feasible architectures
+does not fail by drawing over-budget ones. Optuna's TPE and GP samplers instead learn the over-budget region from the
+constraint values every trial records.
 """
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Any, Callable
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 
 from archkd.errors import ArchkdError
 from archkd.registry import build
+from archkd.spaces import SearchSpace, from_uniform
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
+Feasible = Callable[[dict], bool]
+MAX_DRAWS = 2000
 
 
 def register_sampler(name: str) -> Callable:
@@ -28,58 +36,85 @@ def register_sampler(name: str) -> Callable:
     return deco
 
 
-def create_sampler(name: str, seed: int = 0, space: Any = None, **options: Any) -> optuna.samplers.BaseSampler:
-    """Build a registered sampler; ``space`` (a SearchSpace) is given to samplers that model whole architectures."""
-    return build(SAMPLERS, name, "search method", "search.controller", seed=seed, space=space, **options)
+def create_sampler(name: str, seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+                   **options: Any) -> optuna.samplers.BaseSampler:
+    """Build a registered sampler. ``space`` is given to samplers that model whole architectures, ``feasible`` to
+    those that sample within the budget; ``options`` (``search.sampler_options``) go to the sampler itself."""
+    return build(SAMPLERS, name, "search method", "search.sampler_options", seed=seed, space=space,
+                 feasible=feasible, **options)
 
 
-def _uniform(seed: int, number: int, name: str) -> float:
-    return float(np.random.default_rng([seed, number, zlib.crc32(name.encode())]).random())
+def sample_index(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+    """The position of ``trial`` (or of the trial it retries) among the study's fresh, non-retry trials.
+
+    Keying draws on this instead of the trial number keeps a search interrupted and resumed on the same proposals as
+    an uninterrupted one: the retry of an interrupted trial gets a new number but replaces the old one.
+    """
+    root = trial.system_attrs.get("failed_trial", trial.number)
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number < root and t.system_attrs.get("failed_trial") is None)
 
 
-def value_from_uniform(dist: BaseDistribution, u: float) -> Any:
-    """Map u ∈ [0, 1) to a value of an Optuna distribution."""
-    if isinstance(dist, CategoricalDistribution):
-        return dist.choices[min(len(dist.choices) - 1, int(u * len(dist.choices)))]
-    if isinstance(dist, IntDistribution):
-        if dist.log:
-            v = int(round(math.exp(math.log(dist.low) + u * (math.log(dist.high + 1) - math.log(dist.low)) - 1e-12)))
-            return max(dist.low, min(dist.high, v))
-        n = (dist.high - dist.low) // dist.step + 1
-        return dist.low + dist.step * min(n - 1, int(u * n))
-    if isinstance(dist, FloatDistribution):
-        if dist.log:
-            return float(math.exp(math.log(dist.low) + u * (math.log(dist.high) - math.log(dist.low))))
-        return float(dist.low + u * (dist.high - dist.low))
-    raise TypeError(f"unsupported distribution {dist}")
+def _uniform(seed: int, index: int, name: str, draw: int = 0) -> float:
+    return float(np.random.default_rng([seed, index, zlib.crc32(name.encode()), draw]).random())
 
 
 class HashRandomSampler(optuna.samplers.BaseSampler):
-    """Uniform random search whose draws depend only on (seed, trial number, parameter name)."""
+    """Uniform random search whose draws depend only on (seed, fresh-trial index, parameter name).
 
-    def __init__(self, seed: int = 0) -> None:
+    With ``space`` and ``feasible``, whole configurations are drawn (conditional dimensions included) and redrawn up to
+    ``max_draws`` times until one fits the budget; otherwise each parameter is drawn independently.
+    """
+
+    def __init__(self, seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+                 max_draws: int = MAX_DRAWS) -> None:
         self.seed = int(seed)
+        self.space, self.feasible, self.max_draws = space, feasible, int(max_draws)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
-        return {}
+        return self.space.distributions() if self.space is not None and self.feasible is not None else {}
 
     def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict) -> dict:
-        return {}
+        if not search_space:
+            return {}
+        index = sample_index(study, trial)
+        config: dict = {}
+        for k in range(self.max_draws):
+            config = self.space.sample(lambda name, _k=k: _uniform(self.seed, index, name, _k))
+            if self.feasible(config):
+                break
+        return config
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return value_from_uniform(param_distribution, _uniform(self.seed, trial.number, param_name))
+        return from_uniform(param_distribution, _uniform(self.seed, sample_index(study, trial), param_name))
 
 
 @register_sampler("random")
-def _random(seed: int = 0, space: Any = None) -> optuna.samplers.BaseSampler:
-    return HashRandomSampler(seed)
+def _random(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+            max_draws: int = MAX_DRAWS) -> optuna.samplers.BaseSampler:
+    return HashRandomSampler(seed, space, feasible, max_draws)
 
 
 @register_sampler("akd")
-def _akd(seed: int = 0, space: Any = None, **policy: Any) -> optuna.samplers.BaseSampler:
+def _akd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+         **policy: Any) -> optuna.samplers.BaseSampler:
     from archkd.search.controller import AKDSampler, PolicyConfig
 
     if space is None:
         raise ArchkdError("the akd controller needs a search space", "pass space= to create_sampler")
-    return AKDSampler(space.dims(), seed=seed, policy=PolicyConfig(**policy))
+    return AKDSampler(space, seed=seed, policy=PolicyConfig(**policy), feasible=feasible)
+
+
+@register_sampler("tpe")
+def _tpe(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+         **options: Any) -> optuna.samplers.BaseSampler:
+    """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones)."""
+    return optuna.samplers.TPESampler(seed=seed, **options)
+
+
+@register_sampler("gp")
+def _gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+        **options: Any) -> optuna.samplers.BaseSampler:
+    """Optuna's Gaussian-process sampler; it models each budget constraint with a GP of its own."""
+    return optuna.samplers.GPSampler(seed=seed, **options)

@@ -1,17 +1,41 @@
-"""The search loop on an Optuna study: ask, check the budget, evaluate, tell — and resume for free.
+"""The search loop on an Optuna study, for one worker or many: ask, build and measure, evaluate, tell.
 
-Why Optuna storage: every finished trial is committed to the study's database (SQLite in the run directory by
-default, any Optuna URL such as PostgreSQL for many workers) the moment it ends, so a crash loses at most the trial in
-flight and re-running the same command continues where it stopped.
+Why Optuna storage: every finished trial is committed to the study's storage the moment it ends, so a crash loses at
+most the trial in flight, and any number of workers can share one study:
+
+- ``sqlite:///path/study.db`` (the default, in the run directory): one process;
+- ``journal:path/study.log``: Optuna's journal file, several processes on one machine without a server;
+- ``postgresql://user@host/db`` (or any SQLAlchemy URL): many machines.
+
+Trial counts are the study's totals, read from storage before every ``ask``, so N workers stop together at
+``n_trials``. Each RUNNING trial carries a *lease* (user attribute ``archkd_lease``: worker id, host, pid, trial number,
+time) that a heartbeat thread renews every ``heartbeat`` seconds. A trial is taken over only when its lease is stale:
+not renewed for ``grace`` seconds, or held by a process on this host that no longer exists (so a search restarted
+after SIGKILL takes its own trial back at once). A taken-over trial is marked FAIL and re-queued with the same
+parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``); its :class:`Candidate` keeps the original trial's
+``slot``, so the trial objective continues from the slot's last epoch checkpoint instead of starting over.
+
+Over-budget candidates are told COMPLETE with reward 0 and positive Optuna constraint values (``trial.set_constraint``:
+relative excess over each budget limit), which Optuna's samplers, ``study.best_trial`` and optuna-dashboard read as
+*infeasible*; they cost no training and do not count towards ``n_trials``.
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
 import time
+import uuid
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
@@ -21,8 +45,37 @@ from archkd.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-# evaluate(config, metrics, trial, report) -> (validation accuracy, extra user attributes)
-Evaluate = Callable[[dict, dict, "optuna.Trial", Callable[[int, float], None]], tuple[float, dict]]
+LEASE = "archkd_lease"
+HOST = socket.gethostname()
+WORKER = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled student, measured and within budget, handed to the trial objective.
+
+    ``slot`` is the number of the trial this one re-runs (its own number unless it is a retry of an interrupted trial):
+    the objective keys its checkpoint directory by it, so a retry continues the interrupted training.
+    """
+
+    number: int
+    slot: int
+    config: dict
+    spec: dict
+    recipe: dict
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What the objective measured: the validation accuracy and extra attributes stored on the trial."""
+
+    val_acc: float
+    attrs: dict = field(default_factory=dict)
+
+
+Report = Callable[[int, float], None]
+Evaluate = Callable[[Candidate, Report], TrialOutcome]
 
 
 @dataclass
@@ -31,24 +84,91 @@ class SearchResult:
     storage: str
     trials: list[dict] = field(default_factory=list)
     best: dict | None = None
+    ran: int = 0  # trials this worker trained
+    finalizer: bool = True  # whether this worker should run the final phase (it finished the study's last trial)
 
     def to_dict(self) -> dict:
         return {"study_name": self.study_name, "storage": self.storage, "best_trial": self.best and self.best["number"],
                 "trials": self.trials}
 
 
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL: ``journal:<file>`` for the journal file, anything else an RDB (SQLAlchemy) URL."""
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):].removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    engine: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine = {"connect_args": {"timeout": 60}}  # wait for another process's write instead of failing at once
+    elif url.startswith("postgresql") or url.startswith("mysql"):
+        engine = {"pool_pre_ping": True}  # a connection dropped by the server during a long trial is replaced
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and not k.endswith("kwargs") and k not in ("recipe",):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
+    """Record what defines the study on first use; refuse to continue it with a different definition.
+
+    Why: re-running a finished study under the same name with a changed budget, space or objective would otherwise
+    return the old winner, which may break the new budget.
+    """
+    new = _flatten(definition)
+    old = study.user_attrs.get("archkd_definition")
+    if old is None:
+        study.set_user_attr("archkd_definition", new)
+        return
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if not diff:
+        return
+
+    def show(v: str | None) -> str:
+        return "unset" if v is None else v
+
+    changes = "; ".join(f"{k} {show(old.get(k))} → {show(new.get(k))}" for k in diff[:3])
+    more = f" (+{len(diff) - 3} more)" if len(diff) > 3 else ""
+    keep = " ".join(f"{k}={old[k]}" for k in diff if k in old and "." in k)
+    raise ArchkdError(f"study '{study.study_name}' was made for another search: {changes}{more}",
+                      "start a new study with another --name (or search.study_name), or continue this one with its "
+                      f"own settings{': ' + keep if keep else ''}")
+
+
 def open_study(storage: str, study_name: str, sampler: optuna.samplers.BaseSampler, pruner: str = "none",
-               direction: str = "maximize") -> optuna.Study:
+               direction: str = "maximize", definition: dict | None = None) -> optuna.Study:
     pruners = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
                "hyperband": optuna.pruners.HyperbandPruner}
     if pruner not in pruners:
         raise ArchkdError(f"unknown pruner '{pruner}'", f"use one of {sorted(pruners)}")
     try:
-        return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, pruner=pruners[pruner](),
-                                   direction=direction, load_if_exists=True)
+        study = optuna.create_study(storage=open_storage(storage), study_name=study_name, sampler=sampler,
+                                    pruner=pruners[pruner](), direction=direction, load_if_exists=True)
     except Exception as e:  # noqa: BLE001 - storage errors are configuration problems
         raise ArchkdError(f"cannot open study storage '{storage}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                          "check search.storage (e.g. sqlite:///runs/x/study.db or postgresql://...)") from None
+                          "check search.storage (sqlite:///runs/x/study.db, journal:runs/x/study.log or "
+                          "postgresql://user@host/db)") from None
+    if definition is not None:
+        check_definition(study, definition)
+    return study
+
+
+def is_infeasible(t: optuna.trial.FrozenTrial) -> bool:
+    return t.user_attrs.get("archkd_state") == "INFEASIBLE" or any(v > 0 for v in t.constraints.values())
+
+
+def counts(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards ``n_trials``: a candidate within budget that was trained to the end or pruned."""
+    return (t.state == TrialState.COMPLETE and not is_infeasible(t)) or t.state == TrialState.PRUNED
 
 
 def trial_row(t: optuna.trial.FrozenTrial) -> dict:
@@ -58,23 +178,95 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "flops": ua.get("flops"), "latency_ms": ua.get("latency_ms"),
             "val_acc": ua.get("val_acc"), "reward": ua.get("reward"),
             "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec"),
-            "checkpoint": ua.get("checkpoint"), "process": ua.get("process")}
+            "checkpoint": ua.get("checkpoint"), "process": ua.get("process"), "recipe": ua.get("recipe") or {},
+            "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial")}
 
 
-def _release_stale(study: optuna.Study) -> int:
-    """Trials left RUNNING by a crashed process are marked FAILED so their slots are re-run.
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    This assumes one worker per study; many workers on one storage will rely on Optuna's heartbeat instead.
-    """
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return len(stale)
+
+def lease_is_stale(t: optuna.trial.FrozenTrial, now: float, grace: float) -> bool:
+    """A RUNNING trial may be taken over when its worker is gone: a dead process on this host, or no heartbeat for
+    ``grace`` seconds (another host). A lease copied from an earlier trial (retries inherit attributes) is ignored."""
+    lease = t.user_attrs.get(LEASE)
+    if isinstance(lease, dict) and lease.get("trial") == t.number:
+        if lease.get("worker") == WORKER:
+            return False
+        if lease.get("host") == HOST and not _pid_alive(int(lease.get("pid", -1))):
+            return True
+        last = float(lease.get("time", 0.0))
+    else:  # asked but no lease written yet: its start time is the heartbeat
+        last = t.datetime_start.timestamp() if t.datetime_start else 0.0
+    return now - last > grace
 
 
-def _done(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               and t.user_attrs.get("archkd_state") != "INFEASIBLE")
+class Worker:
+    """This process's part in a shared study: leases on its own trials, take-over of stale ones."""
+
+    def __init__(self, study: optuna.Study, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
+                 log: Callable[[str], None] | None = None) -> None:
+        if heartbeat <= 0 or grace <= heartbeat:
+            raise ArchkdError(f"search.heartbeat_seconds={heartbeat} must be positive and below "
+                              f"search.stale_after_seconds={grace}", "e.g. 10 and 60")
+        self.study, self.heartbeat, self.grace, self.log = study, heartbeat, grace, log
+        with warnings.catch_warnings():  # experimental since Optuna 2.8 and unchanged since; we pin its behaviour in tests
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=True)
+
+    def reclaim(self) -> list[int]:
+        """Fail every trial whose lease is stale and queue a retry with the same parameters; returns their numbers."""
+        now = time.time()
+        taken = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not lease_is_stale(t, now, self.grace):
+                continue
+            try:  # check-and-set in the storage: of two workers reclaiming one trial, only one succeeds
+                if not self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:
+                continue
+            self.retry(self.study, self.study._storage.get_trial(t._trial_id))
+            taken.append(t.number)
+        if taken and self.log:
+            self.log(f"     re-queued interrupted trial(s) {taken} of a worker that stopped")
+        return taken
+
+    def interrupted(self, trial: optuna.Trial) -> None:
+        """This worker is stopping mid-trial (Ctrl-C): fail the trial and queue its retry now."""
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.retry(self.study, _frozen(self.study, trial))
+
+    @contextmanager
+    def lease(self, trial: optuna.Trial) -> Iterator[None]:
+        """Hold a lease on ``trial`` while the block runs: written now, renewed every ``heartbeat`` seconds."""
+        stop = threading.Event()
+
+        def write() -> None:
+            trial.set_user_attr(LEASE, {"worker": WORKER, "host": HOST, "pid": os.getpid(), "trial": trial.number,
+                                        "time": time.time()})
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat):
+                try:
+                    write()
+                except Exception:  # noqa: BLE001 - a missed beat is retried; the trial itself reports real errors
+                    pass
+
+        write()
+        thread = threading.Thread(target=beat, name=f"archkd-lease-{trial.number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 class TrialTable:
@@ -124,93 +316,151 @@ def check_feasible(space: SearchSpace, budget: Budget, input_shape: tuple[int, .
     return m
 
 
+def _frozen(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """The stored state of a live trial (system attributes included, which ``optuna.Trial`` does not expose)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
+def _surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether ``trial`` was asked after other workers had already claimed the study's last slots."""
+    if _frozen(study, trial).system_attrs.get("failed_trial") is not None:
+        return False  # a retry refills the slot of the trial it replaces
+    claimed = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and
+                  (counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)))
+    return claimed >= n_trials
+
+
 def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_name: str,
                sampler: optuna.samplers.BaseSampler, n_trials: int, budget: Budget, input_shape: tuple[int, ...],
                num_classes: int, pruner: str = "none", max_attempts: int | None = None,
-               reward: Reward | None = None, log: Callable[[str], None] | None = print) -> SearchResult:
-    """Run until ``n_trials`` budget-feasible trials have finished (counting those already in the study).
+               reward: Reward | None = None, log: Callable[[str], None] | None = print,
+               definition: dict | None = None, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
+               poll: float = 1.0) -> SearchResult:
+    """Work on the study until it holds ``n_trials`` trials within budget (its total, whoever trained them).
 
-    ``evaluate(config, metrics, trial, report)`` trains and returns ``(accuracy, extra_user_attrs)``; the trial's
-    value is ``reward(accuracy, metrics)`` (plain accuracy by default). ``report(step, accuracy)`` forwards
-    intermediate values to the pruner and raises ``optuna.TrialPruned`` when told to stop. Every finished trial
-    carries a ``reward`` attribute (0 for over-budget candidates) that learning samplers read.
+    ``evaluate(candidate, report) -> TrialOutcome`` trains one candidate; the trial's value is
+    ``reward(accuracy, metrics)`` (plain accuracy by default). ``report(step, accuracy)`` forwards intermediate values
+    to the pruner and raises ``optuna.TrialPruned`` when told to stop. Every finished trial carries a ``reward``
+    attribute (0 for over-budget candidates) that learning samplers read. ``max_attempts`` bounds the over-budget
+    candidates this worker may draw in a row before it gives up on the budget.
     """
     reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
-    study = open_study(storage, study_name, sampler, pruner)
-    stale = _release_stale(study)
-    done = _done(study)
+    study = open_study(storage, study_name, sampler, pruner, definition=definition)
+    worker = Worker(study, heartbeat, grace, max_retry, log)
     table = TrialTable(log)
-    if log and (done or stale):
-        log(f"resuming study '{study_name}': {done} trials finished" + (f", {stale} interrupted re-queued" if stale else ""))
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if t.user_attrs.get("archkd_state") != "INFEASIBLE":
-            table.row(trial_row(t))
-    attempts = skipped = 0
+    finished = [t for t in study.get_trials(deepcopy=False) if counts(t)]
+    if log and finished:
+        log(f"resuming study '{study_name}': {len(finished)} trials finished")
+    for t in finished:
+        table.row(trial_row(t))
+    infeasible_in_a_row = 0
     max_attempts = max_attempts or 20 * n_trials
-    seen = {json.dumps(t.params, sort_keys=True): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    while done < n_trials:
-        if attempts >= max_attempts:
-            raise ArchkdError(f"only {done} of {n_trials} sampled architectures met the budget after {attempts} tries",
-                              "raise the budget, shrink the space or lower search.n_trials")
-        attempts += 1
-        trial = study.ask()
-        t0 = time.perf_counter()
-        config = space.suggest(trial)
-        spec = space.spec(config, input_shape, num_classes)
-        model = space.build(config, input_shape, num_classes)
-        metrics = budget.measure(model, input_shape, latency=True if reward.needs_latency else None)
-        for k, v in metrics.items():
-            trial.set_user_attr(k, v)
-        trial.set_user_attr("spec", spec)
-        bad = budget.violations(metrics)
-        if bad:
-            trial.set_user_attr("archkd_state", "INFEASIBLE")
-            trial.set_user_attr("reason", "; ".join(bad))
-            trial.set_user_attr("reward", 0.0)
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
-            study.tell(trial, state=TrialState.PRUNED)
-            skipped += 1
+    ran = waiting_note = 0
+    while True:
+        worker.reclaim()
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if counts(t))
+        if done >= n_trials:
+            break
+        queued = sum(1 for t in trials if t.state == TrialState.WAITING)
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        if not queued and done + running >= n_trials:  # the last slots are being trained by other workers
+            if log and time.time() - waiting_note > 60:
+                log(f"     waiting for {running} trial(s) on other workers ({done}/{n_trials} done)")
+                waiting_note = time.time()
+            time.sleep(poll)
             continue
-        if skipped and log:
-            log(f"     ({skipped} over-budget candidates skipped without training)")
-            skipped = 0
-        key = json.dumps(config, sort_keys=True)
-
-        last = {"acc": 0.0}
-
-        def report(step: int, value: float, _trial: optuna.Trial = trial) -> None:
-            last["acc"] = value
-            _trial.report(value, step)
-            if _trial.should_prune():
-                raise optuna.TrialPruned()
-
-        try:
-            if key in seen:
-                acc, extra = seen[key].user_attrs["val_acc"], {"duplicate_of": seen[key].number}
-            else:
-                acc, extra = evaluate(config, {"spec": spec, **metrics}, trial, report)
-        except optuna.TrialPruned:
-            trial.set_user_attr("val_acc", last["acc"])
-            trial.set_user_attr("reward", reward(last["acc"], metrics))
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
-            study.tell(trial, state=TrialState.PRUNED)
-            done += 1
-            table.row(trial_row(study.get_trials(deepcopy=False)[trial.number]))
-            continue
-        except BaseException:
+        if infeasible_in_a_row >= max_attempts:
+            raise ArchkdError(f"{infeasible_in_a_row} sampled architectures in a row broke the budget "
+                              f"({done} of {n_trials} trials done)",
+                              "raise the budget, shrink the space or use a budget-aware sampler (random, akd)")
+        trial = study.ask()  # 1. ask (a queued retry first)
+        if _surplus(study, trial, n_trials):
+            trial.set_user_attr("archkd_state", "SURPLUS")
             study.tell(trial, state=TrialState.FAIL)
-            raise
-        value = reward(acc, metrics)
-        for k, v in {**extra, "val_acc": acc, "reward": value, "seconds": time.perf_counter() - t0}.items():
-            trial.set_user_attr(k, v)
-        study.tell(trial, value)
-        done += 1
-        frozen = study.get_trials(deepcopy=False)[trial.number]
-        seen.setdefault(key, frozen)
-        table.row(trial_row(frozen))
-    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            continue
+        with worker.lease(trial):
+            try:
+                row = _run_trial(study, trial, space, evaluate, budget, reward, input_shape, num_classes)
+            except BaseException as e:
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    worker.interrupted(trial)
+                else:
+                    trial.set_user_attr("reason", f"{type(e).__name__}: {str(e)[:200]}")
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+        if row["state"] == "INFEASIBLE":
+            infeasible_in_a_row += 1
+            continue
+        infeasible_in_a_row = 0
+        ran += 1
+        table.row(row)
+    final = study.get_trials(deepcopy=False)
+    rows = [trial_row(t) for t in final if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(complete, key=lambda r: (r["reward"], -(r["params"] or 0))) if complete else None
-    return SearchResult(study_name, storage, rows, best)
+    counted = [t for t in final if counts(t)]
+    last = max(counted, key=lambda t: (t.datetime_complete, t.number)) if counted else None
+    finalizer = ran == 0 or last is None or (last.user_attrs.get(LEASE) or {}).get("worker") == WORKER
+    return SearchResult(study_name, storage, rows, best, ran=ran, finalizer=finalizer)
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, evaluate: Evaluate, budget: Budget,
+               reward: Reward, input_shape: tuple[int, ...], num_classes: int) -> dict:
+    t0 = time.perf_counter()
+    config = space.suggest(trial)
+    # 2. build and measure: milliseconds, and every budget limit becomes an Optuna constraint
+    spec = space.spec(config, input_shape, num_classes)
+    model = space.build(config, input_shape, num_classes)
+    metrics = budget.measure(model, input_shape, latency=True if reward.needs_latency else None)
+    recipe = space.recipe(config)
+    for k, v in {**metrics, "spec": spec, "recipe": recipe}.items():
+        trial.set_user_attr(k, v)
+    for name, excess in budget.constraints(metrics).items():
+        trial.set_constraint(name, excess)
+    bad = budget.violations(metrics)
+    if bad:
+        for k, v in {"archkd_state": "INFEASIBLE", "reason": "; ".join(bad), "reward": 0.0,
+                     "seconds": time.perf_counter() - t0}.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, 0.0)
+        return {"state": "INFEASIBLE"}
+    # 3. evaluate: train (or reuse an identical earlier trial)
+    slot = _frozen(study, trial).system_attrs.get("failed_trial", trial.number)
+    candidate = Candidate(trial.number, slot, config, spec, recipe, metrics)
+    last = {"acc": 0.0}
+
+    def report(step: int, value: float) -> None:
+        last["acc"] = value
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    twin = _twin(study, trial, config)
+    try:
+        outcome = (TrialOutcome(twin.user_attrs["val_acc"], {"duplicate_of": twin.number}) if twin is not None
+                   else evaluate(candidate, report))
+    except optuna.TrialPruned:
+        trial.set_user_attr("val_acc", last["acc"])
+        trial.set_user_attr("reward", reward(last["acc"], metrics))
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        study.tell(trial, state=TrialState.PRUNED)
+        return trial_row(_frozen(study, trial))
+    # 4. tell
+    value = reward(outcome.val_acc, metrics)
+    for k, v in {**outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
+                 "seconds": time.perf_counter() - t0}.items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, value)
+    return trial_row(_frozen(study, trial))
+
+
+def _twin(study: optuna.Study, trial: optuna.Trial, config: dict) -> optuna.trial.FrozenTrial | None:
+    """An earlier completed trial with exactly these values: its accuracy is reused rather than trained again."""
+    key = json.dumps(config, sort_keys=True)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != trial.number and not is_infeasible(t) and "val_acc" in t.user_attrs \
+                and json.dumps(t.params, sort_keys=True) == key:
+            return t
+    return None

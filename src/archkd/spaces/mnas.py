@@ -20,7 +20,6 @@ def _round8(v: float) -> int:
 @register_space("mnas")
 class MnasSpace(SearchSpace):
     name = "mnas"
-    # small-to-large orderings so that ``smallest()`` (first choice everywhere) is the cheapest network
     op_choices = ("dwsep", "conv", "mbconv3", "mbconv6")
 
     def __init__(self, resolution: str = "small", num_stages: int | None = None, layers: tuple = (1, 2, 3, 4),
@@ -39,7 +38,15 @@ class MnasSpace(SearchSpace):
         self.mults = tuple(sorted(float(v) for v in width_multipliers))
         self.head_filters = head_filters or (256 if resolution == "small" else 1280)
 
-    def dims(self) -> list:
+    def smallest(self) -> dict:
+        """Depthwise-separable 3×3 ops, no SE, fewest layers and narrowest width in every stage."""
+        out: dict = {}
+        for i in range(len(self.stage_base)):
+            out.update({f"op_{i}": "dwsep", f"kernel_{i}": 3, f"se_{i}": 0.0, f"skip_{i}": SKIPS[0],
+                        f"layers_{i}": self.layers[0], f"width_{i}": self.mults[0]})
+        return {**out, **{d.name: d.sample(0.0) for d in self.recipe_dims()}}
+
+    def arch_dims(self) -> list:
         out: list = []
         for i in range(len(self.stage_base)):
             out += [CategoricalDim(f"op_{i}", self.op_choices), CategoricalDim(f"kernel_{i}", (3, 5)),

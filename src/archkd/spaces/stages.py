@@ -19,7 +19,7 @@ class StagesSpace(SearchSpace):
         self.widths = tuple(sorted(int(w) for w in widths))
         self.kernels = tuple(sorted(int(k) for k in kernels))
 
-    def dims(self) -> list:
+    def arch_dims(self) -> list:
         out: list = []
         for i in range(self.num_stages):
             out += [IntDim(f"depth_{i}", self.depths[0], self.depths[-1]) if self._contiguous(self.depths)
@@ -27,6 +27,11 @@ class StagesSpace(SearchSpace):
                     CategoricalDim(f"width_{i}", self.widths),
                     CategoricalDim(f"kernel_{i}", self.kernels)]
         return out
+
+    def smallest(self) -> dict:
+        return {**{f"{k}_{i}": v for i in range(self.num_stages)
+                   for k, v in (("depth", self.depths[0]), ("width", self.widths[0]), ("kernel", self.kernels[0]))},
+                **{d.name: d.sample(0.0) for d in self.recipe_dims()}}
 
     @staticmethod
     def _contiguous(values: tuple) -> bool:
