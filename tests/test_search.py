@@ -1,11 +1,17 @@
+import json
+import math
+import os
+import subprocess
+import time
+
 import numpy as np
 import optuna
 import pytest
 
 from archkd import api
 from archkd.errors import ArchkdError
-from archkd.search import Budget, HashRandomSampler, TrialOutcome, run_search
-from archkd.spaces import create_space
+from archkd.search import Budget, HashRandomSampler, TrialOutcome, apply_recipe, create_sampler, run_search
+from archkd.spaces import CategoricalDim, SearchSpace, create_space, register_space
 
 from conftest import small_config
 
@@ -128,3 +134,209 @@ def test_latency_flag_parsing():
     from archkd.cli import _latency
 
     assert _latency("5ms") == 5.0 and _latency("0.5s") == 500.0 and _latency("2") == 2.0
+
+
+def _kw(tmp_path, **over):
+    kw = dict(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s", budget=Budget(), input_shape=(1, 8, 8),
+              num_classes=10, log=None)
+    return {**kw, **over}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_feasible_search_samples_within_a_tight_budget(tmp_path, seed):
+    """The README's `--max-params 30000 --n-trials 8` on the default space: every trial fits, none is wasted."""
+    space = create_space("stages")
+    budget = Budget(max_params=30_000)
+    sampler = create_sampler("random", seed, space, feasible=budget.feasibility(space, (1, 8, 8), 10))
+    r = run_search(space, _fake_evaluate([]), sampler=sampler, n_trials=8, **_kw(tmp_path, budget=budget))
+    assert [t["state"] for t in r.trials] == ["COMPLETE"] * 8
+    assert all(t["params"] <= 30_000 for t in r.trials)
+
+
+def test_over_budget_trials_carry_optuna_constraints(tmp_path):
+    space = create_space("stages", widths=(8, 64))
+    budget = Budget(max_params=20_000)
+    calls: list[int] = []
+    run_search(space, _fake_evaluate(calls), sampler=HashRandomSampler(0), n_trials=3,
+               **_kw(tmp_path, budget=budget))  # budget-blind draws: some candidates break the budget
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    over = [t for t in study.trials if t.user_attrs["params"] > 20_000]
+    within = [t for t in study.trials if t.user_attrs["params"] <= 20_000]
+    assert over and len(within) == 3 and len(calls) == 3  # over-budget candidates cost no training
+    for t in over:  # infeasible in Optuna's own terms: COMPLETE with a positive constraint value
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.constraints["params"] == pytest.approx(t.user_attrs["params"] / 20_000 - 1) and t.constraints["params"] > 0
+    assert all(t.constraints["params"] <= 0 for t in within)
+    assert study.best_trial.user_attrs["params"] <= 20_000  # Optuna's best_trial skips infeasible trials
+
+
+def test_tpe_with_constraints_leaves_the_over_budget_region_faster():
+    """TPE told the budget excess (constraint values) proposes fewer over-budget candidates than TPE that sees only
+    their reward 0, on the default space at the README's 30k-parameter budget (4 seeds, trials 10–40)."""
+    space = create_space("stages")
+    budget = Budget(max_params=30_000)
+    memo: dict = {}
+
+    def measure(cfg):
+        key = json.dumps(cfg, sort_keys=True)
+        if key not in memo:
+            memo[key] = budget.measure(space.build(cfg, (1, 8, 8), 10), (1, 8, 8))
+        return memo[key]
+
+    def over_budget(seed: int, constrained: bool) -> int:
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10))
+        n = 0
+        for i in range(40):
+            t = study.ask()
+            m = measure(space.suggest(t))
+            if constrained:
+                for k, v in budget.constraints(m).items():
+                    t.set_constraint(k, v)
+            bad = bool(budget.violations(m))
+            study.tell(t, 0.0 if bad else math.log(m["params"]) / 12)  # bigger is better within the budget
+            n += bad and i >= 10
+        return n
+
+    blind = sum(over_budget(s, False) for s in range(4))
+    told = sum(over_budget(s, True) for s in range(4))
+    assert told < 0.85 * blind, (told, blind)
+
+
+def test_a_changed_study_definition_is_refused(tmp_path):
+    space = create_space("stages", widths=(8,))
+    kw = _kw(tmp_path)
+    run_search(space, _fake_evaluate([]), sampler=HashRandomSampler(0), n_trials=1,
+               definition={"budget": {"max_params": 30000}, "seed": 0}, **kw)
+    run_search(space, _fake_evaluate([]), sampler=HashRandomSampler(0), n_trials=2,  # same definition: continues
+               definition={"budget": {"max_params": 30000}, "seed": 0}, **kw)
+    with pytest.raises(ArchkdError) as e:
+        run_search(space, _fake_evaluate([]), sampler=HashRandomSampler(0), n_trials=2,
+                   definition={"budget": {"max_params": 20000}, "seed": 0}, **kw)
+    msg = str(e.value)
+    assert "budget.max_params 30000 → 20000" in msg and "budget.max_params=30000" in msg and "--name" in msg
+
+
+def test_changed_budget_on_the_cli_is_a_one_line_error(tmp_path, capsys, teacher_ckpt):
+    from archkd.cli import main
+
+    args = ["search", "--teacher", teacher_ckpt, "--runs-dir", str(tmp_path), "--name", "b", "--n-trials", "1",
+            "--trial-epochs", "1", "--max-params", "30000", "threads=1", "search.space_kwargs={widths: [8], depths: [1]}"]
+    with pytest.raises(SystemExit) as ok:
+        main(args)
+    assert ok.value.code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args[:-3] + ["20000"] + args[-2:])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "was made for another search" in err[0]
+
+
+@register_space("_family_test")
+class _FamilySpace(SearchSpace):
+    """A conditional space: a family choice whose knobs exist only under it."""
+
+    name = "_family_test"
+
+    def arch_dims(self):
+        return [CategoricalDim("family", ("stagenet", "mnasnet")),
+                CategoricalDim("width", (8, 16), when=("family", ("stagenet",))),
+                CategoricalDim("op", ("dwsep", "conv"), when=("family", ("mnasnet",)))]
+
+    def smallest(self):
+        return {"family": "stagenet", "width": 8}
+
+    def spec(self, config, input_shape, num_classes):
+        if config["family"] == "stagenet":
+            return create_space("stages", num_stages=1, widths=(config["width"],), depths=(1,), kernels=(3,)).spec(
+                {"depth_0": 1, "width_0": config["width"], "kernel_0": 3}, input_shape, num_classes)
+        mnas = create_space("mnas", num_stages=1, layers=(1,), width_multipliers=(1.0,))
+        return mnas.spec({**mnas.smallest(), "op_0": config["op"]}, input_shape, num_classes)
+
+
+def test_recipe_and_conditional_dimensions_reach_the_trial(tmp_path):
+    space = create_space("_family_test", recipe={"distill.temperature": [1.0, 4.0],
+                                                 "train.lr": {"low": 0.01, "high": 0.1, "log": True}})
+    seen = []
+
+    def evaluate(c, report):
+        seen.append(c)
+        return TrialOutcome(0.5)
+
+    sampler = create_sampler("random", 0, space, feasible=lambda cfg: True)
+    r = run_search(space, evaluate, sampler=sampler, n_trials=12, **_kw(tmp_path))
+    for c in seen:
+        assert set(c.recipe) == {"distill.temperature", "train.lr"} and 0.01 <= c.recipe["train.lr"] <= 0.1
+        knob = "width" if c.config["family"] == "stagenet" else "op"
+        other = "op" if knob == "width" else "width"
+        assert knob in c.config and other not in c.config  # only the chosen family's knobs exist
+        assert c.spec["name"] == c.config["family"]
+    assert {c.config["family"] for c in seen} == {"stagenet", "mnasnet"}
+    assert all(t["recipe"] for t in r.trials)
+    from archkd.config import DistillConfig, TrainConfig
+
+    train, distill = apply_recipe(TrainConfig(), DistillConfig(), {"distill.temperature": 1.0, "train.lr": 0.02})
+    assert distill.temperature == 1.0 and train.lr == 0.02 and train.epochs == TrainConfig().epochs
+
+
+def test_bad_recipe_key_is_a_user_error():
+    with pytest.raises(ArchkdError, match="not a training-recipe setting"):
+        create_space("stages", recipe={"train.epochs": [1, 2]})
+    with pytest.raises(ArchkdError, match="list of choices"):
+        create_space("stages", recipe={"distill.alpha": 0.5})
+
+
+def test_uniform_draws_map_through_one_function():
+    from optuna.distributions import IntDistribution
+
+    from archkd.spaces import FloatDim, IntDim, from_uniform
+
+    assert IntDim("d", 1, 3).sample(0.99) == 3 == from_uniform(IntDistribution(1, 3), 0.99)
+    assert FloatDim("f", 1.0, 100.0, log=True).sample(0.5) == pytest.approx(10.0)
+    assert {IntDim("l", 1, 8, log=True).sample(u / 100) for u in range(100)} == set(range(1, 9))
+
+
+def _running_trial(study, lease):
+    t = study.ask()
+    t.suggest_int("x", 0, 9)
+    if lease is not None:
+        t.set_user_attr("archkd_lease", {**lease, "trial": t.number})
+    return t
+
+
+def test_only_stale_leases_are_taken_over(tmp_path):
+    from archkd.search.study import HOST, Worker
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}", direction="maximize")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = time.time()
+    live_here = _running_trial(study, {"worker": "w1", "host": HOST, "pid": os.getppid(), "time": now})
+    dead_here = _running_trial(study, {"worker": "w2", "host": HOST, "pid": dead.pid, "time": now})
+    live_away = _running_trial(study, {"worker": "w3", "host": "elsewhere", "pid": 1, "time": now - 5})
+    stale_away = _running_trial(study, {"worker": "w4", "host": "elsewhere", "pid": 1, "time": now - 120})
+    taken = Worker(study, heartbeat=10, grace=60).reclaim()
+    assert sorted(taken) == sorted([dead_here.number, stale_away.number])
+    states = {t.number: t.state for t in study.trials}
+    assert states[live_here.number] == states[live_away.number] == optuna.trial.TrialState.RUNNING
+    retries = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == sorted(taken)
+    assert {t.params["x"] for t in retries} == {dead_here.params["x"], stale_away.params["x"]}  # same parameters
+    assert Worker(study, heartbeat=10, grace=60).reclaim() == []  # taken over once, not twice
+
+
+def test_akd_policy_learns_past_trials_still_running(tmp_path):
+    """A trial RUNNING on another worker does not freeze the controller: later finished trials still update it."""
+    space = create_space("mnas", num_stages=1)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'a.db'}", direction="maximize",
+                                sampler=create_sampler("akd", 0, space, batch_size=2))
+    pending = study.ask()
+    space.suggest(pending)  # trial 0 stays RUNNING (another worker)
+    for _ in range(4):
+        t = study.ask()
+        space.suggest(t)
+        t.set_user_attr("reward", 0.5)
+        study.tell(t, 0.5)
+    sampler = create_sampler("akd", 0, space, batch_size=2)
+    sampler.sync(study)
+    assert sampler.updates == 2 and sampler.consumed == 4

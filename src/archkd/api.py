@@ -228,12 +228,14 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
 
 
 def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
-           data: DataBundle | None = None) -> dict:
+           data: DataBundle | None = None, write: bool = True) -> dict:
     """Student search: every candidate within budget is trained at the search fidelity and scored.
 
     ``search.guide=kd`` scores by KD-trained accuracy (AKD's KD-guided search); ``ce`` by CE-trained accuracy (the
     NAS-then-KD baseline). With ``search.reward_target`` the score is ``ACC × (cost/T)^w``. With ``search.top_k``,
-    the top-k students are re-trained with the full KD recipe and tested.
+    the top-k students are re-trained with the full KD recipe and tested. Any number of processes running this on
+    the same ``search.storage`` and study name share the study. With ``write``, the study as this worker saw it at the
+    end goes to ``results.json`` and ``report.html`` in the run directory.
     """
     log = _log(log)
     run = _start(cfg)
@@ -282,6 +284,17 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
     elif sc.top_k:
         log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
+    if write:
+        from archkd.report import write_report, write_results
+
+        results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
+                   "command": "archkd search", "config": to_dict(cfg), "dataset": data.describe(),
+                   "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
+                   "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
+                                                  "study_name", "best_trial", "reward", "pareto")},
+                   "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran}
+        write_results(run, results)
+        write_report(run, results)
     return out
 
 
@@ -420,7 +433,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
         teacher = load_teacher(t_info["checkpoint"])
     timings["teacher_s"] = time.perf_counter() - t0
     log(f"[2/5] KD-guided search ({cfg.search.n_trials} students, budget {Budget.from_config(cfg.budget).describe()})")
-    s = search(cfg, log, teacher=teacher, data=data)
+    s = search(cfg, log, teacher=teacher, data=data, write=False)
     timings["search_s"] = s["seconds"]
     log(f"[3/5] final distillation of trial #{s['best_trial']} with the full recipe ({cfg.train.epochs} epochs)")
     from archkd.models import build_from_spec

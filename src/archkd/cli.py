@@ -21,7 +21,7 @@ FLAG_KEYS = {
     "teacher": "teacher.path", "teacher_weights": "teacher.weights", "arch": "teacher.arch",
     "student": "student.arch", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "method": "search.method", "space": "search.space", "n_trials": "search.n_trials",
-    "trial_epochs": "search.epochs", "storage": "search.storage", "max_params": "budget.max_params",
+    "trial_epochs": "search.epochs", "storage": "search.storage", "study": "search.study_name", "max_params": "budget.max_params",
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
     "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="search space (default: stages)")
     p.add_argument("--n-trials", dest="n_trials", type=int)
     p.add_argument("--trial-epochs", dest="trial_epochs", type=int)
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory)")
+    p.add_argument("--storage", help="Optuna storage shared by the workers: sqlite:///f.db (default: in the run "
+                   "directory), journal:f.log (processes on one machine), postgresql://user@host/db (many machines)")
+    p.add_argument("--study", help="study name in the storage (default: the run name); workers with the same join it")
     p.add_argument("--max-params", dest="max_params", type=int)
     p.add_argument("--max-flops", dest="max_flops", type=int)
     p.add_argument("--latency-target", dest="latency_target", type=_latency,
