@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def load_avg() -> list[float] | None:
@@ -10,3 +11,14 @@ def load_avg() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def train_digits_teacher(out_dir: Path, arch: str = "resnet8", epochs: int = 10) -> str:
+    """A small digits teacher trained here (≈10 s on one core), for benchmarks of the search machinery itself."""
+    from archkd import api
+    from archkd.config import Config
+
+    cfg = Config(name="teacher", runs_dir=str(out_dir), cache_dir=str(Path(out_dir) / "cache"))
+    cfg.teacher.arch = arch
+    cfg.teacher.train.epochs = epochs
+    return api.train_teacher(cfg, log=None)["checkpoint"]

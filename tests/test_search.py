@@ -10,7 +10,8 @@ import pytest
 
 from archkd import api
 from archkd.errors import ArchkdError
-from archkd.search import Budget, HashRandomSampler, TrialOutcome, apply_recipe, create_sampler, run_search
+from archkd.search import (Budget, HashRandomSampler, TrialOutcome, apply_recipe, create_sampler, record_constraints,
+                           run_search)
 from archkd.spaces import CategoricalDim, SearchSpace, create_space, register_space
 
 from conftest import small_config
@@ -165,8 +166,10 @@ def test_over_budget_trials_carry_optuna_constraints(tmp_path):
     assert over and len(within) == 3 and len(calls) == 3  # over-budget candidates cost no training
     for t in over:  # infeasible in Optuna's own terms: COMPLETE with a positive constraint value
         assert t.state == optuna.trial.TrialState.COMPLETE
-        assert t.constraints["params"] == pytest.approx(t.user_attrs["params"] / 20_000 - 1) and t.constraints["params"] > 0
-    assert all(t.constraints["params"] <= 0 for t in within)
+        assert t.user_attrs["constraint_names"] == ["params"]
+        assert t.constraints["0"] == pytest.approx(t.user_attrs["params"] / 20_000 - 1) and t.constraints["0"] > 0
+        assert t.system_attrs["constraints"] == [t.constraints["0"]]  # the list optuna-dashboard reads
+    assert all(t.constraints["0"] <= 0 for t in within)
     assert study.best_trial.user_attrs["params"] <= 20_000  # Optuna's best_trial skips infeasible trials
 
 
@@ -191,8 +194,7 @@ def test_tpe_with_constraints_leaves_the_over_budget_region_faster():
             t = study.ask()
             m = measure(space.suggest(t))
             if constrained:
-                for k, v in budget.constraints(m).items():
-                    t.set_constraint(k, v)
+                record_constraints(study, t, budget.constraints(m))
             bad = bool(budget.violations(m))
             study.tell(t, 0.0 if bad else math.log(m["params"]) / 12)  # bigger is better within the budget
             n += bad and i >= 10

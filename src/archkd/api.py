@@ -10,6 +10,7 @@ database and ``results.json``; each returns a JSON-serialisable dict of what it 
 from __future__ import annotations
 
 import time
+from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -323,19 +324,13 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
     searched inside its own trial, replayed over the full schedule, unless ``distill.process`` names another one:
     the search picked the pair, so the pair is what is finalised.
     """
-    from copy import deepcopy
-
     from archkd.models import build_from_spec
 
     log = _log(log)
     done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["reward"])[:k]
     out = []
     for rank, t in enumerate(done, 1):
-        run_cfg = deepcopy(cfg)
-        if t.get("process") and not cfg.distill.process:
-            run_cfg.distill.process = t["process"]
-        for key, value in (t.get("recipe") or {}).items():  # the recipe the search picked with this student
-            set_key(run_cfg, key, value)
+        run_cfg = trial_config(cfg, t)
         log(f"top-{k} [{rank}/{len(done)}]: trial #{t['number']} with the full recipe ({cfg.train.epochs} epochs"
             + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "")
             + "".join(f", {key}={v}" for key, v in (t.get("recipe") or {}).items()) + ")")
@@ -348,6 +343,17 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
                     "val_acc": r["val_acc"],
                     "test_acc": r["test_acc"], "final_reward": reward(r["val_acc"], metrics), **metrics,
                     "checkpoint": r["checkpoint"], "process": r["process"]})
+    return out
+
+
+def trial_config(cfg: Config, trial: dict) -> Config:
+    """The config to re-train a search trial's student with: the recipe values the search picked with it
+    (``search.recipe``) and, after a joint search, the process searched in its trial (unless one is given)."""
+    out = deepcopy(cfg)
+    if trial.get("process") and not cfg.distill.process:
+        out.distill.process = trial["process"]
+    for key, value in (trial.get("recipe") or {}).items():
+        set_key(out, key, value)
     return out
 
 
@@ -403,8 +409,6 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
 
 
 def _with(cfg: Config, teacher_mean: Any = None, teacher_std: Any = None) -> Config:
-    from copy import deepcopy
-
     c = deepcopy(cfg)
     if teacher_mean is not None:
         c.teacher.mean = list(teacher_mean)
@@ -433,13 +437,17 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
         teacher = load_teacher(t_info["checkpoint"])
     timings["teacher_s"] = time.perf_counter() - t0
     log(f"[2/5] KD-guided search ({cfg.search.n_trials} students, budget {Budget.from_config(cfg.budget).describe()})")
+    if not cfg.search.study_name:  # the demo retrains its teacher: a re-run with another teacher is another study
+        cfg = deepcopy(cfg)
+        cfg.search.study_name = f"{cfg.name}-teacher-{teacher.fingerprint[:8]}"
     s = search(cfg, log, teacher=teacher, data=data, write=False)
     timings["search_s"] = s["seconds"]
     log(f"[3/5] final distillation of trial #{s['best_trial']} with the full recipe ({cfg.train.epochs} epochs)")
     from archkd.models import build_from_spec
 
     seed_everything(cfg.seed)
-    final = distill(cfg, log, teacher=teacher, data=data, student=build_from_spec(s["best"]["spec"]))
+    final = distill(trial_config(cfg, s["best"]), log, teacher=teacher, data=data,
+                    student=build_from_spec(s["best"]["spec"]))
     timings["final_s"] = final["seconds"]
     log("[4/5] export")
     exp = export(cfg, checkpoint=final["checkpoint"], data=data, log=log)

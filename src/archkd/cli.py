@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware)")
     p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
     p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
+    p.add_argument("--epochs", type=int, help="epochs of the full recipe (train.epochs) for the top-k re-training")
     p.add_argument("--space", help="search space (default: stages)")
     p.add_argument("--n-trials", dest="n_trials", type=int)
     p.add_argument("--trial-epochs", dest="trial_epochs", type=int)

@@ -19,8 +19,8 @@ from archkd.search.objective import KDTrialObjective, apply_recipe
 from archkd.search.reward import Reward
 from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
 from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_definition, check_feasible,
-                                 open_storage, open_study, pareto_front, run_search)
+                                 open_storage, open_study, pareto_front, record_constraints, run_search)
 
 __all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
            "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
-           "check_feasible", "open_storage", "open_study", "pareto_front", "run_search", "Reward"]
+           "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward"]

@@ -15,7 +15,7 @@ after SIGKILL takes its own trial back at once). A taken-over trial is marked FA
 parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``); its :class:`Candidate` keeps the original trial's
 ``slot``, so the trial objective continues from the slot's last epoch checkpoint instead of starting over.
 
-Over-budget candidates are told COMPLETE with reward 0 and positive Optuna constraint values (``trial.set_constraint``:
+Over-budget candidates are told COMPLETE with reward 0 and positive Optuna constraint values (``record_constraints``:
 relative excess over each budget limit), which Optuna's samplers, ``study.best_trial`` and optuna-dashboard read as
 *infeasible*; they cost no training and do not count towards ``n_trials``.
 """
@@ -316,6 +316,18 @@ def check_feasible(space: SearchSpace, budget: Budget, input_shape: tuple[int, .
     return m
 
 
+def record_constraints(study: optuna.Study, trial: optuna.Trial, excess: dict[str, float]) -> None:
+    """Store budget excesses as the trial's Optuna constraint values (≤ 0: feasible), names in ``constraint_names``.
+
+    Why the list form (system attribute ``constraints``, as samplers' ``constraints_func`` writes it) rather than
+    ``trial.set_constraint``'s per-name keys: Optuna 5's samplers and ``best_trial`` read both, but optuna-dashboard
+    (0.21) reads only the list, and writing both would count each limit twice in the GP sampler's feasibility model.
+    """
+    if excess:
+        study._storage.set_trial_system_attr(trial._trial_id, "constraints", [float(v) for v in excess.values()])
+        trial.set_user_attr("constraint_names", list(excess))
+
+
 def _frozen(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     """The stored state of a live trial (system attributes included, which ``optuna.Trial`` does not expose)."""
     return study._storage.get_trial(trial._trial_id)
@@ -417,8 +429,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
     recipe = space.recipe(config)
     for k, v in {**metrics, "spec": spec, "recipe": recipe}.items():
         trial.set_user_attr(k, v)
-    for name, excess in budget.constraints(metrics).items():
-        trial.set_constraint(name, excess)
+    record_constraints(study, trial, budget.constraints(metrics))
     bad = budget.violations(metrics)
     if bad:
         for k, v in {"archkd_state": "INFEASIBLE", "reason": "; ".join(bad), "reward": 0.0,

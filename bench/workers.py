@@ -1,0 +1,103 @@
+"""Scaling of one search over worker processes: trials per hour with 1 and with 2 ``archkd search`` workers (1 torch
+thread each) on one study, in one run, and the search overhead of each.
+
+Both settings search the same study definition (digits, stages space, the same seed: the random sampler proposes the
+same candidates whichever worker asks) on Optuna's journal file storage, the storage for several processes on one
+machine. Wall-clock runs from launching the workers to the last one exiting (process start-up included). Reported per
+setting: trials/hour, the speed-up over one worker, the search overhead ``wall-clock / Σ trial time`` (Σ over trials
+of the time from ask to tell) and the worker efficiency ``Σ trial time / (workers × wall-clock)``. Trials are slower
+when two share the machine's two cores (memory bandwidth), which the per-trial times show. Results go to
+``bench/results/workers.json``.
+
+    python bench/workers.py                 # 16 trials × 8 epochs per setting, ~3 min on 2 idle cores
+    python bench/workers.py --repeats 3     # medians over interleaved rounds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from _common import load_avg, train_digits_teacher  # noqa: E402
+
+from archkd.search import open_storage  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+CLI = [sys.executable, "-c", "from archkd.cli import main; main()"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n-trials", type=int, default=16)
+    p.add_argument("--trial-epochs", type=int, default=8)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--out", default=str(RESULTS / "workers.json"))
+    return p.parse_args(argv)
+
+
+def one_setting(a: argparse.Namespace, root: Path, teacher: str, workers: int, tag: str) -> dict:
+    storage = f"journal:{root / (tag + '.log')}"
+    args = ["search", "--teacher", teacher, "--runs-dir", str(root / "runs"), "--storage", storage,
+            "--study", tag, "--n-trials", str(a.n_trials), "--trial-epochs", str(a.trial_epochs), "threads=1",
+            f"cache_dir={root / 'cache'}", "search.space_kwargs={widths: [16, 24, 32, 48], depths: [1, 2, 3]}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(CLI + args + ["--name", f"{tag}_w{i}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in range(workers)]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"worker failed: {err[-2000:]}")
+    wall = time.perf_counter() - t0
+    study = optuna.load_study(study_name=tag, storage=open_storage(storage))
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    trial_s = sum(t.user_attrs["seconds"] for t in done)
+    pids = {(t.user_attrs.get("archkd_lease") or {}).get("pid") for t in done}
+    return {"workers": workers, "trials": len(done), "wall_s": wall, "trials_per_hour": len(done) / wall * 3600,
+            "sum_trial_s": trial_s, "mean_trial_s": trial_s / len(done), "overhead": wall / trial_s,
+            "efficiency": trial_s / (workers * wall), "workers_that_trained": len(pids)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="archkd-workers-"))
+    teacher = train_digits_teacher(root / "teacher")
+    runs: dict[int, list[dict]] = {w: [] for w in a.workers}
+    for r in range(a.repeats):
+        for w in a.workers:  # interleaved: a drift in machine load hits every setting alike
+            res = one_setting(a, root, teacher, w, f"r{r}_w{w}")
+            runs[w].append(res)
+            print(f"round {r + 1}: {w} worker(s): {res['trials']} trials in {res['wall_s']:.1f}s "
+                  f"({res['trials_per_hour']:.0f}/h), mean trial {res['mean_trial_s']:.2f}s", flush=True)
+    med = {w: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for w, rs in runs.items()}
+    base = med[a.workers[0]]["trials_per_hour"]
+    print()
+    print(f"{'workers':>7} {'trials/h':>9} {'speed-up':>8} {'wall s':>7} {'mean trial s':>12} "
+          f"{'overhead wall/Σtrial':>20} {'efficiency':>10}")
+    for w, m in med.items():
+        m["speedup"] = m["trials_per_hour"] / base
+        print(f"{w:>7} {m['trials_per_hour']:>9.0f} {m['speedup']:>7.2f}× {m['wall_s']:>7.1f} {m['mean_trial_s']:>12.2f} "
+              f"{m['overhead']:>20.3f} {m['efficiency']:>10.2f}")
+    payload = {"args": vars(a), "median": {str(w): m for w, m in med.items()}, "runs": {str(w): r for w, r in runs.items()},
+               "load_avg": load_avg(), "cpus": os.cpu_count(),
+               "versions": {"torch": torch.__version__, "optuna": optuna.__version__}}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {a.out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
