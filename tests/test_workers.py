@@ -174,3 +174,34 @@ def test_sigkilled_search_resumes_to_the_uninterrupted_result(tmp_path, teacher_
     best = next(t for t in res["trials"] if t["number"] == res["search"]["best_trial"])
     best_ref = next(t for t in res_ref["trials"] if t["number"] == res_ref["search"]["best_trial"])
     assert best["config"] == best_ref["config"] and best["val_acc"] == best_ref["val_acc"]
+
+
+def test_sigkilled_process_search_resumes_from_its_last_epoch(tmp_path, teacher_ckpt):
+    """DistPro's bi-level search runs in the one training loop: killed after an epoch, it continues from that epoch
+    and ends with the α trajectory and student an uninterrupted search reaches."""
+    def args(name: str) -> list[str]:
+        return WORKER + ["process", "search", "--teacher", teacher_ckpt, "--student", "resnet8", "--epochs", "3",
+                         "--name", name, "--runs-dir", str(tmp_path / "runs"), "threads=1",
+                         f"cache_dir={tmp_path / 'cache'}", "train.batch_size=64"]
+
+    ref = subprocess.run(args("ref"), capture_output=True, text=True, env=_env(), timeout=300)
+    assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
+    last = tmp_path / "runs" / "killed" / "process_student" / "last.pt"
+    p = subprocess.Popen(args("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and not last.exists():
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the search ended before it could be killed"
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    assert epoch < 2
+    again = subprocess.run(args("killed"), capture_output=True, text=True, env=_env(), timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert f"resumed from {last} at epoch {epoch + 2}" in again.stdout
+    a = torch.load(tmp_path / "runs" / "ref" / "process.pt", weights_only=True)
+    b = torch.load(tmp_path / "runs" / "killed" / "process.pt", weights_only=True)
+    assert a["trajectory"].shape == b["trajectory"].shape and torch.equal(a["trajectory"], b["trajectory"])
+    ra = json.loads((tmp_path / "runs" / "ref" / "results.json").read_text())["process_search"]
+    rb = json.loads((tmp_path / "runs" / "killed" / "results.json").read_text())["process_search"]
+    assert ra["val_acc"] == rb["val_acc"] and ra["history"] == rb["history"]

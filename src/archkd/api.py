@@ -186,7 +186,8 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
                    data: DataBundle | None = None, student: torch.nn.Module | None = None,
                    write: bool = True) -> dict:
     """DistPro: learn the pathway-weight process for (teacher, student) over ``process.search_epochs`` epochs and
-    save it as ``runs/<name>/process.pt`` (replay it with ``archkd distill --process``)."""
+    save it as ``runs/<name>/process.pt`` (replay it with ``archkd distill --process``). The student's epoch
+    checkpoints go to ``runs/<name>/process_student/``: re-running an interrupted search continues it."""
     from dataclasses import replace
 
     from archkd.process import save_process, search_with_config
@@ -201,11 +202,12 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model = student if student is not None else _student(cfg, data)
+    spec = model_spec(model)
     res, objective = search_with_config(model, teacher.module, data,
                                         replace(cfg.train, epochs=cfg.process.search_epochs), cfg.process,
-                                        seed=cfg.seed, device=dev, log=log)
+                                        seed=cfg.seed, device=dev, log=log, out_dir=run / "process_student",
+                                        spec=spec, resume=True)
     names = [p.name() for p in res.pathways]
-    spec = model_spec(model)
     out = {"pathways": names, "student_taps": res.student_taps, "teacher_taps": res.teacher_taps,
            "epochs": res.epochs, "steps": int(res.trajectory.shape[0]), "val_acc": res.val_acc,
            "seconds": res.seconds, "meta_seconds": res.meta_seconds, "history": res.history,

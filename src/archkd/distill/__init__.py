@@ -1,8 +1,12 @@
 """archkd.distill — the KD trainer, its losses, checkpoints and the teacher-output cache.
 
 Contract:
-- ``fit(model, data, train_cfg, objective=..., teacher=..., cache=...) -> FitResult``: the one training loop
-  (teachers, search trials, final distillation); ``evaluate(model, split, normalize, device) -> accuracy``;
+- ``fit(model, data, train_cfg, objective=..., teacher=..., cache=..., hooks=..., teacher_train=...) -> FitResult``:
+  the one training loop (teachers, search trials, final distillation, DistPro's search). Seams: ``TrainHook``
+  (``before_step`` / ``loss_terms`` / ``after_step`` / ``after_epoch``, parameters it steps itself, state saved in
+  ``last.pt``) seeing a ``Batch`` and the ``StepContext``; ``teacher_train`` makes the teacher trainable (its own
+  optimiser; no teacher-output cache). ``build_optimizer(params, cfg, total, steps_per_epoch)`` is the one optimiser
+  and LR-schedule builder. ``evaluate(model, split, normalize, device) -> accuracy``;
   ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (BatchNorm statistics
   re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials
   do by default); ``epoch_steps`` (the batch size and steps per epoch every loop uses).
@@ -16,8 +20,10 @@ from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
-from archkd.distill.trainer import FitResult, epoch_steps, evaluate, fit, recalibrate_bn, teacher_accuracy
+from archkd.distill.trainer import (Batch, FitResult, StepContext, TrainHook, build_optimizer, epoch_steps, evaluate,
+                                   fit, lr_factor, recalibrate_bn, teacher_accuracy)
 
 __all__ = ["TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
-           "objective_from_config", "FitResult", "epoch_steps", "evaluate", "fit", "recalibrate_bn", "teacher_accuracy"]
+           "objective_from_config", "Batch", "FitResult", "StepContext", "TrainHook", "build_optimizer", "epoch_steps",
+           "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy"]

@@ -154,6 +154,11 @@ class DistillObjective(nn.Module):
         return self.kd is not None or bool(self.feature_terms)
 
     @property
+    def ready(self) -> bool:
+        """Whether ``setup`` has sized the adapters the losses need (true at once when there are none)."""
+        return self._ready
+
+    @property
     def student_taps(self) -> list[str]:
         return [t.student for t in self.feature_terms]
 

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -123,13 +123,18 @@ def teacher_accuracy(teacher: nn.Module, data: DataBundle, cache: TeacherCache |
     return correct / max(1, len(data.val))
 
 
-def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total_steps: int, steps_per_epoch: int
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimiser and per-step LR schedule of a recipe: every loop builds them here (students, teachers, DistPro)."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ArchkdError(f"unknown optimizer '{cfg.optimizer}'", "use train.optimizer=sgd or adamw")
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                                     nesterov=cfg.nesterov and cfg.momentum > 0,
+                                                     weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ArchkdError(f"unknown optimizer '{cfg.optimizer}'", "use train.optimizer=sgd or adamw")
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg, steps_per_epoch))
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
@@ -147,25 +152,97 @@ def lr_factor(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int) -> 
     raise ArchkdError(f"unknown LR schedule '{cfg.schedule}'", "use train.schedule=cosine, step or constant")
 
 
+@dataclass
+class Batch:
+    """One training step's inputs as every seam sees them: prepared images, labels, sample ids, teacher view."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor
+    epoch: int
+    t_logits: torch.Tensor | None
+    t_feats: list[torch.Tensor]
+
+
+@dataclass
+class StepContext:
+    """What the loop holds, handed to hooks: the models, the objective, the optimiser and where training stands."""
+
+    model: nn.Module
+    objective: DistillObjective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    cfg: TrainConfig
+    data: DataBundle
+    device: torch.device
+    seed: int
+    indices: np.ndarray
+    batch_size: int
+    steps_per_epoch: int
+    prep: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    teacher: nn.Module | None = None
+    student_taps: Taps | None = None
+    epoch: int = 0
+    step: int = 0
+
+
+class TrainHook:
+    """A seam of the training loop: a method adds behaviour here instead of copying the loop.
+
+    Order per step: teacher view → ``before_step`` → student forward, objective + ``loss_terms`` → backward →
+    optimiser steps → ``after_step``; per epoch, ``after_epoch`` sees the epoch's row (validation included) and may add
+    to it. ``owned_parameters`` are left out of the loop's optimiser (the hook steps them itself, e.g. DistPro's α);
+    ``state_dict`` goes into ``last.pt`` so a resumed run continues the hook too.
+    """
+
+    def owned_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def setup(self, ctx: StepContext) -> None:
+        pass
+
+    def before_step(self, ctx: StepContext, batch: Batch) -> None:
+        pass
+
+    def loss_terms(self, ctx: StepContext, batch: Batch, s_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def after_step(self, ctx: StepContext, batch: Batch, loss: float) -> None:
+        pass
+
+    def after_epoch(self, ctx: StepContext, row: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class TeacherView:
     """What the student is distilled from for one batch: logits (cached when possible) and tap features."""
 
-    def __init__(self, teacher: nn.Module | None, objective: DistillObjective, cache: TeacherCache | None) -> None:
+    def __init__(self, teacher: nn.Module | None, objective: DistillObjective, cache: TeacherCache | None,
+                 trainable: bool = False) -> None:
         self.teacher = teacher
         self.objective = objective
         self.cache = cache
+        self.trainable = trainable
         self.taps = Taps(teacher, objective.teacher_taps) if teacher is not None and objective.teacher_taps else None
         if objective.uses_teacher and teacher is None:
             raise ArchkdError("the distillation loss needs a teacher but none was given", "set teacher.path")
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, idx: torch.Tensor, tag: str) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Teacher logits and tap features for a batch: from the cache when frozen and possible, with gradients when
+        the teacher trains."""
         if not self.objective.uses_teacher:
             return None, []
-        if self.taps is None and self.cache is not None:
-            return self.cache.lookup(tag, idx, lambda mask: self.teacher(x[mask]).float()), []
-        logits = self.teacher(x).float()
-        return logits, (self.taps.pop() if self.taps else [])
+        with contextlib.nullcontext() if self.trainable else torch.no_grad():
+            if self.taps is None and self.cache is not None:
+                return self.cache.lookup(tag, idx, lambda mask: self.teacher(x[mask]).float()), []
+            logits = self.teacher(x).float()
+            return logits, (self.taps.pop() if self.taps else [])
 
     def close(self) -> None:
         if self.taps:
@@ -184,14 +261,21 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
         device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
         meta: dict | None = None, on_epoch: Callable[[int, dict], None] | None = None,
-        log: Callable[[str], None] | None = print, resume: bool = False, progress_every: float = 15.0) -> FitResult:
+        log: Callable[[str], None] | None = print, resume: bool = False, progress_every: float = 15.0,
+        hooks: Sequence[TrainHook] = (), indices: np.ndarray | None = None,
+        teacher_train: TrainConfig | None = None) -> FitResult:
     """Train ``model`` on ``data.train`` with ``objective`` (CE only when None); evaluate on ``data.val``.
 
-    With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer, schedule and RNG
-    state) after each epoch; ``resume=True`` continues from ``last.pt`` at the next epoch when it was written for the
-    same run (same spec, recipe, seed and ``meta``; anything else starts fresh rather than continue a different run).
-    The data order and augmentation are functions of (seed, epoch), so a resumed run equals an uninterrupted one.
-    With ``log``, long epochs report progress every ``progress_every`` seconds.
+    The one training loop: teachers, search trials, final students and DistPro's search (a ``TrainHook``) all run
+    here. ``indices`` replaces the training subset (``cfg.data_fraction`` of the split by default). With
+    ``teacher_train``, the teacher trains too: gradients of the objective (and of hooks' ``loss_terms``) flow into it,
+    with its own optimiser and schedule from that recipe; the teacher-output cache is then refused.
+
+    With ``out_dir``, writes ``best.pt`` and ``last.pt`` (architecture spec, preprocessing, optimizer, schedule, RNG and
+    hook state) after each epoch; ``resume=True`` continues from ``last.pt`` at the next epoch when it was written for
+    the same run (same spec, recipe, seed and ``meta``; anything else starts fresh rather than continue a different
+    run). The data order and augmentation are functions of (seed, epoch), so a resumed run equals an uninterrupted
+    one. With ``log``, long epochs report progress every ``progress_every`` seconds.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -202,6 +286,9 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     if cfg.bn_recalibration < 0:
         raise ArchkdError(f"train.bn_recalibration={cfg.bn_recalibration} is negative",
                           "give the number of training images to recalibrate BatchNorm with, or 0 for off")
+    if teacher_train is not None and (teacher is None or cache is not None):
+        raise ArchkdError("a trainable teacher needs a teacher and no teacher-output cache",
+                          "pass teacher= and cache=None: cached logits would go stale as the teacher learns")
     if cache is not None:
         cache.check_serves(seed, data.augment.key(), cache_precision(amp))
     model.to(dev)
@@ -209,17 +296,17 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     if cl:
         model.to(memory_format=torch.channels_last)
     if teacher is not None:
-        teacher.to(dev).eval()
-    indices = data.train.subset(cfg.data_fraction, seed)
+        teacher.to(dev).train(teacher_train is not None)
+    indices = data.train.subset(cfg.data_fraction, seed) if indices is None else np.asarray(indices)
     bs, steps_per_epoch = epoch_steps(len(indices), cfg.batch_size)
-    view = TeacherView(teacher, objective, cache)
+    view = TeacherView(teacher, objective, cache, trainable=teacher_train is not None)
     s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
 
     def prep(x8: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         x = data.normalize(data.augment(x8, idx, epoch, seed))
         return x.contiguous(memory_format=torch.channels_last) if cl else x
 
-    if s_taps is not None and not objective._ready:
+    if s_taps is not None and not objective.ready:  # feature losses size their adapters on one real batch
         x8, _, idx = next(data.train.batches(min(bs, 8), device=dev, indices=indices))
         with torch.no_grad():
             was = model.training
@@ -227,12 +314,20 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             model(prep(x8, idx, 0))
             model.train(was)
             _, t_feats = view(prep(x8, idx, 0), idx, "setup")
-        objective.setup(s_taps.pop(), t_feats)
+        objective.setup(s_taps.pop(), [f.detach() for f in t_feats])
         objective.to(dev)
-    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    opt = _optimizer(params, cfg)
+    owned = {id(p) for h in hooks for p in h.owned_parameters()}
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad and id(p) not in owned]
     total_steps = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg, steps_per_epoch))
+    opt, sched = build_optimizer(params, cfg, total_steps, steps_per_epoch)
+    t_opt = t_sched = None
+    if teacher_train is not None:
+        t_opt, t_sched = build_optimizer([p for p in teacher.parameters() if p.requires_grad], teacher_train,
+                                         total_steps, steps_per_epoch)
+    ctx = StepContext(model, objective, opt, sched, cfg, data, dev, seed, indices, bs, steps_per_epoch, prep, teacher,
+                      s_taps)
+    for h in hooks:
+        h.setup(ctx)
     out = Path(out_dir) if out_dir else None
     history: list[dict] = []
     best_acc, best_epoch, start = -1.0, -1, 0
@@ -245,10 +340,16 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             objective.load_state_dict(ck["objective"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
-            if "rng" in ck:
-                torch.set_rng_state(ck["rng"])
+            if t_opt is not None:
+                teacher.load_state_dict(ck["teacher"])
+                t_opt.load_state_dict(ck["teacher_optimizer"])
+                t_sched.load_state_dict(ck["teacher_scheduler"])
+            for h, state in zip(hooks, ck.get("hooks", [])):
+                h.load_state_dict(state)
+            torch.set_rng_state(ck["rng"])
             history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
             resumed_at = start
+            ctx.step = start * steps_per_epoch
             if log:
                 log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
         elif log:
@@ -257,6 +358,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     seen, train_time = 0, 0.0
     acc = best_acc
     for epoch in range(start, cfg.epochs):
+        ctx.epoch = epoch
         train_tag = "train" if data.augment.is_identity else f"e{epoch}"  # identity: every epoch, the same views
         model.train()
         objective.train()
@@ -268,17 +370,33 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             x = prep(x8, idx, epoch)
             with autocast():
                 t_logits, t_feats = view(x, idx, train_tag)
+            batch = Batch(x, y, idx, epoch, t_logits, t_feats)
+            for h in hooks:
+                h.before_step(ctx, batch)
+            with autocast():
                 s_logits = model(x)
                 loss, parts = objective(s_logits, y, t_logits, s_taps.pop() if s_taps else None, t_feats)
+                for h in hooks:
+                    for name, term in h.loss_terms(ctx, batch, s_logits).items():
+                        loss = loss + term
+                        parts[name] = float(term.detach())
             if not torch.isfinite(loss):
                 raise ArchkdError(f"training diverged (loss={float(loss)}) at epoch {epoch + 1}",
                                   "lower train.lr or set train.grad_clip")
             opt.zero_grad(set_to_none=True)
+            if t_opt is not None:
+                t_opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if t_opt is not None:
+                t_opt.step()
+                t_sched.step()
+            ctx.step += 1
+            for h in hooks:
+                h.after_step(ctx, batch, float(loss.detach()))
             seen += len(y)
             n_batches += 1
             if log and time.perf_counter() - last_note > progress_every:
@@ -303,12 +421,18 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 if out:
                     save_checkpoint(out / "best.pt", model, spec=spec, extra={**(meta or {}), "epoch": epoch,
                                                                               "val_acc": acc})
+        for h in hooks:
+            h.after_epoch(ctx, row)
         history.append(row)
         if out:
+            extra = {} if t_opt is None else {
+                "teacher": {k: v.detach().cpu() for k, v in teacher.state_dict().items()},
+                "teacher_optimizer": t_opt.state_dict(), "teacher_scheduler": t_sched.state_dict()}
             save_checkpoint(out / "last.pt", model, spec=spec, extra={
                 **(meta or {}), "epoch": epoch, "val_acc": acc, "history": history, "best_val_acc": best_acc,
                 "best_epoch": best_epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "objective": objective.state_dict(), "rng": torch.get_rng_state(), "run_key": run_key})
+                "objective": objective.state_dict(), "rng": torch.get_rng_state(), "run_key": run_key,
+                "hooks": [h.state_dict() for h in hooks], **extra})
         if log:
             msg = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"
             log(msg + (f" val_acc {acc:.4f}" if "val_acc" in row else "") + f" ({time.perf_counter() - te:.1f}s)")
@@ -323,4 +447,3 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                      best_path=out / "best.pt" if out else None, last_path=out / "last.pt" if out else None,
                      seconds=time.perf_counter() - t0, images_per_s=seen / train_time if train_time else 0.0,
                      cache=cache.stats() if cache else None, resumed_at_epoch=resumed_at)
-

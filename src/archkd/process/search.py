@@ -5,12 +5,14 @@ training batch, the validation CE of that unrolled student, and its hypergradien
 finite-difference Hessian-vector product; Adam (lr 0.1, betas 0.5/0.999) updates α. (2) the real student step with
 the new α. The unrolled passes run through ``torch.func.functional_call`` on parameter and buffer copies, so the
 student's BN statistics only move on the real step; the teacher stays in eval mode and is run once per batch.
+The loop itself is ``archkd.distill.fit``: the meta-step is its ``MetaStep`` hook, so the search has fit's
+checkpoints, resume, BatchNorm recalibration, evaluation and progress.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,9 +23,7 @@ from torch.func import functional_call
 
 from archkd.config import TrainConfig
 from archkd.data import DataBundle
-from archkd.device import seed_everything
-from archkd.distill.objective import Taps
-from archkd.distill.trainer import _optimizer, epoch_steps, evaluate, lr_factor, recalibrate_bn
+from archkd.distill import Batch, StepContext, Taps, TrainHook, epoch_steps, fit
 from archkd.process.process import Pathway, ProcessObjective, normalize
 
 Params = dict[str, torch.Tensor]
@@ -116,97 +116,98 @@ class ProcessSearchResult:
     history: list[dict] = field(default_factory=list)
 
 
+class MetaStep(TrainHook):
+    """DistPro's seam in the training loop: the α meta-update before each real student step (on the next batch of
+    the held-out meta split), the α trajectory after it. α is stepped here by its own Adam, not by the loop.
+
+    Meta batches are a function of the step (meta epoch ``step // n``, batch ``step % n``), so a resumed search draws
+    the batches the uninterrupted one would; the Adam state and trajectory travel in ``last.pt`` via ``state_dict``.
+    """
+
+    def __init__(self, objective: ProcessObjective, meta_idx: np.ndarray, alpha_lr: float, alpha_betas: tuple,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.objective, self.meta_idx, self.log = objective, meta_idx, log
+        self.a_opt = torch.optim.Adam([objective.alpha], lr=alpha_lr, betas=tuple(alpha_betas), weight_decay=0.0)
+        self.traj: list[torch.Tensor] = []
+        self.weights: list[torch.Tensor] = []
+        self.meta_seconds = 0.0
+        self._cached: tuple[int, list] = (-1, [])
+
+    def owned_parameters(self) -> list[nn.Parameter]:
+        return [self.objective.alpha]
+
+    def setup(self, ctx: StepContext) -> None:
+        self.joint = _Joint(ctx.model, self.objective, ctx.student_taps)
+        self.w = [(n, p) for n, p in self.joint.named_parameters() if n != "objective.alpha"]
+
+    def _meta_batch(self, ctx: StepContext, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        drop = len(self.meta_idx) > ctx.batch_size
+        n = len(self.meta_idx) // ctx.batch_size if drop else 1
+        epoch = step // n
+        if self._cached[0] != epoch:
+            self._cached = (epoch, list(ctx.data.train.batches(ctx.batch_size, device=ctx.device, shuffle=True,
+                                                               epoch=10_000 + epoch, seed=ctx.seed,
+                                                               indices=self.meta_idx, drop_last=drop)))
+        return self._cached[1][step % n]
+
+    def before_step(self, ctx: StepContext, batch: Batch) -> None:
+        tm = time.perf_counter()
+        xv8, yv, iv = self._meta_batch(ctx, ctx.step)
+        xv = ctx.prep(xv8, iv, 10_000 + batch.epoch)
+        opt = ctx.optimizer
+        mom = {n: opt.state[p]["momentum_buffer"] for n, p in self.w
+               if p in opt.state and opt.state[p].get("momentum_buffer") is not None}
+        hg, _ = alpha_hypergradient(self.joint, batch.x, batch.y, batch.t_feats, xv, yv,
+                                    lr=opt.param_groups[0]["lr"], momentum=ctx.cfg.momentum,
+                                    weight_decay=ctx.cfg.weight_decay, momentum_buffers=mom)
+        self.a_opt.zero_grad(set_to_none=True)
+        self.objective.alpha.grad = hg.detach()
+        self.a_opt.step()
+        self.meta_seconds += time.perf_counter() - tm
+
+    def after_step(self, ctx: StepContext, batch: Batch, loss: float) -> None:
+        alpha = self.objective.alpha
+        alpha.grad = None  # the student's backward reached α too; only the meta-step moves it
+        self.traj.append(alpha.detach().cpu().clone())
+        self.weights.append(normalize(alpha.detach(), self.objective.normalization, self.objective.scale).cpu())
+
+    def after_epoch(self, ctx: StepContext, row: dict) -> None:
+        row["weights"] = self.weights[-1].tolist() if self.weights else []
+        if self.log:
+            self.log("pathway weights " + " ".join(f"{v:.2f}" for v in row["weights"]))
+
+    def state_dict(self) -> dict:
+        return {"a_opt": self.a_opt.state_dict(), "traj": list(self.traj), "weights": list(self.weights),
+                "meta_seconds": self.meta_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.traj, self.weights = list(state["traj"]), list(state["weights"])
+        self.meta_seconds = float(state["meta_seconds"])
+
+
 def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, train: TrainConfig,
                    objective: ProcessObjective, *, seed: int = 0, device: torch.device | str = "cpu",
                    meta_val_fraction: float = 0.2, alpha_lr: float = 0.1, alpha_betas: tuple = (0.5, 0.999),
-                   log: Callable[[str], None] | None = print) -> ProcessSearchResult:
-    """Learn α over ``train.epochs`` epochs; returns the α trajectory and the student's validation accuracy."""
-    t0 = time.perf_counter()
-    dev = torch.device(device)
-    seed_everything(seed)
-    student.to(dev).train()
-    teacher.to(dev).eval()
+                   log: Callable[[str], None] | None = print, out_dir: str | Path | None = None,
+                   spec: dict | None = None, resume: bool = False, meta: dict | None = None) -> ProcessSearchResult:
+    """Learn α over ``train.epochs`` epochs; returns the α trajectory and the student's validation accuracy.
+
+    The student trains in ``archkd.distill.fit`` (checkpoints, resume, BN recalibration, evaluation) with the
+    ``MetaStep`` hook; a ``meta_val_fraction`` of the training subset is held out for the meta-objective.
+    """
     pool = data.train.subset(train.data_fraction, seed)
     perm = np.random.default_rng([seed, 17]).permutation(len(pool))
     k = max(1, int(round(len(pool) * meta_val_fraction)))
     meta_idx, train_idx = np.sort(pool[perm[:k]]), np.sort(pool[perm[k:]])
-    bs, steps_per_epoch = epoch_steps(len(train_idx), train.batch_size)
-    s_taps = Taps(student, objective.student_taps)
-    t_taps = Taps(teacher, objective.teacher_taps)
-
-    def prep(x8: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
-        return data.normalize(data.augment(x8, idx, epoch, seed))
-
-    x8, _, idx = next(data.train.batches(min(bs, 8), device=dev, indices=train_idx))
-    with torch.no_grad():
-        student.eval()
-        student(prep(x8, idx, 0))
-        student.train()
-        teacher(prep(x8, idx, 0))
-    objective.setup(s_taps.pop(), t_taps.pop())
-    objective.to(dev)
-    joint = _Joint(student, objective, s_taps)
-    w_names = [n for n, _ in joint.named_parameters() if n != "objective.alpha"]
-    w_params = [p for n, p in joint.named_parameters() if n != "objective.alpha"]
-    opt = _optimizer(w_params, train)
-    a_opt = torch.optim.Adam([objective.alpha], lr=alpha_lr, betas=tuple(alpha_betas), weight_decay=0.0)
-    total = train.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, train, steps_per_epoch))
-
-    def meta_batches():
-        e = 0
-        while True:
-            yield from data.train.batches(bs, device=dev, shuffle=True, epoch=10_000 + e, seed=seed,
-                                          indices=meta_idx, drop_last=len(meta_idx) > bs)
-            e += 1
-
-    meta_iter = meta_batches()
-    traj, weights, history = [], [], []
-    meta_time = 0.0
-    for epoch in range(train.epochs):
-        te = time.perf_counter()
-        losses = []
-        for x8, y, idx in data.train.batches(bs, device=dev, shuffle=True, epoch=epoch, seed=seed,
-                                             indices=train_idx, drop_last=True):
-            x = prep(x8, idx, epoch)
-            with torch.no_grad():
-                teacher(x)
-                t_feats = t_taps.pop()
-            xv8, yv, iv = next(meta_iter)
-            xv = prep(xv8, iv, 10_000 + epoch)
-            tm = time.perf_counter()
-            mom = {n: opt.state[p]["momentum_buffer"] for n, p in zip(w_names, w_params)
-                   if p in opt.state and opt.state[p].get("momentum_buffer") is not None}
-            hg, lv = alpha_hypergradient(joint, x, y, t_feats, xv, yv, lr=opt.param_groups[0]["lr"],
-                                         momentum=train.momentum, weight_decay=train.weight_decay,
-                                         momentum_buffers=mom)
-            a_opt.zero_grad(set_to_none=True)
-            objective.alpha.grad = hg.detach()
-            a_opt.step()
-            meta_time += time.perf_counter() - tm
-            loss = joint(x, y, t_feats)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            objective.alpha.grad = None
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            traj.append(objective.alpha.detach().cpu().clone())
-            weights.append(normalize(objective.alpha.detach(), objective.normalization, objective.scale).cpu())
-        if train.bn_recalibration:
-            recalibrate_bn(student, data.train, data.normalize, dev, indices=train_idx, n=train.bn_recalibration,
-                           batch_size=bs)
-        acc = evaluate(student, data.val, data.normalize, dev)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "val_acc": acc,
-               "weights": weights[-1].tolist() if weights else []}
-        history.append(row)
-        if log:
-            log(f"process search epoch {epoch + 1}/{train.epochs}: loss {row['train_loss']:.4f} val_acc {acc:.4f} "
-                f"({time.perf_counter() - te:.1f}s) weights " + " ".join(f"{v:.2f}" for v in row["weights"]))
-    s_taps.remove()
-    t_taps.remove()
-    return ProcessSearchResult(torch.stack(traj) if traj else objective.alpha.detach().cpu()[None],
-                               torch.stack(weights) if weights else objective.alpha.detach().cpu()[None],
-                               objective.pathways, objective.student_taps, objective.teacher_taps, steps_per_epoch,
-                               train.epochs, history[-1]["val_acc"] if history else 0.0,
-                               time.perf_counter() - t0, meta_time, history)
+    hook = MetaStep(objective, meta_idx, alpha_lr, alpha_betas, log)
+    res = fit(student, data, train, objective=objective, teacher=teacher, seed=seed, device=device, out_dir=out_dir,
+              spec=spec, meta={**(meta or {}), "process_search": {
+                  "meta_val_fraction": meta_val_fraction, "alpha_lr": alpha_lr, "alpha_betas": list(alpha_betas)}},
+              log=log, resume=resume, hooks=[hook], indices=train_idx)
+    alpha0 = objective.alpha.detach().cpu()[None]
+    return ProcessSearchResult(torch.stack(hook.traj) if hook.traj else alpha0,
+                               torch.stack(hook.weights) if hook.weights else alpha0,
+                               objective.pathways, objective.student_taps, objective.teacher_taps,
+                               epoch_steps(len(train_idx), train.batch_size)[1], train.epochs, res.last_val_acc,
+                               res.seconds, hook.meta_seconds, res.history)

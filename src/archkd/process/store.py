@@ -5,6 +5,8 @@ Why a file: a process searched once (``archkd process search``) is replayed by a
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Callable
 
@@ -42,10 +44,12 @@ def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tens
 
 def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle, train: TrainConfig,
                        cfg: ProcessConfig, *, seed: int, device: torch.device,
-                       log: Callable[[str], None] | None = None) -> tuple[ProcessSearchResult, ProcessObjective]:
+                       log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
+                       spec: dict | None = None, resume: bool = False) -> tuple[ProcessSearchResult, ProcessObjective]:
     """Build the searchable process ``cfg`` describes for (student, teacher) and search it over ``train.epochs``.
 
-    The one recipe shared by ``archkd process search`` and the trials of a joint student + process search.
+    The one recipe shared by ``archkd process search`` and the trials of a joint student + process search. With
+    ``out_dir`` the student's epoch checkpoints go there and ``resume=True`` continues an interrupted search.
     """
     x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
     objective = search_objective(student, teacher, data.normalize(x8), cfg, train.label_smoothing)
@@ -54,7 +58,8 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
             f"distance {cfg.distance}, {train.epochs} epochs on {device}")
     res = search_process(student, teacher, data, train, objective, seed=seed, device=device,
                          meta_val_fraction=cfg.meta_val_fraction, alpha_lr=cfg.alpha_lr,
-                         alpha_betas=tuple(cfg.alpha_betas), log=log)
+                         alpha_betas=tuple(cfg.alpha_betas), log=log, out_dir=out_dir, spec=spec, resume=resume,
+                         meta={"process": dataclasses.asdict(cfg)})
     return res, objective
 
 

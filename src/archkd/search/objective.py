@@ -71,7 +71,8 @@ class KDTrialObjective:
         from archkd.process import save_process, search_with_config
 
         res, objective = search_with_config(model, self.teacher.module, self.data, train, self.process,
-                                            seed=self.seed, device=resolve_device(self.device))
+                                            seed=self.seed, device=resolve_device(self.device), out_dir=out,
+                                            spec=spec, resume=True)
         extra = {"epochs": train.epochs, "process_seconds": res.seconds, "meta_seconds": res.meta_seconds}
         if out is not None:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd

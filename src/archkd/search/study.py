@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -150,13 +151,22 @@ def open_study(storage: str, study_name: str, sampler: optuna.samplers.BaseSampl
                "hyperband": optuna.pruners.HyperbandPruner}
     if pruner not in pruners:
         raise ArchkdError(f"unknown pruner '{pruner}'", f"use one of {sorted(pruners)}")
-    try:
-        study = optuna.create_study(storage=open_storage(storage), study_name=study_name, sampler=sampler,
-                                    pruner=pruners[pruner](), direction=direction, load_if_exists=True)
-    except Exception as e:  # noqa: BLE001 - storage errors are configuration problems
-        raise ArchkdError(f"cannot open study storage '{storage}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                          "check search.storage (sqlite:///runs/x/study.db, journal:runs/x/study.log or "
-                          "postgresql://user@host/db)") from None
+    for attempt in range(5):
+        try:
+            study = optuna.create_study(storage=open_storage(storage), study_name=study_name, sampler=sampler,
+                                        pruner=pruners[pruner](), direction=direction, load_if_exists=True)
+            break
+        except ImportError as e:
+            raise ArchkdError(f"cannot open study storage '{storage}': no database driver ({e})",
+                              "pip install 'archkd[postgres]' for postgresql://") from None
+        except Exception as e:  # noqa: BLE001 - storage errors are configuration problems
+            # workers starting together on a fresh database race to create Optuna's tables: the loser retries
+            if attempt == 4:
+                raise ArchkdError(f"cannot open study storage '{storage}' "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                                  "check search.storage (sqlite:///runs/x/study.db, journal:runs/x/study.log or "
+                                  "postgresql://user@host/db)") from None
+            time.sleep(0.5 * (attempt + 1) + random.random() * 0.5)
     if definition is not None:
         check_definition(study, definition)
     return study
