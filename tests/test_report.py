@@ -219,8 +219,9 @@ def test_failing_section_does_not_break_report():
 
 
 def test_builtin_sections_in_order():
-    assert report.section_names()[:7] == [
-        "summary", "final student", "trials table", "accuracy-vs-params plot", "budget", "timings", "curves",
+    assert report.section_names()[:8] == [
+        "summary", "final student", "trials table", "accuracy-vs-params plot", "budget", "timings", "epoch curves",
+        "curves",
     ]
 
 

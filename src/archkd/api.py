@@ -9,6 +9,7 @@ database and ``results.json``; each returns a JSON-serialisable dict of what it 
 """
 from __future__ import annotations
 
+import logging
 import time
 from copy import deepcopy
 from datetime import datetime
@@ -20,11 +21,12 @@ import torch
 from archkd.config import Config, save_config, set_key, to_dict
 from archkd.data import DataBundle, load_data
 from archkd.device import default_cache_dir, resolve_device, seed_everything, use_amp
-from archkd.distill import (TeacherCache, cache_precision, epoch_steps, evaluate, fit, model_from_checkpoint,
-                            objective_from_config, teacher_accuracy)
+from archkd.distill import (MetricsLog, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
+                            model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
+from archkd.progress import Progress
 from archkd.search import Budget, KDTrialObjective, Reward, create_sampler, pareto_front, run_search
 from archkd.spaces import create_space
 from archkd.teacher import Teacher, check_teacher, load_teacher
@@ -32,8 +34,39 @@ from archkd.teacher import Teacher, check_teacher, load_teacher
 Log = Callable[[str], None]
 
 
+RUN_LOG = logging.getLogger("archkd.run")  # what a verb printed, also written to runs/<name>/log.txt
+RUN_LOG.propagate = False
+RUN_LOG.setLevel(logging.INFO)
+
+
 def _log(log: Log | None) -> Log:
-    return log or (lambda _m: None)
+    """The caller's log (print, the CLI's timestamped printer, or silence), mirrored into the run's ``log.txt``."""
+    base = log or (lambda _m: None)
+
+    def both(msg: str) -> None:
+        base(msg)
+        RUN_LOG.info(msg)
+
+    return both
+
+
+def _log_file(path: Path) -> None:
+    """Send ``RUN_LOG`` to ``path`` (appending: a resumed run continues its log), replacing an earlier run's file."""
+    target = str(path.resolve())
+    if any(getattr(h, "baseFilename", None) == target for h in RUN_LOG.handlers):
+        return
+    for h in list(RUN_LOG.handlers):
+        RUN_LOG.removeHandler(h)
+        h.close()
+    handler = logging.FileHandler(target, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    RUN_LOG.addHandler(handler)
+
+
+def _metrics(cfg: Config, run: str) -> Callable[[int, dict], None]:
+    """An ``on_epoch`` callback appending fit's epoch rows to the run's ``metrics.csv`` as ``run``."""
+    sink = MetricsLog(cfg.run_dir / "metrics.csv", run)
+    return lambda _epoch, row: sink.write(row)
 
 
 def _cache_root(cfg: Config) -> str:
@@ -86,6 +119,7 @@ def _test_acc(model: torch.nn.Module, data: DataBundle, device: torch.device) ->
 def _start(cfg: Config, save: bool = True) -> Path:
     run = cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
+    _log_file(run / "log.txt")
     if save:
         save_config(cfg, run / "config.yaml")
     return run
@@ -103,7 +137,8 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     log(f"training teacher {cfg.teacher.arch} ({sum(p.numel() for p in model.parameters()):,} params) for "
         f"{cfg.teacher.train.epochs} epochs on {dev}")
     res = fit(model, data, cfg.teacher.train, objective=objective_from_config(None, cfg.teacher.train.label_smoothing),
-              seed=cfg.seed, device=dev, out_dir=run / "teacher", spec=model_spec(model), meta=_meta(data), log=log)
+              seed=cfg.seed, device=dev, out_dir=run / "teacher", spec=model_spec(model), meta=_meta(data), log=log,
+              on_epoch=_metrics(cfg, "teacher"))
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     out = {"checkpoint": str(res.best_path), "name": cfg.teacher.arch, "params": sum(p.numel() for p in best.parameters()),
@@ -154,7 +189,7 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         + (f"; teacher cache {cache.dir}" if cache else ""))
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
               device=dev, out_dir=run / subdir, spec=spec, meta={**_meta(data), "distill": to_dict(cfg.distill)},
-              log=log, resume=resume)
+              log=log, resume=resume, on_epoch=_metrics(cfg, subdir))
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
@@ -206,7 +241,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     res, objective = search_with_config(model, teacher.module, data,
                                         replace(cfg.train, epochs=cfg.process.search_epochs), cfg.process,
                                         seed=cfg.seed, device=dev, log=log, out_dir=run / "process_student",
-                                        spec=spec, resume=True)
+                                        spec=spec, resume=True, on_epoch=_metrics(cfg, "process search"))
     names = [p.name() for p in res.pathways]
     out = {"pathways": names, "student_taps": res.student_taps, "teacher_taps": res.teacher_taps,
            "epochs": res.epochs, "steps": int(res.trajectory.shape[0]), "val_acc": res.val_acc,
@@ -224,6 +259,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
         results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
                    "command": "archkd process search", "config": to_dict(cfg), "dataset": data.describe(),
                    "teacher": teacher.describe(), "process_search": out, "curves": curves}
+        results["metrics"] = read_metrics(run / "metrics.csv")
         write_results(run, results)
         write_report(run, results)
         log(f"wrote {path} ({len(names)} pathways, {res.seconds:.1f}s, of which meta-updates {res.meta_seconds:.1f}s)")
@@ -261,16 +297,18 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         f"budget {budget.describe()}; study {storage}")
     if sc.process and not teacher.supports_features:
         raise ArchkdError("search.process needs the teacher's stage features", "give the teacher as an archkd checkpoint")
+    progress = Progress(log)
     objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
-                                 trials_dir=run / "trials", process=cfg.process if sc.process else None)
+                                 trials_dir=run / "trials", process=cfg.process if sc.process else None,
+                                 metrics=run / "metrics.csv", progress=progress)
     t0 = time.perf_counter()
     res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
                      n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
                      num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
                      max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
                      definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
-                     grace=sc.stale_after_seconds, max_retry=sc.max_retries)
+                     grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress)
     if res.best is None:
         raise ArchkdError("the search finished without a successful trial", "see the trial table above")
     b = res.best
@@ -296,6 +334,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                    "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
                                                   "study_name", "best_trial", "reward", "pareto")},
                    "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran}
+        results["metrics"] = read_metrics(run / "metrics.csv")
         write_results(run, results)
         write_report(run, results)
     return out
@@ -462,6 +501,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
                                             "reward", "pareto")},
                "trials": s["trials"], "final": final, "export": exp, "timings": timings}
     log("[5/5] report")
+    results["metrics"] = read_metrics(run / "metrics.csv")
     write_results(run, results)
     report = write_report(run, results)
     log(f"wrote {run / 'results.json'} and {report}")

@@ -15,15 +15,18 @@ Contract:
 - ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;
   ``cache_precision(amp)`` names the precision ``fit`` will check it against.
 - ``save_checkpoint`` / ``load_checkpoint`` / ``model_from_checkpoint``: self-describing, resumable checkpoints.
+- ``MetricsLog(path, run).write(row)`` / ``read_metrics(path)``: the run directory's ``metrics.csv``, one row per
+  epoch per training run (losses, accuracy, lr, images/s, seconds).
 """
 from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from archkd.distill.metrics import MetricsLog, read_metrics
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
 from archkd.distill.trainer import (Batch, FitResult, StepContext, TrainHook, build_optimizer, epoch_steps, evaluate,
                                    fit, lr_factor, recalibrate_bn, teacher_accuracy)
 
-__all__ = ["TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
+__all__ = ["MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
            "objective_from_config", "Batch", "FitResult", "StepContext", "TrainHook", "build_optimizer", "epoch_steps",
            "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy"]

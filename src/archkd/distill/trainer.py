@@ -27,6 +27,7 @@ from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
 from archkd.distill.objective import DistillObjective, Taps
 from archkd.errors import ArchkdError
+from archkd.progress import Progress
 
 
 @dataclass
@@ -263,7 +264,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         meta: dict | None = None, on_epoch: Callable[[int, dict], None] | None = None,
         log: Callable[[str], None] | None = print, resume: bool = False, progress_every: float = 15.0,
         hooks: Sequence[TrainHook] = (), indices: np.ndarray | None = None,
-        teacher_train: TrainConfig | None = None) -> FitResult:
+        teacher_train: TrainConfig | None = None, progress: Progress | None = None) -> FitResult:
     """Train ``model`` on ``data.train`` with ``objective`` (CE only when None); evaluate on ``data.val``.
 
     The one training loop: teachers, search trials, final students and DistPro's search (a ``TrainHook``) all run
@@ -275,7 +276,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     hook state) after each epoch; ``resume=True`` continues from ``last.pt`` at the next epoch when it was written for
     the same run (same spec, recipe, seed and ``meta``; anything else starts fresh rather than continue a different
     run). The data order and augmentation are functions of (seed, epoch), so a resumed run equals an uninterrupted
-    one. With ``log``, long epochs report progress every ``progress_every`` seconds.
+    one. ``progress`` (or, without it, ``log`` every ``progress_every`` seconds) reports where training stands.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -355,6 +356,10 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         elif log:
             log(f"{out / 'last.pt'} belongs to another run (model, recipe or seed differ): training from scratch")
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    if progress is None and log is not None:
+        progress = Progress(log, every=progress_every, live=False)
+    if progress is not None:
+        progress.start(cfg.epochs, steps_per_epoch * bs)
     seen, train_time = 0, 0.0
     acc = best_acc
     for epoch in range(start, cfg.epochs):
@@ -362,7 +367,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         train_tag = "train" if data.augment.is_identity else f"e{epoch}"  # identity: every epoch, the same views
         model.train()
         objective.train()
-        te = last_note = time.perf_counter()
+        te = time.perf_counter()
         sums: dict[str, float] = {}
         n_batches = 0
         for x8, y, idx in data.train.batches(bs, device=dev, shuffle=True, epoch=epoch, seed=seed,
@@ -399,17 +404,16 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 h.after_step(ctx, batch, float(loss.detach()))
             seen += len(y)
             n_batches += 1
-            if log and time.perf_counter() - last_note > progress_every:
-                last_note = time.perf_counter()
-                done = n_batches * bs
-                rate = done / (last_note - te)
-                log(f"  epoch {epoch + 1}/{cfg.epochs}: {done}/{len(indices)} images, {rate:.0f} img/s, "
-                    f"eta {(len(indices) - done) / max(rate, 1e-9):.0f}s, loss {float(loss.detach()):.4f}")
+            if progress is not None:
+                progress.step(epoch, n_batches * bs, n_batches * bs / max(time.perf_counter() - te, 1e-9),
+                              loss.detach())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-        train_time += time.perf_counter() - te
+        epoch_train = time.perf_counter() - te
+        train_time += epoch_train
         row = {"epoch": epoch + 1, "train_loss": sum(sums.values()) / max(1, n_batches),
-               **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+               **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"],
+               "images_per_s": n_batches * bs / epoch_train if epoch_train else 0.0}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             if cfg.bn_recalibration:
                 recalibrate_bn(model, data.train, data.normalize, dev, indices=indices, n=cfg.bn_recalibration,
@@ -421,6 +425,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 if out:
                     save_checkpoint(out / "best.pt", model, spec=spec, extra={**(meta or {}), "epoch": epoch,
                                                                               "val_acc": acc})
+        row["seconds"] = time.perf_counter() - te
         for h in hooks:
             h.after_epoch(ctx, row)
         history.append(row)
@@ -438,6 +443,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             log(msg + (f" val_acc {acc:.4f}" if "val_acc" in row else "") + f" ({time.perf_counter() - te:.1f}s)")
         if on_epoch:
             on_epoch(epoch, row)
+    if progress is not None:
+        progress.end()
     view.close()
     if s_taps:
         s_taps.remove()

@@ -190,7 +190,8 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
                    objective: ProcessObjective, *, seed: int = 0, device: torch.device | str = "cpu",
                    meta_val_fraction: float = 0.2, alpha_lr: float = 0.1, alpha_betas: tuple = (0.5, 0.999),
                    log: Callable[[str], None] | None = print, out_dir: str | Path | None = None,
-                   spec: dict | None = None, resume: bool = False, meta: dict | None = None) -> ProcessSearchResult:
+                   spec: dict | None = None, resume: bool = False, meta: dict | None = None,
+                   on_epoch: Callable[[int, dict], None] | None = None) -> ProcessSearchResult:
     """Learn α over ``train.epochs`` epochs; returns the α trajectory and the student's validation accuracy.
 
     The student trains in ``archkd.distill.fit`` (checkpoints, resume, BN recalibration, evaluation) with the
@@ -204,7 +205,7 @@ def search_process(student: nn.Module, teacher: nn.Module, data: DataBundle, tra
     res = fit(student, data, train, objective=objective, teacher=teacher, seed=seed, device=device, out_dir=out_dir,
               spec=spec, meta={**(meta or {}), "process_search": {
                   "meta_val_fraction": meta_val_fraction, "alpha_lr": alpha_lr, "alpha_betas": list(alpha_betas)}},
-              log=log, resume=resume, hooks=[hook], indices=train_idx)
+              log=log, resume=resume, hooks=[hook], indices=train_idx, on_epoch=on_epoch)
     alpha0 = objective.alpha.detach().cpu()[None]
     return ProcessSearchResult(torch.stack(hook.traj) if hook.traj else alpha0,
                                torch.stack(hook.weights) if hook.weights else alpha0,

@@ -45,7 +45,9 @@ def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tens
 def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle, train: TrainConfig,
                        cfg: ProcessConfig, *, seed: int, device: torch.device,
                        log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
-                       spec: dict | None = None, resume: bool = False) -> tuple[ProcessSearchResult, ProcessObjective]:
+                       spec: dict | None = None, resume: bool = False,
+                       on_epoch: Callable[[int, dict], None] | None = None
+                       ) -> tuple[ProcessSearchResult, ProcessObjective]:
     """Build the searchable process ``cfg`` describes for (student, teacher) and search it over ``train.epochs``.
 
     The one recipe shared by ``archkd process search`` and the trials of a joint student + process search. With
@@ -59,7 +61,7 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
     res = search_process(student, teacher, data, train, objective, seed=seed, device=device,
                          meta_val_fraction=cfg.meta_val_fraction, alpha_lr=cfg.alpha_lr,
                          alpha_betas=tuple(cfg.alpha_betas), log=log, out_dir=out_dir, spec=spec, resume=resume,
-                         meta={"process": dataclasses.asdict(cfg)})
+                         meta={"process": dataclasses.asdict(cfg)}, on_epoch=on_epoch)
     return res, objective
 
 

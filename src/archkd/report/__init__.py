@@ -21,7 +21,7 @@ Contract
     (escaping, number formats, tables) and ``archkd.report.plots`` (``line_plot``, ``figure_img``).
 
 Built-in sections, in order: ``summary``, ``final student``, ``trials table``, ``accuracy-vs-params plot``,
-``budget``, ``timings``, ``curves``.
+``budget``, ``timings``, ``epoch curves``, ``curves``.
 
 Results schema (every key optional except ``"name"``; sections skip what is absent)::
 
@@ -37,6 +37,7 @@ Results schema (every key optional except ``"name"``; sections skip what is abse
     export{onnx, torchscript, max_abs_diff{onnx, torchscript}}
     timings{teacher_s, search_s, final_s, total_s}
     curves{title, x[...], series{name: [...]}, xlabel?, ylabel?}   (or a list of such dicts)
+    metrics[{run, epoch, train_loss, val_acc, lr, images_per_s, seconds, losses{...}}]   (the run's metrics.csv)
 
 Accuracies are fractions in [0, 1] (shown as percentages). The best trial is ``search.best_trial`` or, when
 absent, the COMPLETE trial with the highest ``val_acc``.

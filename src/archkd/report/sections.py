@@ -340,3 +340,25 @@ def curves_section(results: dict[str, Any]) -> str | None:
         if img:
             figs.append(f"<figure>{img}</figure>")
     return "".join(figs) or None
+
+
+@register_section("epoch curves", title="Validation accuracy per epoch", before="curves")
+def epoch_curves_section(results: dict[str, Any]) -> str | None:
+    """Every training run of the run directory (``metrics.csv``: teacher, trials, final students) on one plot."""
+    rows = results.get("metrics")
+    if not isinstance(rows, list) or not rows:
+        return None
+    series: dict[str, list] = {}
+    for r in rows:
+        if isinstance(r, Mapping) and r.get("val_acc") is not None and r.get("epoch") is not None:
+            series.setdefault(str(r.get("run")), []).append((r["epoch"], r["val_acc"]))
+    if not series:
+        return None
+    longest = max(max(e for e, _ in pts) for pts in series.values())
+    x = list(range(1, int(longest) + 1))
+    curves = {}
+    for name, pts in series.items():
+        by_epoch = dict(pts)
+        curves[name] = [by_epoch.get(e) for e in x]
+    return line_plot(x, curves, title="Validation accuracy per epoch (metrics.csv)", xlabel="epoch",
+                     ylabel="val accuracy", alt="validation accuracy per epoch of every training run")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from archkd.config import DistillConfig, ProcessConfig, TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
-from archkd.distill import TeacherCache, fit, objective_from_config
+from archkd.distill import MetricsLog, TeacherCache, fit, objective_from_config
 from archkd.models import build_from_spec
+from archkd.progress import Progress
 from archkd.search.study import Candidate, Report, TrialOutcome
 from archkd.teacher import Teacher
 
@@ -39,40 +40,46 @@ class KDTrialObjective:
 
     def __init__(self, data: DataBundle, train: TrainConfig, *, teacher: Teacher | None, distill: DistillConfig | None,
                  cache: TeacherCache | None, seed: int, device: str, trials_dir: Path | None,
-                 process: ProcessConfig | None = None) -> None:
+                 process: ProcessConfig | None = None, metrics: Path | None = None,
+                 progress: Progress | None = None) -> None:
         self.data, self.train, self.teacher, self.distill = data, train, teacher, distill
         self.cache, self.seed, self.device, self.trials_dir = cache, seed, device, trials_dir
-        self.process = process
+        self.process, self.metrics, self.progress = process, metrics, progress
 
     def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
         seed_everything(self.seed)
         model = build_from_spec(candidate.spec)
         out = self.trials_dir / f"{candidate.slot:04d}" if self.trials_dir else None
         train, distill = apply_recipe(self.train, self.distill, candidate.recipe)
-        if self.process is not None:
-            return self._process_trial(model, train, candidate.spec, out)
-        objective = objective_from_config(distill, train.label_smoothing)
+        sink = MetricsLog(self.metrics, f"trial {candidate.number}") if self.metrics else None
 
         def on_epoch(epoch: int, row: dict) -> None:
+            if sink:
+                sink.write(row)
             if "val_acc" in row:
                 report(epoch, row["val_acc"])
+
+        if self.process is not None:
+            return self._process_trial(model, train, candidate.spec, out, on_epoch)
+        objective = objective_from_config(distill, train.label_smoothing)
 
         res = fit(model, self.data, train, objective=objective,
                   teacher=self.teacher.module if (self.teacher and objective.uses_teacher) else None,
                   cache=self.cache if objective.uses_teacher else None, seed=self.seed, device=self.device,
                   out_dir=out, spec=candidate.spec, meta={"recipe": candidate.recipe}, on_epoch=on_epoch, log=None,
-                  resume=True)
+                  resume=True, progress=self.progress)
         return TrialOutcome(res.best_val_acc, {"epochs": train.epochs, "resumed_at_epoch": res.resumed_at_epoch,
                                                "checkpoint": str(res.best_path) if res.best_path else None,
                                                "images_per_s": res.images_per_s})
 
-    def _process_trial(self, model, train: TrainConfig, spec: dict, out: Path | None) -> TrialOutcome:
+    def _process_trial(self, model, train: TrainConfig, spec: dict, out: Path | None,
+                       on_epoch: Callable[[int, dict], None]) -> TrialOutcome:
         from archkd.device import resolve_device
         from archkd.process import save_process, search_with_config
 
         res, objective = search_with_config(model, self.teacher.module, self.data, train, self.process,
                                             seed=self.seed, device=resolve_device(self.device), out_dir=out,
-                                            spec=spec, resume=True)
+                                            spec=spec, resume=True, on_epoch=on_epoch)
         extra = {"epochs": train.epochs, "process_seconds": res.seconds, "meta_seconds": res.meta_seconds}
         if out is not None:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd

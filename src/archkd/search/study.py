@@ -40,6 +40,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
+from archkd.progress import Progress
 from archkd.search.budget import Budget
 from archkd.search.reward import Reward
 from archkd.spaces import SearchSpace
@@ -357,7 +358,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                num_classes: int, pruner: str = "none", max_attempts: int | None = None,
                reward: Reward | None = None, log: Callable[[str], None] | None = print,
                definition: dict | None = None, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
-               poll: float = 1.0) -> SearchResult:
+               poll: float = 1.0, progress: Progress | None = None) -> SearchResult:
     """Work on the study until it holds ``n_trials`` trials within budget (its total, whoever trained them).
 
     ``evaluate(candidate, report) -> TrialOutcome`` trains one candidate; the trial's value is
@@ -402,6 +403,8 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
             trial.set_user_attr("archkd_state", "SURPLUS")
             study.tell(trial, state=TrialState.FAIL)
             continue
+        if progress is not None:
+            progress.search(done, n_trials)
         with worker.lease(trial):
             try:
                 row = _run_trial(study, trial, space, evaluate, budget, reward, input_shape, num_classes)
@@ -417,6 +420,8 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
             continue
         infeasible_in_a_row = 0
         ran += 1
+        if progress is not None and row.get("seconds") is not None:
+            progress.trial_done(row["seconds"])
         table.row(row)
     final = study.get_trials(deepcopy=False)
     rows = [trial_row(t) for t in final if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
