@@ -23,6 +23,8 @@ def test_search_writes_log_and_metrics_that_agree_with_results(tmp_path, capsys,
     results = json.loads((run / "results.json").read_text())
     log = (run / "log.txt").read_text()
     assert "searching space 'stages'" in log and "best trial #" in log
+    messages = [ln.split(" ", 2)[2] for ln in log.splitlines()]
+    assert len(messages) == len(set(messages))  # each message once, however deeply verbs call each other
     for line in printed.splitlines():  # what the verb printed (before its summary table) is in log.txt
         if line.startswith("[") and "s] " in line:
             assert line.split("s] ", 1)[1] in log

@@ -1,4 +1,4 @@
-"""``python -m archkd`` runs the CLI."""
+"""``python -m archkd`` (and ``torchrun --nproc-per-node N -m archkd distill ...``) runs the command line."""
 from archkd.cli import main
 
 main()

@@ -20,7 +20,7 @@ import torch
 
 from archkd.config import Config, save_config, set_key, to_dict
 from archkd.data import DataBundle, load_data
-from archkd.device import default_cache_dir, resolve_device, seed_everything, use_amp
+from archkd.device import default_cache_dir, is_rank0, resolve_device, seed_everything, use_amp, world
 from archkd.distill import (MetricsLog, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
                             model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
 from archkd.errors import ArchkdError
@@ -40,13 +40,19 @@ RUN_LOG.setLevel(logging.INFO)
 
 
 def _log(log: Log | None) -> Log:
-    """The caller's log (print, the CLI's timestamped printer, or silence), mirrored into the run's ``log.txt``."""
+    """The caller's log (print, the CLI's timestamped printer, or silence), mirrored into the run's ``log.txt``.
+    Under torchrun only rank 0 speaks."""
+    if not is_rank0():
+        return lambda _m: None
+    if getattr(log, "mirrored", False):  # already wrapped by the verb that called this one
+        return log
     base = log or (lambda _m: None)
 
     def both(msg: str) -> None:
         base(msg)
         RUN_LOG.info(msg)
 
+    both.mirrored = True  # type: ignore[attr-defined]
     return both
 
 
@@ -117,7 +123,10 @@ def _test_acc(model: torch.nn.Module, data: DataBundle, device: torch.device) ->
 
 
 def _start(cfg: Config, save: bool = True) -> Path:
+    """The run directory, with its log file and resolved config (written by rank 0 only under torchrun)."""
     run = cfg.run_dir
+    if not is_rank0():
+        return run
     run.mkdir(parents=True, exist_ok=True)
     _log_file(run / "log.txt")
     if save:
@@ -182,7 +191,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     cache = make_cache(cfg, teacher, data)
     t_acc = teacher_accuracy(teacher.module, data, cache, dev)
     log(f"teacher {teacher.name}: val acc {t_acc:.4f}")
-    m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=True,
+    rank0 = is_rank0()  # under torchrun the other processes train their shards and leave the rest to rank 0
+    m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=rank0,
                       threads=cfg.budget.latency_threads, batch_size=cfg.budget.latency_batch_size, warmup=5,
                       repeats=30)
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
@@ -190,6 +200,8 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
               device=dev, out_dir=run / subdir, spec=spec, meta={**_meta(data), "distill": to_dict(cfg.distill)},
               log=log, resume=resume, on_epoch=_metrics(cfg, subdir))
+    if not rank0:
+        return {"rank": world()[0], "val_acc": res.best_val_acc, "history": res.history}
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")

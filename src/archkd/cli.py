@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from archkd.config import Config, all_keys, load_config, to_dict
-from archkd.device import configure_threads
+from archkd.device import close_distributed, configure_threads, init_distributed, is_rank0
 from archkd.errors import ArchkdError
 
 # flag dest -> config key
@@ -160,6 +160,8 @@ def _pct(v: float | None) -> str:
 
 def _log() -> Callable[[str], None]:
     t0 = time.perf_counter()
+    if not is_rank0():  # under torchrun, rank 0 speaks for the group
+        return lambda _msg: None
     return lambda msg: print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
 
@@ -198,6 +200,8 @@ def run(argv: list[str] | None = None) -> int:
     elif args.verb == "distill":
         cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint})
         r = api.distill(cfg, log)
+        if not is_rank0():
+            return 0
         _print_table("distilled student", [("student", r["spec"]["name"]), ("params", f"{r['params']:,}"),
                                            ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"])),
                                            ("checkpoint", r["checkpoint"])])
@@ -267,7 +271,9 @@ def demo_defaults() -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point; under ``torchrun --nproc-per-node N`` each process joins the group and trains its shard."""
     try:
+        init_distributed()
         code = run(argv)
     except ArchkdError as e:
         print(f"archkd: error: {e}", file=sys.stderr)
@@ -276,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         print("archkd: interrupted — finished trials, checkpoints and caches are kept; re-run the same command "
               "to resume", file=sys.stderr)
         code = 130
+    finally:
+        close_distributed()
     sys.exit(code)
 
 

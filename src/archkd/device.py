@@ -15,8 +15,8 @@ from archkd.errors import ArchkdError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in (None, "auto"):  # under torchrun each process takes the GPU of its local rank
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ArchkdError(f"device '{name}' requested but CUDA is not available", "use device=cpu or device=auto")
     try:
@@ -62,3 +62,40 @@ def configure_threads(threads: int | None = None) -> int:
 
 def default_cache_dir() -> str:
     return os.environ.get("ARCHKD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "archkd"))
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless a ``torch.distributed`` process group is running."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_rank0() -> bool:
+    return world()[0] == 0
+
+
+def init_distributed() -> bool:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment): NCCL on CUDA, gloo on CPU.
+
+    Each process then trains one shard of every batch of the same model; only rank 0 writes files. Returns whether
+    a group was started.
+    """
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return True
+
+
+def close_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

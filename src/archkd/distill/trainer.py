@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from archkd.config import TrainConfig
 from archkd.data import DataBundle, ImageSet, Normalize
-from archkd.device import resolve_device, seed_everything, use_amp, use_channels_last
+from archkd.device import resolve_device, seed_everything, use_amp, use_channels_last, world
 from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
 from archkd.distill.objective import DistillObjective, Taps
@@ -252,6 +252,34 @@ class TeacherView:
             self.cache.flush()
 
 
+def average_gradients(params: list[nn.Parameter]) -> None:
+    """All-reduce the mean gradient over the processes in one flat tensor: each computed the mean loss of an equal
+    shard, so the mean of their gradients is the gradient of the global batch's mean loss."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the processes before validation: each saw
+    only its shard, and the average is the estimate a single process would keep over the global batches."""
+    import torch.distributed as dist
+
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b)
+            b /= dist.get_world_size()
+
+
 def _run_key(spec: dict | None, cfg: TrainConfig, seed: int, meta: dict | None) -> str:
     """What makes two runs the same run: a checkpoint is resumed only under the same key."""
     blob = json.dumps([spec, dataclasses.asdict(cfg), seed, meta], sort_keys=True, default=str)
@@ -300,6 +328,16 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         teacher.to(dev).train(teacher_train is not None)
     indices = data.train.subset(cfg.data_fraction, seed) if indices is None else np.asarray(indices)
     bs, steps_per_epoch = epoch_steps(len(indices), cfg.batch_size)
+    rank, n_proc = world()
+    if n_proc > 1:  # every process walks the same global batches and trains its own rows of each
+        if bs % n_proc:
+            raise ArchkdError(f"batch size {bs} does not split over {n_proc} processes",
+                              f"set train.batch_size to a multiple of {n_proc}")
+        if hooks or teacher_train is not None:
+            raise ArchkdError("hooks (DistPro's search) and trainable teachers do not run under torchrun yet",
+                              "run them in one process")
+        out_dir, on_epoch, log = (out_dir, on_epoch, log) if rank == 0 else (None, None, None)
+    shard = slice(rank * (bs // n_proc), (rank + 1) * (bs // n_proc))
     view = TeacherView(teacher, objective, cache, trainable=teacher_train is not None)
     s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
 
@@ -372,6 +410,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         n_batches = 0
         for x8, y, idx in data.train.batches(bs, device=dev, shuffle=True, epoch=epoch, seed=seed,
                                              indices=indices, drop_last=True):
+            if n_proc > 1:
+                x8, y, idx = x8[shard], y[shard], idx[shard]
             x = prep(x8, idx, epoch)
             with autocast():
                 t_logits, t_feats = view(x, idx, train_tag)
@@ -392,6 +432,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             if t_opt is not None:
                 t_opt.zero_grad(set_to_none=True)
             loss.backward()
+            if n_proc > 1:
+                average_gradients(params)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -402,7 +444,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             ctx.step += 1
             for h in hooks:
                 h.after_step(ctx, batch, float(loss.detach()))
-            seen += len(y)
+            seen += len(y) * n_proc
             n_batches += 1
             if progress is not None:
                 progress.step(epoch, n_batches * bs, n_batches * bs / max(time.perf_counter() - te, 1e-9),
@@ -415,6 +457,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                **{f"loss_{k}": v / max(1, n_batches) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"],
                "images_per_s": n_batches * bs / epoch_train if epoch_train else 0.0}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
+            if n_proc > 1:
+                average_buffers(model)
             if cfg.bn_recalibration:
                 recalibrate_bn(model, data.train, data.normalize, dev, indices=indices, n=cfg.bn_recalibration,
                                batch_size=bs, channels_last=cl)
