@@ -54,3 +54,38 @@ def test_plain_progress_is_rate_limited(digits):
     fit(create_model("resnet8", num_classes=10, in_channels=1), digits, TrainConfig(epochs=1, batch_size=32),
         seed=0, device="cpu", log=lines.append, progress_every=3600)
     assert not [ln for ln in lines if "img/s" in ln]  # a short epoch prints its summary only
+
+
+def test_tensorboard_gets_the_same_scalars_as_metrics_csv(tmp_path, teacher_ckpt):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from archkd import api
+    from conftest import small_config
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "train.tensorboard": True})
+    api.distill(cfg, log=None)
+    rows = read_metrics(cfg.run_dir / "metrics.csv")
+    acc = EventAccumulator(str(cfg.run_dir / "tensorboard" / "student"))
+    acc.Reload()
+    events = acc.Scalars("val_acc")
+    assert [e.step for e in events] == [r["epoch"] for r in rows]
+    assert [e.value for e in events] == pytest.approx([r["val_acc"] for r in rows])
+    assert {"train_loss", "lr", "images_per_s", "loss_kd"} <= set(acc.Tags()["scalars"])
+
+
+def test_missing_tensorboard_is_a_user_error(tmp_path, monkeypatch):
+    import builtins
+
+    from archkd.distill import MetricsLog
+    from archkd.errors import ArchkdError
+
+    real = builtins.__import__
+
+    def no_tb(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tb)
+    with pytest.raises(ArchkdError, match="pip install 'archkd\\[tensorboard\\]'"):
+        MetricsLog(tmp_path / "m.csv", "student", tensorboard=tmp_path / "tb")

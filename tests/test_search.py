@@ -307,24 +307,56 @@ def _running_trial(study, lease):
 
 
 def test_only_stale_leases_are_taken_over(tmp_path):
+    """Judged on the reclaiming worker's own clock: a heartbeat counter that stops moving for `grace` seconds, or a
+    dead process on this host (at once). Live leases, whatever their timestamps say, are left alone."""
     from archkd.search.study import HOST, Worker
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}", direction="maximize")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    now = time.time()
-    live_here = _running_trial(study, {"worker": "w1", "host": HOST, "pid": os.getppid(), "time": now})
-    dead_here = _running_trial(study, {"worker": "w2", "host": HOST, "pid": dead.pid, "time": now})
-    live_away = _running_trial(study, {"worker": "w3", "host": "elsewhere", "pid": 1, "time": now - 5})
-    stale_away = _running_trial(study, {"worker": "w4", "host": "elsewhere", "pid": 1, "time": now - 120})
-    taken = Worker(study, heartbeat=10, grace=60).reclaim()
-    assert sorted(taken) == sorted([dead_here.number, stale_away.number])
+    skewed = time.time() - 7200  # another host's clock two hours behind: must not matter
+    live_here = _running_trial(study, {"worker": "w1", "host": HOST, "pid": os.getppid(), "beat": 1, "time": skewed})
+    dead_here = _running_trial(study, {"worker": "w2", "host": HOST, "pid": dead.pid, "beat": 1, "time": skewed})
+    live_away = _running_trial(study, {"worker": "w3", "host": "elsewhere", "pid": 1, "beat": 1, "time": skewed})
+    stale_away = _running_trial(study, {"worker": "w4", "host": "elsewhere", "pid": 1, "beat": 7, "time": skewed})
+    worker = Worker(study, heartbeat=0.05, grace=0.3)
+    assert worker.reclaim() == [dead_here.number]  # the others are only being observed so far
+    time.sleep(0.4)
+    for t, who in ((live_here, "w1"), (live_away, "w3")):  # their workers beat meanwhile
+        t.set_user_attr("archkd_lease", {"worker": who, "host": t.user_attrs["archkd_lease"]["host"], "pid": 1,
+                                         "beat": 2, "time": skewed, "trial": t.number})
+    assert worker.reclaim() == [stale_away.number]
     states = {t.number: t.state for t in study.trials}
     assert states[live_here.number] == states[live_away.number] == optuna.trial.TrialState.RUNNING
     retries = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
-    assert sorted(t.system_attrs["failed_trial"] for t in retries) == sorted(taken)
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == sorted([dead_here.number, stale_away.number])
     assert {t.params["x"] for t in retries} == {dead_here.params["x"], stale_away.params["x"]}  # same parameters
-    assert Worker(study, heartbeat=10, grace=60).reclaim() == []  # taken over once, not twice
+    assert worker.reclaim() == []  # taken over once, not twice; live leases still alone
+
+
+def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path):
+    """If another worker took this worker's trial (its lease looked stale), the loop drops it without a traceback
+    and keeps searching."""
+    from archkd.search.study import Worker
+
+    space = create_space("stages", widths=(8,))
+    kw = _kw(tmp_path)
+    trained = []
+
+    def evaluate(c, report):
+        trained.append(c.number)
+        if c.number == 0:  # meanwhile another worker fails this trial and re-queues it
+            study = optuna.load_study(study_name="s", storage=kw["storage"])
+            t = study.trials[0]
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            Worker(study).retry(study, study._storage.get_trial(t._trial_id))
+            time.sleep(0.3)
+        report(0, 0.5)
+        return TrialOutcome(0.5)
+
+    r = run_search(space, evaluate, sampler=HashRandomSampler(0), n_trials=2, heartbeat=0.1, grace=1.0, **kw)
+    assert len([t for t in r.trials if t["state"] == "COMPLETE"]) == 2
+    assert trained[0] == 0 and trained[1] == 1  # the re-queued copy of trial 0 ran as trial 1
 
 
 def test_akd_policy_learns_past_trials_still_running(tmp_path):

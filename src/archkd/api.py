@@ -71,8 +71,12 @@ def _log_file(path: Path) -> None:
 
 def _metrics(cfg: Config, run: str) -> Callable[[int, dict], None]:
     """An ``on_epoch`` callback appending fit's epoch rows to the run's ``metrics.csv`` as ``run``."""
-    sink = MetricsLog(cfg.run_dir / "metrics.csv", run)
+    sink = MetricsLog(cfg.run_dir / "metrics.csv", run, _tensorboard(cfg))
     return lambda _epoch, row: sink.write(row)
+
+
+def _tensorboard(cfg: Config) -> Path | None:
+    return cfg.run_dir / "tensorboard" if cfg.train.tensorboard and is_rank0() else None
 
 
 def _cache_root(cfg: Config) -> str:
@@ -198,7 +202,9 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
-              device=dev, out_dir=run / subdir, spec=spec, meta={**_meta(data), "distill": to_dict(cfg.distill)},
+              device=dev, out_dir=run / subdir, spec=spec,
+              meta={**_meta(data), "distill": to_dict(cfg.distill), "teacher": teacher.fingerprint,
+                    "data": data.fingerprint},
               log=log, resume=resume, on_epoch=_metrics(cfg, subdir))
     if not rank0:
         return {"rank": world()[0], "val_acc": res.best_val_acc, "history": res.history}
@@ -253,7 +259,8 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     res, objective = search_with_config(model, teacher.module, data,
                                         replace(cfg.train, epochs=cfg.process.search_epochs), cfg.process,
                                         seed=cfg.seed, device=dev, log=log, out_dir=run / "process_student",
-                                        spec=spec, resume=True, on_epoch=_metrics(cfg, "process search"))
+                                        spec=spec, resume=True, on_epoch=_metrics(cfg, "process search"),
+                                        identity={"teacher": teacher.fingerprint, "data": data.fingerprint})
     names = [p.name() for p in res.pathways]
     out = {"pathways": names, "student_taps": res.student_taps, "teacher_taps": res.teacher_taps,
            "epochs": res.epochs, "steps": int(res.trajectory.shape[0]), "val_acc": res.val_acc,
@@ -313,7 +320,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
                                  trials_dir=run / "trials", process=cfg.process if sc.process else None,
-                                 metrics=run / "metrics.csv", progress=progress)
+                                 metrics=run / "metrics.csv", tensorboard=_tensorboard(cfg), progress=progress)
     t0 = time.perf_counter()
     res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
                      n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
@@ -355,13 +362,16 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
 def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
     """What defines a search study, by config key: a study continued with any of these changed would mix results."""
     sc = cfg.search
-    train = {k: v for k, v in to_dict(cfg.train).items() if k not in ("epochs", "data_fraction", "bn_recalibration")}
-    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "recipe", "guide", "epochs",
-                                                      "data_fraction", "bn_recalibration", "reward_target",
-                                                      "reward_metric", "reward_mode", "reward_alpha", "reward_beta",
-                                                      "process")},
+    train = {k: v for k, v in to_dict(cfg.train).items()
+             if k not in ("epochs", "data_fraction", "bn_recalibration", "tensorboard")}
+    # the space by its dimensions (recipe ones included), not by how its options were spelled; the data by what it
+    # is (classes, sizes, shape, augmentation, normalisation), not by where it lies on this machine
+    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "guide", "epochs", "data_fraction", "bn_recalibration",
+                                                      "reward_target", "reward_metric", "reward_mode", "reward_alpha",
+                                                      "reward_beta", "process", "pruner")},
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
-               "teacher": teacher.fingerprint, "data": data.fingerprint, "space_dims": space.describe()["dims"]}
+               "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
+               "space_dims": space.describe()["dims"]}
     if sc.guide == "kd":
         d["distill"] = {k: v for k, v in to_dict(cfg.distill).items() if k != "cache"}
     if sc.process:
@@ -380,7 +390,8 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
     from archkd.models import build_from_spec
 
     log = _log(log)
-    done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["reward"])[:k]
+    done = sorted((t for t in found["trials"] if t["state"] == "COMPLETE" and t.get("duplicate_of") is None),
+                  key=lambda t: -t["reward"])[:k]  # a twin of a trained trial would re-train the same student
     out = []
     for rank, t in enumerate(done, 1):
         run_cfg = trial_config(cfg, t)

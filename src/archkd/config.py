@@ -62,6 +62,8 @@ class TrainConfig:
     channels_last: bool | None = None
     # training images that re-estimate BatchNorm statistics before each validation pass (0: off); see recalibrate_bn
     bn_recalibration: int = 0
+    # also log each epoch's scalars to TensorBoard under runs/<name>/tensorboard/<run> (extra: tensorboard)
+    tensorboard: bool = False
 
 
 @dataclass

@@ -280,9 +280,13 @@ def average_buffers(model: nn.Module) -> None:
             b /= dist.get_world_size()
 
 
+OUTPUT_ONLY = ("tensorboard",)  # TrainConfig fields that change what is logged, not what is trained
+
+
 def _run_key(spec: dict | None, cfg: TrainConfig, seed: int, meta: dict | None) -> str:
     """What makes two runs the same run: a checkpoint is resumed only under the same key."""
-    blob = json.dumps([spec, dataclasses.asdict(cfg), seed, meta], sort_keys=True, default=str)
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OUTPUT_ONLY}
+    blob = json.dumps([spec, recipe, seed, meta], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -386,6 +390,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             for h, state in zip(hooks, ck.get("hooks", [])):
                 h.load_state_dict(state)
             torch.set_rng_state(ck["rng"])
+            if ck.get("cuda_rng") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ck["cuda_rng"])
             history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
             resumed_at = start
             ctx.step = start * steps_per_epoch
@@ -481,6 +487,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 **(meta or {}), "epoch": epoch, "val_acc": acc, "history": history, "best_val_acc": best_acc,
                 "best_epoch": best_epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "objective": objective.state_dict(), "rng": torch.get_rng_state(), "run_key": run_key,
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "hooks": [h.state_dict() for h in hooks], **extra})
         if log:
             msg = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"

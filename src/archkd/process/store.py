@@ -46,12 +46,13 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
                        cfg: ProcessConfig, *, seed: int, device: torch.device,
                        log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
                        spec: dict | None = None, resume: bool = False,
-                       on_epoch: Callable[[int, dict], None] | None = None
+                       on_epoch: Callable[[int, dict], None] | None = None, identity: dict | None = None
                        ) -> tuple[ProcessSearchResult, ProcessObjective]:
     """Build the searchable process ``cfg`` describes for (student, teacher) and search it over ``train.epochs``.
 
     The one recipe shared by ``archkd process search`` and the trials of a joint student + process search. With
-    ``out_dir`` the student's epoch checkpoints go there and ``resume=True`` continues an interrupted search.
+    ``out_dir`` the student's epoch checkpoints go there and ``resume=True`` continues an interrupted search whose
+    ``identity`` (teacher, data, ...: whatever else makes it this search) matches.
     """
     x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
     objective = search_objective(student, teacher, data.normalize(x8), cfg, train.label_smoothing)
@@ -61,7 +62,7 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
     res = search_process(student, teacher, data, train, objective, seed=seed, device=device,
                          meta_val_fraction=cfg.meta_val_fraction, alpha_lr=cfg.alpha_lr,
                          alpha_betas=tuple(cfg.alpha_betas), log=log, out_dir=out_dir, spec=spec, resume=resume,
-                         meta={"process": dataclasses.asdict(cfg)}, on_epoch=on_epoch)
+                         meta={**(identity or {}), "process": dataclasses.asdict(cfg)}, on_epoch=on_epoch)
     return res, objective
 
 

@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
-from archkd.search.samplers import sample_index
+from archkd.search.samplers import first_feasible, sample_index
 from archkd.spaces import CategoricalDim, IntDim, SearchSpace
 
 
@@ -180,8 +180,9 @@ class AKDSampler(optuna.samplers.BaseSampler):
             return None
 
     def history(self, study: optuna.Study) -> list[tuple[list[int], float]]:
-        """Finished trials that taught the policy something, in the order they finished (ties: trial number)."""
-        done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_complete]
+        """Completed and pruned trials, in the order they finished (ties: trial number)."""
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if t.datetime_complete]  # a FAIL trial taught nothing: its retry carries the result
         out = []
         for t in sorted(done, key=lambda t: (t.datetime_complete, t.number)):
             reward = trial_reward(t)
@@ -210,13 +211,11 @@ class AKDSampler(optuna.samplers.BaseSampler):
             return {}
         self.sync(study)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + sample_index(study, trial))
-        config: dict = {}
-        for _ in range(self.max_draws):  # within the budget: redraw from the policy (milliseconds per candidate)
+        def draw(_k: int) -> dict:  # within the budget: redraw from the policy (milliseconds per candidate)
             tokens = self.controller.sample(g)
-            config = {n: self.choices[i][tok] for i, (n, tok) in enumerate(zip(self.names, tokens))}
-            if self.feasible is None or self.feasible(config):
-                break
-        return config
+            return {n: self.choices[i][tok] for i, (n, tok) in enumerate(zip(self.names, tokens))}
+
+        return first_feasible(draw, self.feasible, self.max_draws)
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

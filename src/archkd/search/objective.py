@@ -13,6 +13,7 @@ epoch), so an interruption costs at most one epoch of that trial.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -41,17 +42,17 @@ class KDTrialObjective:
     def __init__(self, data: DataBundle, train: TrainConfig, *, teacher: Teacher | None, distill: DistillConfig | None,
                  cache: TeacherCache | None, seed: int, device: str, trials_dir: Path | None,
                  process: ProcessConfig | None = None, metrics: Path | None = None,
-                 progress: Progress | None = None) -> None:
+                 tensorboard: Path | None = None, progress: Progress | None = None) -> None:
         self.data, self.train, self.teacher, self.distill = data, train, teacher, distill
         self.cache, self.seed, self.device, self.trials_dir = cache, seed, device, trials_dir
-        self.process, self.metrics, self.progress = process, metrics, progress
+        self.process, self.metrics, self.tensorboard, self.progress = process, metrics, tensorboard, progress
 
     def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
         seed_everything(self.seed)
         model = build_from_spec(candidate.spec)
         out = self.trials_dir / f"{candidate.slot:04d}" if self.trials_dir else None
         train, distill = apply_recipe(self.train, self.distill, candidate.recipe)
-        sink = MetricsLog(self.metrics, f"trial {candidate.number}") if self.metrics else None
+        sink = MetricsLog(self.metrics, f"trial {candidate.number}", self.tensorboard) if self.metrics else None
 
         def on_epoch(epoch: int, row: dict) -> None:
             if sink:
@@ -60,26 +61,32 @@ class KDTrialObjective:
                 report(epoch, row["val_acc"])
 
         if self.process is not None:
-            return self._process_trial(model, train, candidate.spec, out, on_epoch)
+            return self._process_trial(model, train, candidate.spec, out, on_epoch, self._identity(candidate, None))
         objective = objective_from_config(distill, train.label_smoothing)
 
         res = fit(model, self.data, train, objective=objective,
                   teacher=self.teacher.module if (self.teacher and objective.uses_teacher) else None,
                   cache=self.cache if objective.uses_teacher else None, seed=self.seed, device=self.device,
-                  out_dir=out, spec=candidate.spec, meta={"recipe": candidate.recipe}, on_epoch=on_epoch, log=None,
+                  out_dir=out, spec=candidate.spec, meta=self._identity(candidate, distill), on_epoch=on_epoch, log=None,
                   resume=True, progress=self.progress)
         return TrialOutcome(res.best_val_acc, {"epochs": train.epochs, "resumed_at_epoch": res.resumed_at_epoch,
                                                "checkpoint": str(res.best_path) if res.best_path else None,
                                                "images_per_s": res.images_per_s})
 
+    def _identity(self, candidate: Candidate, distill: DistillConfig | None) -> dict:
+        """What else makes a trial's training this training (a checkpoint of another teacher, data or loss under the
+        same slot must never be resumed)."""
+        return {"recipe": candidate.recipe, "teacher": self.teacher.fingerprint if self.teacher else None,
+                "data": self.data.fingerprint, "distill": dataclasses.asdict(distill) if distill else None}
+
     def _process_trial(self, model, train: TrainConfig, spec: dict, out: Path | None,
-                       on_epoch: Callable[[int, dict], None]) -> TrialOutcome:
+                       on_epoch: Callable[[int, dict], None], identity: dict) -> TrialOutcome:
         from archkd.device import resolve_device
         from archkd.process import save_process, search_with_config
 
         res, objective = search_with_config(model, self.teacher.module, self.data, train, self.process,
                                             seed=self.seed, device=resolve_device(self.device), out_dir=out,
-                                            spec=spec, resume=True, on_epoch=on_epoch)
+                                            spec=spec, resume=True, on_epoch=on_epoch, identity=identity)
         extra = {"epochs": train.epochs, "process_seconds": res.seconds, "meta_seconds": res.meta_seconds}
         if out is not None:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd

@@ -55,6 +55,17 @@ def sample_index(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
                if t.number < root and t.system_attrs.get("failed_trial") is None)
 
 
+def first_feasible(draw: Callable[[int], dict], feasible: Feasible | None, max_draws: int = MAX_DRAWS) -> dict:
+    """``draw(k)`` for k = 0, 1, ... until a configuration meets the budget (the last one if none does in
+    ``max_draws``: the loop then records it as infeasible)."""
+    config: dict = {}
+    for k in range(max_draws):
+        config = draw(k)
+        if feasible is None or feasible(config):
+            break
+    return config
+
+
 def _uniform(seed: int, index: int, name: str, draw: int = 0) -> float:
     return float(np.random.default_rng([seed, index, zlib.crc32(name.encode()), draw]).random())
 
@@ -78,12 +89,8 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         index = sample_index(study, trial)
-        config: dict = {}
-        for k in range(self.max_draws):
-            config = self.space.sample(lambda name, _k=k: _uniform(self.seed, index, name, _k))
-            if self.feasible(config):
-                break
-        return config
+        return first_feasible(lambda k: self.space.sample(lambda name: _uniform(self.seed, index, name, k)),
+                              self.feasible, self.max_draws)
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

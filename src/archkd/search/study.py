@@ -113,7 +113,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v and not k.endswith("kwargs") and k not in ("recipe",):
+        if isinstance(v, dict) and v:
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
@@ -138,9 +138,12 @@ def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
     def show(v: str | None) -> str:
         return "unset" if v is None else v
 
-    changes = "; ".join(f"{k} {show(old.get(k))} → {show(new.get(k))}" for k in diff[:3])
+    def cut(v: str) -> str:
+        return v if len(v) <= 60 else v[:57] + "..."
+
+    changes = "; ".join(f"{k} {cut(show(old.get(k)))} → {cut(show(new.get(k)))}" for k in diff[:3])
     more = f" (+{len(diff) - 3} more)" if len(diff) > 3 else ""
-    keep = " ".join(f"{k}={old[k]}" for k in diff if k in old and "." in k)
+    keep = " ".join(f"{k}={old[k]}" for k in diff[:3] if k in old and "." in k and len(old[k]) <= 60)
     raise ArchkdError(f"study '{study.study_name}' was made for another search: {changes}{more}",
                       "start a new study with another --name (or search.study_name), or continue this one with its "
                       f"own settings{': ' + keep if keep else ''}")
@@ -190,10 +193,12 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "val_acc": ua.get("val_acc"), "reward": ua.get("reward"),
             "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec"),
             "checkpoint": ua.get("checkpoint"), "process": ua.get("process"), "recipe": ua.get("recipe") or {},
+            "duplicate_of": ua.get("duplicate_of"),
             "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial")}
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host's PID namespace exists (a lease names its worker's pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -203,69 +208,112 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def lease_is_stale(t: optuna.trial.FrozenTrial, now: float, grace: float) -> bool:
-    """A RUNNING trial may be taken over when its worker is gone: a dead process on this host, or no heartbeat for
-    ``grace`` seconds (another host). A lease copied from an earlier trial (retries inherit attributes) is ignored."""
-    lease = t.user_attrs.get(LEASE)
-    if isinstance(lease, dict) and lease.get("trial") == t.number:
-        if lease.get("worker") == WORKER:
-            return False
-        if lease.get("host") == HOST and not _pid_alive(int(lease.get("pid", -1))):
-            return True
-        last = float(lease.get("time", 0.0))
-    else:  # asked but no lease written yet: its start time is the heartbeat
-        last = t.datetime_start.timestamp() if t.datetime_start else 0.0
-    return now - last > grace
+class TrialLost(Exception):
+    """This worker's trial was taken over by another worker (its lease looked stale to them): drop it, move on."""
+
+
+def _same_host_dead(lease: dict) -> bool:
+    return lease.get("host") == HOST and lease.get("worker") != WORKER and not _pid_alive(int(lease.get("pid", -1)))
 
 
 class Worker:
-    """This process's part in a shared study: leases on its own trials, take-over of stale ones."""
+    """This process's part in a shared study: leases on its own trials, take-over of stale ones.
+
+    Staleness is judged on this worker's own clock, never by comparing another host's timestamps with ours: a lease
+    is stale when its heartbeat counter has not moved for ``grace`` seconds *as observed here* (so clock skew or time
+    zones between machines cannot make a live lease look old), or at once when it names a process on this host that
+    no longer exists. A RUNNING trial without a lease yet (asked, not yet leased) is observed the same way.
+    """
 
     def __init__(self, study: optuna.Study, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, lock: Path | None = None) -> None:
         if heartbeat <= 0 or grace <= heartbeat:
             raise ArchkdError(f"search.heartbeat_seconds={heartbeat} must be positive and below "
                               f"search.stale_after_seconds={grace}", "e.g. 10 and 60")
-        self.study, self.heartbeat, self.grace, self.log = study, heartbeat, grace, log
+        self.study, self.heartbeat, self.grace, self.log, self.lock = study, heartbeat, grace, log, lock
+        self._seen: dict[int, tuple[Any, float]] = {}  # trial number -> (last beat seen, when we first saw it)
         with warnings.catch_warnings():  # experimental since Optuna 2.8 and unchanged since; we pin its behaviour in tests
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=True)
 
+    def is_stale(self, t: optuna.trial.FrozenTrial, now: float) -> bool:
+        lease = t.user_attrs.get(LEASE)
+        lease = lease if isinstance(lease, dict) and lease.get("trial") == t.number else None  # retries copy leases
+        if lease is not None and lease.get("worker") == WORKER:
+            return False
+        if lease is not None and _same_host_dead(lease):
+            return True
+        beat = (lease or {}).get("beat")
+        seen = self._seen.get(t.number)
+        if seen is None or seen[0] != beat:
+            self._seen[t.number] = (beat, now)
+            return False
+        return now - seen[1] > self.grace
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """SQLite does not lock the row it checks before failing it, so two processes could both take one trial
+        over: on SQLite, take-overs are serialised by a file lock beside the database (one machine, by design)."""
+        if self.lock is None:
+            yield
+            return
+        import fcntl
+
+        with open(self.lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def reclaim(self) -> list[int]:
         """Fail every trial whose lease is stale and queue a retry with the same parameters; returns their numbers."""
-        now = time.time()
+        now = time.monotonic()
         taken = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not lease_is_stale(t, now, self.grace):
-                continue
-            try:  # check-and-set in the storage: of two workers reclaiming one trial, only one succeeds
-                if not self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+        with self._locked():
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if not self.is_stale(t, now):
                     continue
-            except UpdateFinishedTrialError:
-                continue
-            self.retry(self.study, self.study._storage.get_trial(t._trial_id))
-            taken.append(t.number)
+                try:  # check-and-set in the storage: of two workers reclaiming one trial, only one succeeds
+                    if not self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                        continue
+                except UpdateFinishedTrialError:
+                    continue
+                self.retry(self.study, self.study._storage.get_trial(t._trial_id))
+                taken.append(t.number)
         if taken and self.log:
             self.log(f"     re-queued interrupted trial(s) {taken} of a worker that stopped")
         return taken
 
     def interrupted(self, trial: optuna.Trial) -> None:
-        """This worker is stopping mid-trial (Ctrl-C): fail the trial and queue its retry now."""
-        self.study.tell(trial, state=TrialState.FAIL)
+        """This worker is stopping mid-trial (Ctrl-C): fail the trial and queue its retry now (unless it had already
+        finished, or another worker took it over)."""
+        if _frozen(self.study, trial).state != TrialState.RUNNING:
+            return
+        try:
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):
+            return
         self.retry(self.study, _frozen(self.study, trial))
 
     @contextmanager
-    def lease(self, trial: optuna.Trial) -> Iterator[None]:
-        """Hold a lease on ``trial`` while the block runs: written now, renewed every ``heartbeat`` seconds."""
-        stop = threading.Event()
+    def lease(self, trial: optuna.Trial) -> Iterator[threading.Event]:
+        """Hold a lease on ``trial`` while the block runs: written now, its beat counter renewed every ``heartbeat``
+        seconds. The yielded event is set when the trial turns out to be no longer ours (taken over)."""
+        stop, lost = threading.Event(), threading.Event()
+        beat_no = [0]
 
         def write() -> None:
+            beat_no[0] += 1
             trial.set_user_attr(LEASE, {"worker": WORKER, "host": HOST, "pid": os.getpid(), "trial": trial.number,
-                                        "time": time.time()})
+                                        "beat": beat_no[0], "time": time.time()})
 
         def beat() -> None:
             while not stop.wait(self.heartbeat):
                 try:
+                    if _frozen(self.study, trial).state != TrialState.RUNNING:
+                        lost.set()
+                        return
                     write()
                 except Exception:  # noqa: BLE001 - a missed beat is retried; the trial itself reports real errors
                     pass
@@ -274,7 +322,7 @@ class Worker:
         thread = threading.Thread(target=beat, name=f"archkd-lease-{trial.number}", daemon=True)
         thread.start()
         try:
-            yield
+            yield lost
         finally:
             stop.set()
             thread.join()
@@ -370,13 +418,15 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
     study = open_study(storage, study_name, sampler, pruner, definition=definition)
-    worker = Worker(study, heartbeat, grace, max_retry, log)
+    lock = Path(storage[len("sqlite:///"):] + ".lock") if storage.startswith("sqlite:///") else None
+    worker = Worker(study, heartbeat, grace, max_retry, log, lock=lock)
     table = TrialTable(log)
     finished = [t for t in study.get_trials(deepcopy=False) if counts(t)]
     if log and finished:
         log(f"resuming study '{study_name}': {len(finished)} trials finished")
     for t in finished:
         table.row(trial_row(t))
+    complete_at_start = len(finished) >= n_trials
     infeasible_in_a_row = 0
     max_attempts = max_attempts or 20 * n_trials
     ran = waiting_note = 0
@@ -399,19 +449,24 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                               f"({done} of {n_trials} trials done)",
                               "raise the budget, shrink the space or use a budget-aware sampler (random, akd)")
         trial = study.ask()  # 1. ask (a queued retry first)
-        if _surplus(study, trial, n_trials):
-            trial.set_user_attr("archkd_state", "SURPLUS")
-            study.tell(trial, state=TrialState.FAIL)
-            continue
-        if progress is not None:
-            progress.search(done, n_trials)
-        with worker.lease(trial):
+        with worker.lease(trial) as lost:
             try:
-                row = _run_trial(study, trial, space, evaluate, budget, reward, input_shape, num_classes)
+                if _surplus(study, trial, n_trials):
+                    trial.set_user_attr("archkd_state", "SURPLUS")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                if progress is not None:
+                    progress.search(done, n_trials)
+                row = _run_trial(study, trial, space, evaluate, budget, reward, input_shape, num_classes, lost)
+            except (TrialLost, UpdateFinishedTrialError):
+                if log:
+                    log(f"     trial {trial.number} was taken over by another worker (its lease looked stale); "
+                        "moving on")
+                continue
             except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     worker.interrupted(trial)
-                else:
+                elif _frozen(study, trial).state == TrialState.RUNNING:
                     trial.set_user_attr("reason", f"{type(e).__name__}: {str(e)[:200]}")
                     study.tell(trial, state=TrialState.FAIL)
                 raise
@@ -429,13 +484,14 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     best = max(complete, key=lambda r: (r["reward"], -(r["params"] or 0))) if complete else None
     counted = [t for t in final if counts(t)]
     last = max(counted, key=lambda t: (t.datetime_complete, t.number)) if counted else None
-    finalizer = ran == 0 or last is None or (last.user_attrs.get(LEASE) or {}).get("worker") == WORKER
+    finalizer = complete_at_start or last is None or (last.user_attrs.get(LEASE) or {}).get("worker") == WORKER
     return SearchResult(study_name, storage, rows, best, ran=ran, finalizer=finalizer)
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, evaluate: Evaluate, budget: Budget,
-               reward: Reward, input_shape: tuple[int, ...], num_classes: int) -> dict:
+               reward: Reward, input_shape: tuple[int, ...], num_classes: int, lost: threading.Event) -> dict:
     t0 = time.perf_counter()
+    trial.set_user_attr("archkd_state", "")  # a retry inherits its original's attributes: reset the outcome
     config = space.suggest(trial)
     # 2. build and measure: milliseconds, and every budget limit becomes an Optuna constraint
     spec = space.spec(config, input_shape, num_classes)
@@ -458,6 +514,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
     last = {"acc": 0.0}
 
     def report(step: int, value: float) -> None:
+        if lost.is_set():
+            raise TrialLost()
         last["acc"] = value
         trial.report(value, step)
         if trial.should_prune():
@@ -475,7 +533,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
         return trial_row(_frozen(study, trial))
     # 4. tell
     value = reward(outcome.val_acc, metrics)
-    for k, v in {**outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
+    for k, v in {"duplicate_of": None, **outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
                  "seconds": time.perf_counter() - t0}.items():
         trial.set_user_attr(k, v)
     study.tell(trial, value)

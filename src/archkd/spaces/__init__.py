@@ -211,10 +211,6 @@ class SearchSpace:
     def distributions(self) -> dict[str, BaseDistribution]:
         return {d.name: d.distribution() for d in self.dims()}
 
-    @property
-    def conditional(self) -> bool:
-        return any(d.when is not None for d in self.dims())
-
     def validate(self, config: dict) -> dict:
         names = {d.name for d in self.dims()}
         missing = {d.name for d in self.dims() if d.active(config)} - set(config)
