@@ -20,8 +20,9 @@ import torch
 
 from archkd.config import Config, save_config, set_key, to_dict
 from archkd.data import DataBundle, load_data
-from archkd.device import default_cache_dir, is_rank0, resolve_device, seed_everything, use_amp, world
-from archkd.distill import (MetricsLog, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
+from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolve_device, seed_everything, use_amp,
+                           world)
+from archkd.distill import (MetricsLog, StopTraining, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
                             model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
 from archkd.errors import ArchkdError
 from archkd.measure import format_budget, measure_model
@@ -152,6 +153,8 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     res = fit(model, data, cfg.teacher.train, objective=objective_from_config(None, cfg.teacher.train.label_smoothing),
               seed=cfg.seed, device=dev, out_dir=run / "teacher", spec=model_spec(model), meta=_meta(data), log=log,
               on_epoch=_metrics(cfg, "teacher"))
+    if not is_rank0():  # under torchrun the other processes only trained their shards
+        return {"rank": world()[0], "val_acc": res.best_val_acc, "history": res.history}
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     out = {"checkpoint": str(res.best_path), "name": cfg.teacher.arch, "params": sum(p.numel() for p in best.parameters()),
@@ -321,42 +324,71 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
                                  trials_dir=run / "trials", process=cfg.process if sc.process else None,
                                  metrics=run / "metrics.csv", tensorboard=_tensorboard(cfg), progress=progress)
+    rank, n_proc = world()
+    if n_proc > 1 and rank != 0:  # under torchrun: train what rank 0 asks the study for, shard by shard
+        _follow(objective, cfg, teacher, data)
+        return {"rank": rank}
     t0 = time.perf_counter()
-    res = run_search(space, objective, storage=storage, study_name=study_name, sampler=sampler,
-                     n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
-                     num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
-                     max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
-                     definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
-                     grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress)
-    if res.best is None:
-        raise ArchkdError("the search finished without a successful trial", "see the trial table above")
-    b = res.best
-    log(f"best trial #{b['number']}: reward {b['reward']:.4f}, val acc {b['val_acc']:.4f}, {b['params']:,} params"
-        + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
-    cost = sc.reward_metric if sc.reward_target is not None else ("latency_ms" if any(
-        r.get("latency_ms") is not None for r in res.trials) else "params")
-    out = {"space": space.name, "sampler": sc.method, "guide": sc.guide, "n_trials": sc.n_trials,
-           "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
-           "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
-           "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
-           "trials": res.trials, "seconds": time.perf_counter() - t0}
-    if sc.top_k and res.finalizer:
-        out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
-    elif sc.top_k:
-        log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
-    if write:
-        from archkd.report import write_report, write_results
+    def announced(candidate, report):  # under torchrun: announce the candidate, then train it together
+        broadcast_object(("trial", candidate))
+        return objective(candidate, report)
 
-        results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
-                   "command": "archkd search", "config": to_dict(cfg), "dataset": data.describe(),
-                   "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
-                   "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
-                                                  "study_name", "best_trial", "reward", "pareto")},
-                   "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran}
-        results["metrics"] = read_metrics(run / "metrics.csv")
-        write_results(run, results)
-        write_report(run, results)
+    try:
+        res = run_search(space, announced if n_proc > 1 else objective, storage=storage, study_name=study_name, sampler=sampler,
+                         n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
+                         num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
+                         max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
+                         definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
+                         grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress)
+        if res.best is None:
+            raise ArchkdError("the search finished without a successful trial", "see the trial table above")
+        b = res.best
+        log(f"best trial #{b['number']}: reward {b['reward']:.4f}, val acc {b['val_acc']:.4f}, {b['params']:,} params"
+            + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
+        cost = sc.reward_metric if sc.reward_target is not None else ("latency_ms" if any(
+            r.get("latency_ms") is not None for r in res.trials) else "params")
+        out = {"space": space.name, "sampler": sc.method, "guide": sc.guide, "n_trials": sc.n_trials,
+               "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
+               "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
+               "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
+               "trials": res.trials, "seconds": time.perf_counter() - t0}
+        if sc.top_k and res.finalizer:
+            out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
+        elif sc.top_k:
+            log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
+        if write:
+            from archkd.report import write_report, write_results
+
+            results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
+                       "command": "archkd search", "config": to_dict(cfg), "dataset": data.describe(),
+                       "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
+                       "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
+                                                      "study_name", "best_trial", "reward", "pareto")},
+                       "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran}
+            results["metrics"] = read_metrics(run / "metrics.csv")
+            write_results(run, results)
+            write_report(run, results)
+    finally:
+        if n_proc > 1:
+            broadcast_object(None)  # the followers' cue to stop
     return out
+
+
+def _follow(objective: KDTrialObjective, cfg: Config, teacher: Teacher, data: DataBundle) -> None:
+    """A torchrun process other than rank 0: train each candidate (or finalist) rank 0 announces, until ``None``."""
+    from archkd.models import build_from_spec
+
+    while (msg := broadcast_object()) is not None:
+        kind, payload = msg
+        try:
+            if kind == "trial":
+                objective(payload, lambda _step, _value: None)
+            else:
+                run_cfg, spec, subdir = payload
+                distill(run_cfg, None, teacher=teacher, data=data, student=build_from_spec(spec), subdir=subdir,
+                        save_config=False, resume=True)
+        except StopTraining:
+            pass
 
 
 def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
@@ -399,8 +431,11 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
             + (f", replaying {run_cfg.distill.process}" if run_cfg.distill.process else "")
             + "".join(f", {key}={v}" for key, v in (t.get("recipe") or {}).items()) + ")")
         seed_everything(cfg.seed)
-        r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]),
-                    subdir=f"final/{rank:02d}_trial{t['number']:04d}", save_config=False, resume=True)
+        subdir = f"final/{rank:02d}_trial{t['number']:04d}"
+        if world()[1] > 1:
+            broadcast_object(("distill", (run_cfg, t["spec"], subdir)))
+        r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]), subdir=subdir,
+                    save_config=False, resume=True)
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
         metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
         out.append({"trial": t["number"], "recipe": t.get("recipe") or {}, "search_reward": t["reward"],

@@ -195,6 +195,8 @@ def run(argv: list[str] | None = None) -> int:
             ap.parse_args(["teacher", "--help"])
         cfg = _resolve(args, {"teacher.train.epochs": args.teacher_epochs})
         r = api.train_teacher(cfg, log)
+        if not is_rank0():
+            return 0
         _print_table("teacher", [("checkpoint", r["checkpoint"]), ("params", f"{r['params']:,}"),
                                  ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"]))])
     elif args.verb == "distill":
@@ -219,6 +221,8 @@ def run(argv: list[str] | None = None) -> int:
     elif args.verb == "search":
         cfg = _resolve(args)
         r = api.search(cfg, log)
+        if not is_rank0():
+            return 0
         b = r["best"]
         _print_table("search", [("best trial", f"#{b['number']}"), ("reward", f"{b['reward']:.4f}"),
                                 ("val acc", _pct(b["val_acc"])),
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         init_distributed()
         code = run(argv)
+        close_distributed(wait=True)
     except ArchkdError as e:
         print(f"archkd: error: {e}", file=sys.stderr)
         code = 2

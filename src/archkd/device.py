@@ -94,8 +94,21 @@ def init_distributed() -> bool:
     return True
 
 
-def close_distributed() -> None:
+def close_distributed(wait: bool = False) -> None:
+    """Leave the process group; ``wait`` first lets every process arrive (after a normal end: a process that tears
+    its connections down while another still finishes its part can make gloo abort the group)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def broadcast_object(obj: object = None) -> object:
+    """Rank 0's ``obj`` on every process of the group (what rank 0 decided: the next trial, the next finalist)."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -23,10 +23,10 @@ from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, sa
 from archkd.distill.metrics import MetricsLog, read_metrics
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
-from archkd.distill.trainer import (Batch, FitResult, StepContext, TrainHook, build_optimizer, epoch_steps, evaluate,
-                                   fit, lr_factor, recalibrate_bn, teacher_accuracy)
+from archkd.distill.trainer import (Batch, FitResult, StepContext, StopTraining, TrainHook, build_optimizer,
+                                   epoch_steps, evaluate, fit, lr_factor, recalibrate_bn, teacher_accuracy)
 
 __all__ = ["MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
-           "objective_from_config", "Batch", "FitResult", "StepContext", "TrainHook", "build_optimizer", "epoch_steps",
+           "objective_from_config", "Batch", "FitResult", "StepContext", "StopTraining", "TrainHook", "build_optimizer", "epoch_steps",
            "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy"]

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from archkd.config import TrainConfig
 from archkd.data import DataBundle, ImageSet, Normalize
-from archkd.device import resolve_device, seed_everything, use_amp, use_channels_last, world
+from archkd.device import broadcast_object, resolve_device, seed_everything, use_amp, use_channels_last, world
 from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
 from archkd.distill.objective import DistillObjective, Taps
@@ -252,21 +252,34 @@ class TeacherView:
             self.cache.flush()
 
 
-def average_gradients(params: list[nn.Parameter]) -> None:
-    """All-reduce the mean gradient over the processes in one flat tensor: each computed the mean loss of an equal
-    shard, so the mean of their gradients is the gradient of the global batch's mean loss."""
+class StopTraining(Exception):
+    """Raised on the other processes of a torchrun group when rank 0 stops a run early (pruned, taken over)."""
+
+
+def stop_together(stop: bool) -> bool:
+    """Rank 0's decision to stop, broadcast to every process (collective: all ranks call it each epoch)."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if stop else 0])
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def average_gradients(params: list[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """All-reduce the mean gradient over the processes in one flat tensor (the loss rides along and its mean is
+    returned, so every rank sees the same divergence check): each computed the mean loss of an equal shard, so the
+    mean of their gradients is the gradient of the global batch's mean loss."""
     import torch.distributed as dist
 
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).to(grads[0].dtype if grads else loss.dtype)])
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+    return flat[-1]
 
 
 def average_buffers(model: nn.Module) -> None:
@@ -376,8 +389,10 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     best_acc, best_epoch, start = -1.0, -1, 0
     run_key = _run_key(spec, cfg, seed, meta)
     resumed_at = None
-    if resume and out and (out / "last.pt").exists():
-        ck = load_checkpoint(out / "last.pt")
+    ck = load_checkpoint(out / "last.pt") if resume and out and (out / "last.pt").exists() else None
+    if n_proc > 1:  # rank 0 alone reads the run directory: the others continue from what it found
+        ck = broadcast_object(ck)
+    if ck is not None:
         if ck.get("run_key") == run_key:
             model.load_state_dict(ck["state_dict"])
             objective.load_state_dict(ck["objective"])
@@ -431,15 +446,16 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                     for name, term in h.loss_terms(ctx, batch, s_logits).items():
                         loss = loss + term
                         parts[name] = float(term.detach())
-            if not torch.isfinite(loss):
-                raise ArchkdError(f"training diverged (loss={float(loss)}) at epoch {epoch + 1}",
-                                  "lower train.lr or set train.grad_clip")
             opt.zero_grad(set_to_none=True)
             if t_opt is not None:
                 t_opt.zero_grad(set_to_none=True)
+            if n_proc == 1 and not torch.isfinite(loss):
+                raise ArchkdError(f"training diverged (loss={float(loss)}) at epoch {epoch + 1}",
+                                  "lower train.lr or set train.grad_clip")
             loss.backward()
-            if n_proc > 1:
-                average_gradients(params)
+            if n_proc > 1 and not torch.isfinite(average_gradients(params, loss.detach())):  # every rank agrees
+                raise ArchkdError(f"training diverged (loss not finite) at epoch {epoch + 1}",
+                                  "lower train.lr or set train.grad_clip")
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -492,8 +508,17 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         if log:
             msg = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"
             log(msg + (f" val_acc {acc:.4f}" if "val_acc" in row else "") + f" ({time.perf_counter() - te:.1f}s)")
+        stop: BaseException | None = None
         if on_epoch:
-            on_epoch(epoch, row)
+            try:
+                on_epoch(epoch, row)
+            except BaseException as e:  # e.g. a pruner's verdict: under torchrun every process must stop with it
+                stop = e
+        if n_proc > 1 and stop_together(stop is not None):
+            if stop is None:
+                raise StopTraining(f"rank 0 stopped training after epoch {epoch + 1}")
+        if stop is not None:
+            raise stop
     if progress is not None:
         progress.end()
     view.close()
