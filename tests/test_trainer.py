@@ -240,3 +240,30 @@ def test_amp_is_cuda_only_and_negative_recalibration_is_refused(digits):
     assert use_amp(cuda, None) and use_amp(cuda, True) and not use_amp(cuda, False)
     with pytest.raises(ArchkdError, match="bn_recalibration=-1"):
         fit(_student(), digits, TrainConfig(epochs=1, bn_recalibration=-1), seed=0, device="cpu", log=None)
+
+
+def test_trainable_teacher_learns_beside_the_student(digits):
+    """GTN's need: the teacher trains in the same loop (its own optimiser), gradients of the KD term and of a hook's
+    extra loss term reach it; the teacher-output cache is refused, since its logits would go stale."""
+    import torch.nn.functional as F
+
+    from archkd.distill import TrainHook, objective_from_config
+    from archkd.config import DistillConfig
+    from archkd.errors import ArchkdError
+
+    class TeacherCE(TrainHook):
+        def loss_terms(self, ctx, batch, s_logits):
+            return {"teacher_ce": F.cross_entropy(batch.t_logits, batch.y)}
+
+    torch.manual_seed(0)
+    teacher = create_model("resnet8", num_classes=10, in_channels=1)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    res = fit(_student(), digits, TrainConfig(epochs=2), objective=objective_from_config(DistillConfig()),
+              teacher=teacher, teacher_train=TrainConfig(epochs=2, lr=0.1), hooks=[TeacherCE()], seed=0,
+              device="cpu", log=None)
+    assert any(not torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+    assert res.history[-1]["loss_teacher_ce"] < res.history[0]["loss_teacher_ce"]  # the teacher learns
+    cache = object()
+    with pytest.raises(ArchkdError, match="no teacher-output cache"):
+        fit(_student(), digits, TrainConfig(epochs=1), teacher=teacher, teacher_train=TrainConfig(), cache=cache,
+            seed=0, device="cpu", log=None)
