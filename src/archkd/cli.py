@@ -248,6 +248,8 @@ def run(argv: list[str] | None = None) -> int:
                              f"bs {lat['batch_size']} · {lat['threads']} thread(s)"))
             _print_table(f"measure {args.model} @ {'×'.join(map(str, r['input_shape']))}", rows)
     elif args.verb == "export":
+        if not args.checkpoint and args.overrides and "=" not in args.overrides[0]:  # `archkd export <file>`
+            args.checkpoint = args.overrides.pop(0)
         cfg = _resolve(args)
         api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log)
     elif args.verb == "config":

@@ -347,6 +347,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             set_key(cfg, k, v)
     for k, v in parse_overrides(overrides or []):
         set_key(cfg, k, v)
+    if not cfg.name or cfg.name in (".", "..") or any(c in cfg.name for c in "/\\"):
+        raise ArchkdError(f"run name '{cfg.name}' is not a single folder name",
+                          "give --name a plain name (no '/', '..'); choose the parent folder with --runs-dir")
     return cfg
 
 

@@ -74,9 +74,34 @@ def load_digits_source() -> RawData:
                    defaults={"crop_padding": 1, "flip": False})
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that rebuilds only what CIFAR's python batches hold — dicts, lists, bytes and numpy arrays — and
+    refuses every other global: ``pickle.load`` on a crafted file would run arbitrary code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def __init__(self, f, path: Path) -> None:
+        super().__init__(f, encoding="latin1")
+        self.path = path
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's protocol
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise ArchkdError(f"refusing to load {self.path}: it asks to run {module}.{name}, which a CIFAR batch "
+                          "never does", "use the original CIFAR python files, or an ImageFolder / .npz dataset")
+
+
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+        try:
+            return _ArraysOnly(f, path).load()
+        except ArchkdError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file is the user's data problem
+            raise ArchkdError(f"cannot read CIFAR batch {path} ({type(e).__name__})",
+                              "check the folder holds the original cifar-10-batches-py files") from None
 
 
 def load_cifar_python(path: Path) -> RawData:

@@ -1,0 +1,53 @@
+"""Trust (issue 10, first items): safe loading of CIFAR pickles, run names that stay inside the runs directory, and
+`archkd export <checkpoint>` as the README writes it."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from archkd.cli import main
+from archkd.data.sources import load_cifar_python
+from archkd.errors import ArchkdError
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "x": _Evil(marker)}, f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, f)
+    with pytest.raises(ArchkdError, match="refusing to load .*posix.system|refusing to load .*os.system"):
+        load_cifar_python(folder)
+    assert not marker.exists()  # the payload never ran
+
+
+def _one_line_exit_2(capsys, args, text):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert e.value.code == 2 and len(err) == 1 and text in err[0], err
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", ".."])
+def test_run_name_is_one_folder(tmp_path, capsys, name):
+    _one_line_exit_2(capsys, ["config", "--runs-dir", str(tmp_path), "--name", name], "is not a single folder name")
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_export_takes_the_checkpoint_as_a_positional_path(tmp_path, capsys, teacher_ckpt):
+    out = tmp_path / "exported"
+    with pytest.raises(SystemExit) as e:
+        main(["export", teacher_ckpt, "--runs-dir", str(tmp_path), "--out", str(out)])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert {p.suffix for p in out.iterdir()} >= {".onnx", ".json"}
