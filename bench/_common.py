@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLI = [sys.executable, "-c", "from archkd.cli import main; main()"]  # the archkd command in this interpreter
 
 
 def load_avg() -> list[float] | None:
@@ -22,3 +26,18 @@ def train_digits_teacher(out_dir: Path, arch: str = "resnet8", epochs: int = 10)
     cfg.teacher.arch = arch
     cfg.teacher.train.epochs = epochs
     return api.train_teacher(cfg, log=None)["checkpoint"]
+
+
+def write_result(path: str | Path, payload: dict) -> dict:
+    """Write a benchmark's JSON with the machine's load and the library versions beside its numbers."""
+    import json
+
+    import optuna
+    import torch
+
+    payload = {**payload, "load_avg": load_avg(), "cpus": os.cpu_count(),
+               "versions": {"torch": torch.__version__, "optuna": optuna.__version__}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    return payload

@@ -28,7 +28,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,14 +35,9 @@ from pathlib import Path
 import optuna
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from _common import load_avg, train_digits_teacher  # noqa: E402
+from _common import CLI, RESULTS, train_digits_teacher, write_result  # bench/ is on sys.path when run as a script
 
-from archkd.search import open_storage  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
-CLI = [sys.executable, "-c", "from archkd.cli import main; main()"]
+from archkd.search import open_storage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -212,12 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"({lost_s / max(1, len(kills)):.1f}s per kill, restarts included)")
     print(f"{'  of which process restarts':<40} {len(kills)} × {startup_s:.1f}s; the rest "
           f"{(lost_s - len(kills) * startup_s) / epoch_s:.1f} trial epochs ({summary['retried_trials']} retried trials)")
-    payload = {"args": vars(a), "summary": summary, "kills": kills, "load_avg": load_avg(),
-               "versions": {"torch": torch.__version__, "optuna": optuna.__version__}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {a.out}")
-    return payload
+    return write_result(a.out, {"args": vars(a), "summary": summary, "kills": kills})
 
 
 if __name__ == "__main__":

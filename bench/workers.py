@@ -15,26 +15,18 @@ when two share the machine's two cores (memory bandwidth), which the per-trial t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
-import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from _common import load_avg, train_digits_teacher  # noqa: E402
+from _common import CLI, RESULTS, train_digits_teacher, write_result  # bench/ is on sys.path when run as a script
 
-from archkd.search import open_storage  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
-CLI = [sys.executable, "-c", "from archkd.cli import main; main()"]
+from archkd.search import open_storage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,13 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
         m["speedup"] = m["trials_per_hour"] / base
         print(f"{w:>7} {m['trials_per_hour']:>9.0f} {m['speedup']:>7.2f}× {m['wall_s']:>7.1f} {m['mean_trial_s']:>12.2f} "
               f"{m['overhead']:>20.3f} {m['efficiency']:>10.2f}")
-    payload = {"args": vars(a), "median": {str(w): m for w, m in med.items()}, "runs": {str(w): r for w, r in runs.items()},
-               "load_avg": load_avg(), "cpus": os.cpu_count(),
-               "versions": {"torch": torch.__version__, "optuna": optuna.__version__}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {a.out}")
-    return payload
+    return write_result(a.out, {"args": vars(a), "median": {str(w): m for w, m in med.items()},
+                                "runs": {str(w): r for w, r in runs.items()}})
 
 
 if __name__ == "__main__":
