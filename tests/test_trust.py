@@ -51,3 +51,24 @@ def test_export_takes_the_checkpoint_as_a_positional_path(tmp_path, capsys, teac
         main(["export", teacher_ckpt, "--runs-dir", str(tmp_path), "--out", str(out)])
     assert e.value.code == 0, capsys.readouterr().err
     assert {p.suffix for p in out.iterdir()} >= {".onnx", ".json"}
+
+
+def _npz(tmp_path, **arrays):
+    p = tmp_path / "d.npz"
+    np.savez(p, **arrays)
+    return p
+
+
+@pytest.mark.parametrize("case, arrays, text", [
+    ("nan", lambda x, y: {"x": np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), "y": y}, "NaN or infinite"),
+    ("short labels", lambda x, y: {"x": x, "y": y[:-3]}, "labels for 40 images"),
+    ("negative label", lambda x, y: {"x": x, "y": np.where(np.arange(40) == 2, -1, y)}, "negative label -1"),
+    ("fractional", lambda x, y: {"x": x, "y": y + 0.5}, "non-integer labels"),
+    ("beyond classes", lambda x, y: {"x": x, "y": np.where(np.arange(40) == 0, 7, y),
+                                     "classes": np.array(["a", "b"])}, "names only 2"),
+])
+def test_npz_problems_are_one_line_errors(tmp_path, capsys, case, arrays, text):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 8, 8)), rng.integers(0, 2, 40)
+    p = _npz(tmp_path, **arrays(x, y))
+    _one_line_exit_2(capsys, ["teacher", "train", "--data", str(p), "--runs-dir", str(tmp_path), "--name", "n"], text)

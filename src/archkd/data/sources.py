@@ -58,6 +58,10 @@ def _to_uint8_nchw(x: np.ndarray, what: str) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     if x.dtype != np.uint8:
         xf = x.astype(np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(xf)))
+        if bad:  # NaN would make max() NaN, the scale 1, and every image silently 0/1 pixels
+            raise ArchkdError(f"{what}: {bad} image values are NaN or infinite",
+                              "replace or drop those images before saving the array")
         scale = 255.0 if xf.max() <= 1.0 + 1e-6 else 1.0
         x = np.clip(np.round(xf * scale), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(x)
@@ -140,12 +144,31 @@ def load_npz(path: Path) -> RawData:
         xtr, ytr, xte, yte = z["x"], z["y"], None, None
     else:
         raise ArchkdError(f"{path} has arrays {sorted(keys)}", "name them x_train, y_train (and x_test, y_test)")
-    ytr = np.asarray(ytr).astype(np.int64).reshape(-1)
-    n_cls = int(max(ytr.max(), -1 if yte is None else np.asarray(yte).max())) + 1
+    ytr = _labels(ytr, len(xtr), "y_train", path)
+    yte = None if yte is None else _labels(yte, len(xte), "y_test", path)
+    n_cls = int(max(ytr.max(), -1 if yte is None else yte.max())) + 1
     classes = [str(c) for c in (z["classes"] if "classes" in keys else range(n_cls))]
+    for name, y in (("y_train", ytr), ("y_test", yte)):
+        if y is not None and y.max() >= len(classes):
+            raise ArchkdError(f"{path}: {name} has label {int(y.max())} but 'classes' names only {len(classes)}",
+                              "fix the labels or the classes array")
     return RawData(path.stem, _to_uint8_nchw(xtr, str(path)), ytr,
-                   None if xte is None else _to_uint8_nchw(xte, str(path)),
-                   None if yte is None else np.asarray(yte).astype(np.int64).reshape(-1), classes, _file_key(path))
+                   None if xte is None else _to_uint8_nchw(xte, str(path)), yte, classes, _file_key(path))
+
+
+def _labels(y: np.ndarray, n_images: int, name: str, path: Path) -> np.ndarray:
+    """Integer class labels, one per image, in 0..C−1: a short, fractional or negative label array is an error, never
+    a silently dropped image or an invented class."""
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n_images:
+        raise ArchkdError(f"{path}: {name} has {len(y)} labels for {n_images} images", "give exactly one label per image")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ArchkdError(f"{path}: {name} holds non-integer labels", "labels are class indices 0..C−1")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise ArchkdError(f"{path}: {name} has negative label {int(y.min())}", "labels are class indices 0..C−1")
+    return y
 
 
 def _scan_folder(names: list[str]) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
