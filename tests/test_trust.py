@@ -72,3 +72,50 @@ def test_npz_problems_are_one_line_errors(tmp_path, capsys, case, arrays, text):
     x, y = rng.random((40, 8, 8)), rng.integers(0, 2, 40)
     p = _npz(tmp_path, **arrays(x, y))
     _one_line_exit_2(capsys, ["teacher", "train", "--data", str(p), "--runs-dir", str(tmp_path), "--name", "n"], text)
+
+
+@pytest.mark.parametrize("override, text", [
+    ("train.batch_size=0", "'train.batch_size' is 0"), ("train.epochs=0", "'train.epochs' is 0"),
+    ("train.lr=-1", "'train.lr' is -1"), ("search.top_k=-1", "'search.top_k' is -1"),
+    ("budget.max_params=-5", "'budget.max_params' is -5"), ("budget.max_latency_ms=-2", "'budget.max_latency_ms'"),
+    ("train.data_fraction=1.5", "a fraction is at most 1"), ("search.n_trials=0", "'search.n_trials' is 0"),
+])
+def test_out_of_range_numbers_are_refused_when_the_config_loads(tmp_path, capsys, override, text):
+    """Before any data is read: a clamped batch size or an epoch count of 0 used to surface later, or never."""
+    _one_line_exit_2(capsys, ["config", "--runs-dir", str(tmp_path), override], text)
+
+
+def test_rerunning_a_killed_distill_resumes_and_a_finished_one_is_kept(tmp_path, teacher_ckpt):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    def args(name):
+        return [sys.executable, "-m", "archkd", "distill", "--teacher", teacher_ckpt, "--student", "resnet8",
+                "--epochs", "4", "--name", name, "--runs-dir", str(tmp_path), "threads=1",
+                f"cache_dir={tmp_path / 'cache'}"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run(args("ref"), capture_output=True, text=True, env=env, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    last = tmp_path / "killed" / "student" / "last.pt"
+    p = subprocess.Popen(args("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and not last.exists():
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    again = subprocess.run(args("killed"), capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and f"resumed from {last} at epoch {epoch + 2}" in again.stdout
+    a = torch.load(tmp_path / "ref" / "student" / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["val_acc"] == b["val_acc"] and all(torch.equal(a["state_dict"][k], b["state_dict"][k])
+                                                for k in a["state_dict"])
+    mtime = last.stat().st_mtime
+    done = subprocess.run(args("killed"), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "already finished" in done.stdout and last.stat().st_mtime == mtime

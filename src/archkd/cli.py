@@ -201,7 +201,7 @@ def run(argv: list[str] | None = None) -> int:
                                  ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"]))])
     elif args.verb == "distill":
         cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint})
-        r = api.distill(cfg, log)
+        r = api.distill(cfg, log, resume=True)  # re-running a killed command continues it
         if not is_rank0():
             return 0
         _print_table("distilled student", [("student", r["spec"]["name"]), ("params", f"{r['params']:,}"),

@@ -350,7 +350,41 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not cfg.name or cfg.name in (".", "..") or any(c in cfg.name for c in "/\\"):
         raise ArchkdError(f"run name '{cfg.name}' is not a single folder name",
                           "give --name a plain name (no '/', '..'); choose the parent folder with --runs-dir")
+    check_ranges(cfg)
     return cfg
+
+
+# (dotted key, lowest allowed value, whether the bound itself is allowed): checked when the config loads, so a bad
+# number is a one-line error before any data is read, never a silently clamped value or a misleading later failure
+RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr", 0, False),
+          ("train.weight_decay", 0, True), ("train.momentum", 0, True), ("train.label_smoothing", 0, True),
+          ("train.data_fraction", 0, False), ("train.eval_every", 1, True),
+          ("teacher.train.epochs", 1, True), ("teacher.train.batch_size", 1, True), ("teacher.train.lr", 0, False),
+          ("search.n_trials", 1, True), ("search.epochs", 1, True), ("search.top_k", 0, True),
+          ("search.data_fraction", 0, False), ("search.bn_recalibration", 0, True),
+          ("search.heartbeat_seconds", 0, False), ("search.stale_after_seconds", 0, False),
+          ("search.max_retries", 0, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
+          ("budget.max_latency_ms", 0, False), ("budget.max_memory_mb", 0, False), ("budget.latency_threads", 1, True),
+          ("budget.latency_batch_size", 1, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
+
+
+def check_ranges(cfg: Config) -> None:
+    """Refuse numbers outside their meaningful range (``RANGES``), naming the key and the bound."""
+    for key, low, inclusive in RANGES:
+        obj: Any = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        if obj is None:
+            continue
+        if obj < low or (obj == low and not inclusive):
+            bound = f"≥ {low}" if inclusive else f"> {low}"
+            raise ArchkdError(f"config key '{key}' is {obj}", f"it must be {bound}")
+    for key in ("train.data_fraction", "search.data_fraction", "data.val_fraction", "data.test_fraction"):
+        obj = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        if obj > 1:
+            raise ArchkdError(f"config key '{key}' is {obj}", "a fraction is at most 1")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -410,7 +410,10 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
             resumed_at = start
             ctx.step = start * steps_per_epoch
-            if log:
+            if log and start >= cfg.epochs:
+                log(f"{out} holds this run, already finished: its result is reported, nothing is retrained "
+                    "(another --name trains again)")
+            elif log:
                 log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
         elif log:
             log(f"{out / 'last.pt'} belongs to another run (model, recipe or seed differ): training from scratch")
