@@ -119,3 +119,19 @@ def test_rerunning_a_killed_distill_resumes_and_a_finished_one_is_kept(tmp_path,
     mtime = last.stat().st_mtime
     done = subprocess.run(args("killed"), capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and "already finished" in done.stdout and last.stat().st_mtime == mtime
+
+
+def test_every_training_verb_writes_results_and_report(tmp_path, capsys, teacher_ckpt):
+    import json
+
+    for args, key in ((["teacher", "train", "--epochs", "1"], "teacher"),
+                      (["distill", "--teacher", teacher_ckpt, "--epochs", "1"], "final")):
+        name = args[0]
+        with pytest.raises(SystemExit) as e:
+            main(args + ["--runs-dir", str(tmp_path), "--name", name, "threads=1"])
+        assert e.value.code == 0, capsys.readouterr().err
+        capsys.readouterr()
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        assert results["command"].startswith("archkd ") and results[key]["val_acc"] > 0
+        assert [r["epoch"] for r in results["metrics"]] == [1]
+        assert (tmp_path / name / "report.html").stat().st_size > 1000

@@ -139,8 +139,9 @@ def _start(cfg: Config, save: bool = True) -> Path:
     return run
 
 
-def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None = None) -> dict:
-    """Train ``cfg.teacher.arch`` on the data with CE; the checkpoint records architecture, preprocessing, classes."""
+def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None = None, write: bool = False) -> dict:
+    """Train ``cfg.teacher.arch`` on the data with CE; the checkpoint records architecture, preprocessing, classes.
+    With ``write`` (the ``teacher train`` verb), ``results.json`` and ``report.html`` describe the run."""
     log = _log(log)
     run = _start(cfg)
     if data is None:
@@ -161,7 +162,20 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
            "val_acc": res.best_val_acc, "test_acc": test, "seconds": res.seconds, "history": res.history}
     log(f"teacher: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
         + f" -> {res.best_path}")
+    if write:
+        _write_run(cfg, run, "archkd teacher train", data, {"teacher": out})
     return out
+
+
+def _write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: dict) -> None:
+    """``results.json`` and ``report.html`` of a verb: the config, the data, ``parts`` and the run's metrics."""
+    from archkd.report import write_report, write_results
+
+    results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"), "command": command,
+               "config": to_dict(cfg), "dataset": data.describe(), **parts,
+               "metrics": read_metrics(run / "metrics.csv")}
+    write_results(run, results)
+    write_report(run, results)
 
 
 def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
@@ -177,11 +191,12 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
 
 def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
             student: torch.nn.Module | None = None, subdir: str = "student", save_config: bool = True,
-            resume: bool = False) -> dict:
+            resume: bool = False, write: bool = False) -> dict:
     """Distill a student (``cfg.student`` or a given module) from the teacher with the full recipe; test it.
 
     ``save_config=False`` leaves the run's ``config.yaml`` alone (top-k finalists of a search share its run dir);
-    ``resume=True`` continues from the run's ``last.pt`` when it was written by the same run."""
+    ``resume=True`` continues from the run's ``last.pt`` when it was written by the same run; ``write`` (the
+    ``distill`` verb) writes ``results.json`` and ``report.html``."""
     log = _log(log)
     run = _start(cfg, save=save_config)
     if teacher is None or data is None:
@@ -218,13 +233,16 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     saved = objective.saved_share() if hasattr(objective, "saved_share") else None
     if saved is not None and cfg.process.tau is not None:
         log(f"τ-clipping (τ={cfg.process.tau}) skipped {100 * saved:.1f}% of pathway loss computations")
-    return {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
-            "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
-            "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "epochs": cfg.train.epochs,
-            "history": res.history,
-            "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache,
-            "process": cfg.distill.process, "process_replay": cfg.process.replay if cfg.distill.process else None,
-            "pathway_loss_saved": saved}
+    out = {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
+           "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
+           "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "epochs": cfg.train.epochs,
+           "history": res.history,
+           "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache,
+           "process": cfg.distill.process, "process_replay": cfg.process.replay if cfg.distill.process else None,
+           "pathway_loss_saved": saved}
+    if write:
+        _write_run(cfg, run, "archkd distill", data, {"teacher": teacher.describe(), "final": out})
+    return out
 
 
 def _objective(cfg: Config, total_steps: int):
@@ -276,14 +294,8 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
         curves = {"title": "Pathway weights during the process search (normalised α)", "xlabel": "step",
                   "ylabel": "weight", "x": list(range(0, res.weights.shape[0], stride)),
                   "series": {n: res.weights[::stride, i].tolist() for i, n in enumerate(names)}}
-        from archkd.report import write_report, write_results
-
-        results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
-                   "command": "archkd process search", "config": to_dict(cfg), "dataset": data.describe(),
-                   "teacher": teacher.describe(), "process_search": out, "curves": curves}
-        results["metrics"] = read_metrics(run / "metrics.csv")
-        write_results(run, results)
-        write_report(run, results)
+        _write_run(cfg, run, "archkd process search", data,
+                   {"teacher": teacher.describe(), "process_search": out, "curves": curves})
         log(f"wrote {path} ({len(names)} pathways, {res.seconds:.1f}s, of which meta-updates {res.meta_seconds:.1f}s)")
     return out
 
@@ -357,17 +369,11 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         elif sc.top_k:
             log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
         if write:
-            from archkd.report import write_report, write_results
-
-            results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"),
-                       "command": "archkd search", "config": to_dict(cfg), "dataset": data.describe(),
-                       "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
-                       "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
-                                                      "study_name", "best_trial", "reward", "pareto")},
-                       "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran}
-            results["metrics"] = read_metrics(run / "metrics.csv")
-            write_results(run, results)
-            write_report(run, results)
+            _write_run(cfg, run, "archkd search", data, {
+                "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
+                "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
+                                               "study_name", "best_trial", "reward", "pareto")},
+                "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran})
     finally:
         if n_proc > 1:
             broadcast_object(None)  # the followers' cue to stop

@@ -194,14 +194,14 @@ def run(argv: list[str] | None = None) -> int:
         if args.teacher_verb != "train":
             ap.parse_args(["teacher", "--help"])
         cfg = _resolve(args, {"teacher.train.epochs": args.teacher_epochs})
-        r = api.train_teacher(cfg, log)
+        r = api.train_teacher(cfg, log, write=True)
         if not is_rank0():
             return 0
         _print_table("teacher", [("checkpoint", r["checkpoint"]), ("params", f"{r['params']:,}"),
                                  ("val acc", _pct(r["val_acc"])), ("test acc", _pct(r["test_acc"]))])
     elif args.verb == "distill":
         cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint})
-        r = api.distill(cfg, log, resume=True)  # re-running a killed command continues it
+        r = api.distill(cfg, log, resume=True, write=True)  # re-running a killed command continues it
         if not is_rank0():
             return 0
         _print_table("distilled student", [("student", r["spec"]["name"]), ("params", f"{r['params']:,}"),
