@@ -44,3 +44,20 @@ def teacher_ckpt(tmp_path_factory):
     cfg = small_config(tmp)
     out = api.train_teacher(cfg, log=None)
     return out["checkpoint"]
+
+
+def kill_after_checkpoint(args: list[str], checkpoint, env: dict, timeout: float = 120.0) -> int:
+    """Start ``args``, SIGKILL it as soon as ``checkpoint`` exists (an epoch has been saved: training is under way),
+    and return the epoch that checkpoint holds; fails the test if the process ended first."""
+    import signal
+    import subprocess
+    import time
+
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while p.poll() is None and time.time() < deadline and not checkpoint.exists():
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return int(torch.load(checkpoint, weights_only=True)["epoch"])

@@ -86,12 +86,12 @@ def test_out_of_range_numbers_are_refused_when_the_config_loads(tmp_path, capsys
 
 
 def test_rerunning_a_killed_distill_resumes_and_a_finished_one_is_kept(tmp_path, teacher_ckpt):
-    import signal
     import subprocess
     import sys
-    import time
 
     import torch
+
+    from conftest import kill_after_checkpoint
 
     def args(name):
         return [sys.executable, "-m", "archkd", "distill", "--teacher", teacher_ckpt, "--student", "resnet8",
@@ -102,14 +102,7 @@ def test_rerunning_a_killed_distill_resumes_and_a_finished_one_is_kept(tmp_path,
     ref = subprocess.run(args("ref"), capture_output=True, text=True, env=env, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
     last = tmp_path / "killed" / "student" / "last.pt"
-    p = subprocess.Popen(args("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 120
-    while p.poll() is None and time.time() < deadline and not last.exists():
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    epoch = torch.load(last, weights_only=True)["epoch"]
+    epoch = kill_after_checkpoint(args("killed"), last, env)
     again = subprocess.run(args("killed"), capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and f"resumed from {last} at epoch {epoch + 2}" in again.stdout
     a = torch.load(tmp_path / "ref" / "student" / "last.pt", weights_only=True)

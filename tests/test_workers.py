@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from archkd.search import open_storage
+from conftest import kill_after_checkpoint
 
 WORKER = [sys.executable, "-c", "from archkd.cli import main; main()"]
 
@@ -187,14 +188,7 @@ def test_sigkilled_process_search_resumes_from_its_last_epoch(tmp_path, teacher_
     ref = subprocess.run(args("ref"), capture_output=True, text=True, env=_env(), timeout=300)
     assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
     last = tmp_path / "runs" / "killed" / "process_student" / "last.pt"
-    p = subprocess.Popen(args("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    deadline = time.time() + 120
-    while p.poll() is None and time.time() < deadline and not last.exists():
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the search ended before it could be killed"
-    epoch = torch.load(last, weights_only=True)["epoch"]
+    epoch = kill_after_checkpoint(args("killed"), last, _env())
     assert epoch < 2
     again = subprocess.run(args("killed"), capture_output=True, text=True, env=_env(), timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]

@@ -81,6 +81,7 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
                  max_draws: int = MAX_DRAWS) -> None:
         self.seed = int(seed)
         self.space, self.feasible, self.max_draws = space, feasible, int(max_draws)
+        self._index: tuple[int, int] = (-1, 0)  # (trial number, its sample index)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
         return self.space.distributions() if self.space is not None and self.feasible is not None else {}
@@ -94,7 +95,9 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return from_uniform(param_distribution, _uniform(self.seed, sample_index(study, trial), param_name))
+        if self._index[0] != trial.number:  # one read of the study per trial, not one per parameter
+            self._index = (trial.number, sample_index(study, trial))
+        return from_uniform(param_distribution, _uniform(self.seed, self._index[1], param_name))
 
 
 @register_sampler("random")
