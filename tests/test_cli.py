@@ -1,10 +1,9 @@
-"""The command line: one-line user errors with a non-zero exit, and the whole demo slice end to end."""
+"""The command line: verbs that print, and the whole demo slice end to end (bad input: test_bad_input.py)."""
 import json
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from archkd.cli import main
 
@@ -14,60 +13,6 @@ def run_cli(args, capsys):
         main(args)
     out = capsys.readouterr()
     return e.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, text):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("archkd: error:") and text in lines[0], err
-    assert "Traceback" not in err
-
-
-def test_missing_data_path(tmp_path, capsys, teacher_ckpt):
-    code, _, err = run_cli(["distill", "--teacher", teacher_ckpt, "--data", str(tmp_path / "none"),
-                            "--runs-dir", str(tmp_path)], capsys)
-    assert_one_line_error(code, err, "data path not found")
-
-
-def test_unsupported_format(tmp_path, capsys, teacher_ckpt):
-    f = tmp_path / "data.csv"
-    f.write_text("a,b")
-    code, _, err = run_cli(["distill", "--teacher", teacher_ckpt, "--data", str(f), "--runs-dir", str(tmp_path)],
-                           capsys)
-    assert_one_line_error(code, err, "unsupported data format")
-
-
-def test_unloadable_teacher(tmp_path, capsys):
-    f = tmp_path / "t.pt"
-    f.write_bytes(b"garbage")
-    code, _, err = run_cli(["distill", "--teacher", str(f), "--runs-dir", str(tmp_path)], capsys)
-    assert_one_line_error(code, err, "cannot load teacher")
-
-
-def test_class_count_and_shape_mismatch(tmp_path, capsys):
-    from archkd.models import create_model
-
-    m = create_model("resnet8", num_classes=5, in_channels=1).eval()
-    p = tmp_path / "five.pt"
-    torch.jit.trace(m, torch.zeros(1, 1, 8, 8)).save(str(p))
-    code, _, err = run_cli(["distill", "--teacher", str(p), "--runs-dir", str(tmp_path)], capsys)
-    assert_one_line_error(code, err, "teacher predicts 5 classes but the data has 10")
-    m3 = create_model("resnet8", num_classes=10, in_channels=3).eval()
-    p3 = tmp_path / "rgb.pt"
-    torch.jit.trace(m3, torch.zeros(1, 3, 32, 32)).save(str(p3))
-    code, _, err = run_cli(["distill", "--teacher", str(p3), "--runs-dir", str(tmp_path)], capsys)
-    assert_one_line_error(code, err, "teacher cannot run on the data's 1×8×8 inputs")
-
-
-def test_impossible_budget(tmp_path, capsys, teacher_ckpt):
-    code, _, err = run_cli(["search", "--teacher", teacher_ckpt, "--max-params", "50", "--runs-dir", str(tmp_path)],
-                           capsys)
-    assert_one_line_error(code, err, "no architecture in space 'stages' can meet the budget")
-
-
-def test_unknown_config_key(tmp_path, capsys):
-    code, _, err = run_cli(["demo", "--runs-dir", str(tmp_path), "serach.n_trials=3"], capsys)
-    assert_one_line_error(code, err, "did you mean 'search.n_trials'?")
 
 
 def test_config_and_measure_verbs(capsys):

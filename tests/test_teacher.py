@@ -78,5 +78,5 @@ def test_factory_teacher_with_state_dict(tmp_path, monkeypatch):
 
 
 def test_normalisation_channel_mismatch(tmp_path):
-    with pytest.raises(ArchkdError, match="normalisation has 3 channels"):
+    with pytest.raises(ArchkdError, match=r"normalisation is for 3 channels \(RGB\) but the data has 1 channel \(grayscale\)"):
         load_data("digits", DataConfig(), mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])

@@ -5,6 +5,7 @@ from archkd.config import TrainConfig
 from archkd.distill import DistillObjective, TeacherCache, fit, load_checkpoint, model_from_checkpoint
 from archkd.models import create_model, model_spec
 from archkd.teacher import load_teacher
+from archkd.errors import ArchkdWarning
 
 
 def _student(seed=0):
@@ -89,7 +90,7 @@ def test_teacher_cache_survives_corruption(digits, tmp_path):
     torch.save(d, f)
     c2 = TeacherCache(tmp_path, teacher_hash="t", data_fingerprint="d", augment_key="a", normalize_key="n", seed=0,
                       n_train=10, n_val=2, num_classes=3)
-    with pytest.warns(UserWarning, match="integrity"):
+    with pytest.warns(ArchkdWarning, match="integrity"):
         out = c2.lookup("e0", idx, compute)
     assert calls == [4, 4] and torch.equal(out, torch.ones(4, 3))
 

@@ -14,12 +14,12 @@ import time
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from archkd.config import Config, save_config, set_key, to_dict
-from archkd.data import DataBundle, load_data
+from archkd.data import DataBundle, Normalize, load_data
 from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolve_device, seed_everything, use_amp,
                            world)
 from archkd.distill import (MetricsLog, StopTraining, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
@@ -93,7 +93,8 @@ def prepare(cfg: Config, log: Log | None = print, need_teacher: bool = True) -> 
     log = _log(log)
     teacher = None
     if cfg.teacher.path:
-        teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std)
+        teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std,
+                               cfg.teacher.kwargs)
     elif need_teacher:
         raise ArchkdError("no teacher given", "set --teacher <file> (or teacher.path=...), or train one with "
                           "'archkd teacher train'")
@@ -104,6 +105,8 @@ def prepare(cfg: Config, log: Log | None = print, need_teacher: bool = True) -> 
                      progress=_data_progress(log))
     log(f"  {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test) if data.test else 0} test, "
         f"{data.num_classes} classes, input {'×'.join(map(str, data.input_shape))}, augment {data.augment.key()}")
+    if data.normalize_note:
+        log(f"  {data.normalize_note}")
     if teacher is not None:
         check_teacher(teacher, data)
     return teacher, data
@@ -127,16 +130,25 @@ def _test_acc(model: torch.nn.Module, data: DataBundle, device: torch.device) ->
     return evaluate(model.to(device), data.test, data.normalize, device) if data.test is not None else None
 
 
-def _start(cfg: Config, save: bool = True) -> Path:
-    """The run directory, with its log file and resolved config (written by rank 0 only under torchrun)."""
+def _start(cfg: Config) -> Path:
+    """The run directory with its log file (rank 0 only under torchrun). The config is written later, by
+    ``_record``, once the inputs are accepted: a re-run refused for bad input leaves the earlier run's config alone."""
     run = cfg.run_dir
     if not is_rank0():
         return run
-    run.mkdir(parents=True, exist_ok=True)
-    _log_file(run / "log.txt")
-    if save:
-        save_config(cfg, run / "config.yaml")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        _log_file(run / "log.txt")
+    except OSError as e:
+        raise ArchkdError(f"cannot write the run directory {run} ({e.strerror or type(e).__name__})",
+                          "give a writable folder with --runs-dir (or runs_dir=...)") from None
     return run
+
+
+def _record(cfg: Config) -> None:
+    """Write the resolved config (what actually runs) into the run directory, just before the work starts."""
+    if is_rank0():
+        save_config(cfg, cfg.run_dir / "config.yaml")
 
 
 def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None = None, write: bool = False) -> dict:
@@ -151,6 +163,7 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     model = create_model(cfg.teacher.arch, num_classes=data.num_classes, in_channels=data.input_shape[0])
     log(f"training teacher {cfg.teacher.arch} ({sum(p.numel() for p in model.parameters()):,} params) for "
         f"{cfg.teacher.train.epochs} epochs on {dev}")
+    _record(cfg)
     res = fit(model, data, cfg.teacher.train, objective=objective_from_config(None, cfg.teacher.train.label_smoothing),
               seed=cfg.seed, device=dev, out_dir=run / "teacher", spec=model_spec(model), meta=_meta(data), log=log,
               on_epoch=_metrics(cfg, "teacher"))
@@ -198,7 +211,7 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
     ``resume=True`` continues from the run's ``last.pt`` when it was written by the same run; ``write`` (the
     ``distill`` verb) writes ``results.json`` and ``report.html``."""
     log = _log(log)
-    run = _start(cfg, save=save_config)
+    run = _start(cfg)
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
     dev = resolve_device(cfg.device)
@@ -212,13 +225,17 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
                           "use logit KD only (distill.features=[]) or give the teacher as an archkd checkpoint")
     cache = make_cache(cfg, teacher, data)
     t_acc = teacher_accuracy(teacher.module, data, cache, dev)
-    log(f"teacher {teacher.name}: val acc {t_acc:.4f}")
+    t_test = _test_acc(teacher.module, data, dev) if is_rank0() else None
+    log(f"teacher {teacher.name}: val acc {t_acc:.4f} (val: held out of the training images, which the teacher may "
+        "have seen)" + (f", test acc {t_test:.4f} (test split)" if t_test is not None else ""))
     rank0 = is_rank0()  # under torchrun the other processes train their shards and leave the rest to rank 0
     m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=rank0,
                       threads=cfg.budget.latency_threads, batch_size=cfg.budget.latency_batch_size, warmup=5,
                       repeats=30)
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
+    if save_config:
+        _record(cfg)
     res = fit(model, data, cfg.train, objective=objective, teacher=teacher.module, cache=cache, seed=cfg.seed,
               device=dev, out_dir=run / subdir, spec=spec,
               meta={**_meta(data), "distill": to_dict(cfg.distill), "teacher": teacher.fingerprint,
@@ -235,13 +252,15 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         log(f"τ-clipping (τ={cfg.process.tau}) skipped {100 * saved:.1f}% of pathway loss computations")
     out = {"spec": spec, "checkpoint": str(res.best_path), **{k: m[k] for k in ("params", "flops", "macs")},
            "latency": m.get("latency"), "peak_activation_bytes": m.get("peak_activation_bytes"),
-           "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "epochs": cfg.train.epochs,
+           "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "teacher_test_acc": t_test,
+           "epochs": cfg.train.epochs,
            "history": res.history,
            "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache,
            "process": cfg.distill.process, "process_replay": cfg.process.replay if cfg.distill.process else None,
            "pathway_loss_saved": saved}
     if write:
-        _write_run(cfg, run, "archkd distill", data, {"teacher": teacher.describe(), "final": out})
+        _write_run(cfg, run, "archkd distill", data,
+                   {"teacher": {**teacher.describe(), "val_acc": t_acc, "test_acc": t_test}, "final": out})
     return out
 
 
@@ -277,6 +296,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     seed_everything(cfg.seed)
     model = student if student is not None else _student(cfg, data)
     spec = model_spec(model)
+    _record(cfg)
     res, objective = search_with_config(model, teacher.module, data,
                                         replace(cfg.train, epochs=cfg.process.search_epochs), cfg.process,
                                         seed=cfg.seed, device=dev, log=log, out_dir=run / "process_student",
@@ -315,8 +335,6 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
     sc = cfg.search
-    if sc.guide not in ("kd", "ce"):
-        raise ArchkdError(f"unknown search.guide '{sc.guide}'", "use kd (KD-guided) or ce (NAS-then-KD baseline)")
     space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs)
     budget = Budget.from_config(cfg.budget)
     sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
@@ -351,7 +369,8 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                          num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
                          max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
                          definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
-                         grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress)
+                         grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress,
+                         on_start=lambda: _record(cfg))
         if res.best is None:
             raise ArchkdError("the search finished without a successful trial", "see the trial table above")
         b = res.best
@@ -497,12 +516,18 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
     ck_path = checkpoint or cfg.export.checkpoint or str(cfg.run_dir / "student" / "best.pt")
     model, ck = model_from_checkpoint(ck_path)
     pre = ck.get("preprocessing") or {}
-    if data is None:
-        _, data = prepare(_with(cfg, teacher_mean=pre.get("mean"), teacher_std=pre.get("std")), log, need_teacher=False)
+    if data is None:  # the data only gives a realistic parity batch; the normalisation is the checkpoint's own
+        data = load_data(cfg.data.source, cfg.data, seed=cfg.seed, cache_dir=_cache_root(cfg),
+                         progress=_data_progress(log))
+    want = ck.get("input_shape")
+    if want and list(want) != list(data.input_shape):
+        raise ArchkdError(f"{ck_path} takes {'×'.join(map(str, want))} inputs but data '{cfg.data.source}' is "
+                          f"{'×'.join(map(str, data.input_shape))}", "export with the data it was trained on: --data <path>")
+    normalize = Normalize(pre["mean"], pre["std"]) if pre.get("mean") and pre.get("std") else data.normalize
     x8, _, _ = next(data.val.batches(16, device=torch.device("cpu")))
-    example = data.normalize(x8)
+    example = normalize(x8)
     out = Path(out_dir) if out_dir else cfg.run_dir / "export"
-    meta = {"spec": ck["spec"], "preprocessing": pre or data.normalize.to_dict(), "classes": ck.get("classes"),
+    meta = {"spec": ck["spec"], "preprocessing": normalize.to_dict(), "classes": ck.get("classes"),
             "input_shape": ck.get("input_shape") or list(data.input_shape), "val_acc": ck.get("val_acc"),
             "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
     res = export_model(model, out, example, meta, formats=tuple(cfg.export.formats), atol=cfg.export.atol)
@@ -511,16 +536,6 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
          "metadata": str(d.get("metadata_path"))}
     log(f"exported to {out}: " + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.get("max_abs_diff", {}).items()))
     return d
-
-
-def _with(cfg: Config, teacher_mean: Any = None, teacher_std: Any = None) -> Config:
-    c = deepcopy(cfg)
-    if teacher_mean is not None:
-        c.teacher.mean = list(teacher_mean)
-    if teacher_std is not None:
-        c.teacher.std = list(teacher_std)
-    c.teacher.path = None
-    return c
 
 
 def demo(cfg: Config, log: Log | None = print) -> dict:
@@ -532,10 +547,8 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     run = _start(cfg)
     timings: dict[str, float] = {}
     log(f"[1/5] data and teacher — run directory {run}")
-    _, data = prepare(cfg, log, need_teacher=False)
-    if cfg.teacher.path:
-        teacher = load_teacher(cfg.teacher.path, cfg.teacher.weights, cfg.teacher.mean, cfg.teacher.std)
-        check_teacher(teacher, data)
+    teacher, data = prepare(cfg, log, need_teacher=False)
+    if teacher is not None:
         t_info = teacher.describe()
     else:
         t_info = train_teacher(cfg, log, data=data)
@@ -554,6 +567,8 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     final = distill(trial_config(cfg, s["best"]), log, teacher=teacher, data=data,
                     student=build_from_spec(s["best"]["spec"]))
     timings["final_s"] = final["seconds"]
+    if t_info.get("test_acc") is None:  # a given teacher: its accuracy as measured on this data, both splits
+        t_info = {**t_info, "val_acc": final["teacher_val_acc"], "test_acc": final["teacher_test_acc"]}
     log("[4/5] export")
     exp = export(cfg, checkpoint=final["checkpoint"], data=data, log=log)
     timings["total_s"] = time.perf_counter() - t0

@@ -9,11 +9,12 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 from archkd.config import Config, all_keys, load_config, to_dict
 from archkd.device import close_distributed, configure_threads, init_distributed, is_rank0
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 
 # flag dest -> config key
 FLAG_KEYS = {
@@ -55,8 +56,15 @@ def _latency(v: str) -> float:
         raise argparse.ArgumentTypeError(f"cannot read latency '{v}' (use e.g. 5ms)") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with archkd's one-line errors: ``archkd: error: <problem> — <fix>``, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ArchkdError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="archkd", description="Architecture-aware knowledge distillation: find, "
+    ap = _Parser(prog="archkd", description="Architecture-aware knowledge distillation: find, "
                                  "distill and export the best small student for a teacher and a budget.")
     sub = ap.add_subparsers(dest="verb", metavar="VERB")
 
@@ -276,8 +284,26 @@ def demo_defaults() -> Config:
     return cfg
 
 
+def _one_line_warnings() -> None:
+    """``ArchkdWarning``s print as one ``archkd: warning:`` line (no source line) and go into the run's log too;
+    other warnings keep Python's format, as they point at code rather than input."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202 - warnings' hook
+        if not issubclass(category, ArchkdWarning):
+            return default(message, category, filename, lineno, file, line)
+        if is_rank0():
+            print(f"archkd: warning: {message}", file=sys.stderr, flush=True)
+            from archkd.api import RUN_LOG
+
+            RUN_LOG.warning(f"warning: {message}")
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; under ``torchrun --nproc-per-node N`` each process joins the group and trains its shard."""
+    _one_line_warnings()
     try:
         init_distributed()
         code = run(argv)

@@ -12,11 +12,15 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from archkd.errors import ArchkdError
+
+
+# α normalisations of DistPro pathway weights (archkd.process.normalize implements each)
+Normalization = Literal["softmax", "softmax_bias", "sigmoid", "scaled_biased_softmax", "none"]
 
 
 @dataclass
@@ -36,6 +40,7 @@ class DataConfig:
     image_size: int | None = None
     num_workers: int = 2
     max_in_memory_mb: int = 4096
+    skip_corrupt: bool = False  # an image that does not decode: error (default) or skip it with a warning
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -45,12 +50,12 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 128
-    optimizer: str = "sgd"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
     step_milestones: list = field(default_factory=lambda: [0.5, 0.75])
     step_gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -74,6 +79,7 @@ class TeacherConfig:
     path: str | None = None
     arch: str = "resnet20"
     weights: str | None = None
+    kwargs: dict = field(default_factory=dict)  # constructor arguments of a module:factory or timm: teacher
     mean: list | None = None
     std: list | None = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=0.1))
@@ -112,18 +118,18 @@ class ProcessConfig:
     """DistPro: pathways (forward: student stage ≥ teacher stage, or all), transform, distance, α normalisation
     during the search and at replay, meta-optimiser, τ-clipping and the replay mode (searched | final | equal)."""
 
-    pathways: str = "forward"
+    pathways: Literal["forward", "all"] = "forward"
     transform: str = "attention"
     distance: str = "hcl"
-    normalization: str = "softmax"
-    replay_normalization: str = "scaled_biased_softmax"
+    normalization: Normalization = "softmax"
+    replay_normalization: Normalization = "scaled_biased_softmax"
     search_epochs: int = 2
     meta_val_fraction: float = 0.2
     alpha_lr: float = 0.1
     alpha_betas: list = field(default_factory=lambda: [0.5, 0.999])
     logit_kd: float = 0.0
     tau: float | None = None
-    replay: str = "searched"
+    replay: Literal["searched", "final", "equal"] = "searched"
     student_stages: list | None = None
     teacher_stages: list | None = None
 
@@ -134,7 +140,7 @@ class BudgetConfig:
     max_flops: int | None = None
     max_latency_ms: float | None = None
     max_memory_mb: float | None = None
-    latency_runtime: str = "onnxruntime"
+    latency_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     latency_threads: int = 1
     latency_batch_size: int = 1
 
@@ -161,7 +167,7 @@ class SearchConfig:
 
     method: str = "random"
     sampler_options: dict = field(default_factory=dict)
-    guide: str = "kd"
+    guide: Literal["kd", "ce"] = "kd"
     space: str = "stages"
     space_kwargs: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
@@ -171,10 +177,10 @@ class SearchConfig:
     storage: str | None = None
     study_name: str | None = None
     max_attempts_factor: int = 20
-    pruner: str = "none"
+    pruner: Literal["none", "median", "hyperband"] = "none"
     reward_target: float | None = None
     reward_metric: str = "latency_ms"
-    reward_mode: str = "soft"
+    reward_mode: Literal["soft", "hard"] = "soft"
     reward_alpha: float = -0.07
     reward_beta: float = -0.07
     top_k: int = 0
@@ -253,13 +259,20 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     """Convert ``value`` (from YAML or a CLI string) to the field's declared type."""
     if isinstance(value, str) and tp is not str:
         value = yaml.safe_load(value) if value.strip() else None
-    args = typing.get_args(tp)
+    args = typing.get_args(tp) if typing.get_origin(tp) is not Literal else ()
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), tp) if args else tp
     if value is None:
         if optional:
             return None
         raise ArchkdError(f"config key '{key}' cannot be empty", f"give it a {getattr(base, '__name__', base)} value")
+    if typing.get_origin(base) is Literal:
+        choices = [str(c) for c in typing.get_args(base)]
+        if str(value) not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            raise ArchkdError(f"config key '{key}' is {value!r}", f"choose one of {', '.join(choices)}"
+                              + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return str(value)
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -351,7 +364,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ArchkdError(f"run name '{cfg.name}' is not a single folder name",
                           "give --name a plain name (no '/', '..'); choose the parent folder with --runs-dir")
     check_ranges(cfg)
+    cfg.distill.features = [_feature(i, f) for i, f in enumerate(cfg.distill.features)]
     return cfg
+
+
+def _feature(i: int, item: Any) -> dict:
+    """One ``distill.features`` entry, checked against ``FeatureLossConfig`` (keys and types) when the config loads."""
+    key = f"distill.features[{i}]"
+    if isinstance(item, FeatureLossConfig):
+        item = dataclasses.asdict(item)
+    if not isinstance(item, dict):
+        raise ArchkdError(f"{key} is {item!r}, not a mapping",
+                          "write each feature loss as {loss: fitnet, student: <module>, teacher: <module>}")
+    f = FeatureLossConfig()
+    _apply(f, item, key + ".")
+    return dataclasses.asdict(f)
 
 
 # (dotted key, lowest allowed value, whether the bound itself is allowed): checked when the config loads, so a bad

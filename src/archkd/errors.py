@@ -13,3 +13,8 @@ class ArchkdError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if not fix else f"{problem} — {fix}")
+
+
+class ArchkdWarning(UserWarning):
+    """Something the user should know that does not stop the run (a skipped file, a cache rebuilt, a split that
+    lacks a class). The CLI prints it as one ``archkd: warning:`` line and into the run's log."""

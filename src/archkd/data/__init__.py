@@ -13,6 +13,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -23,7 +24,7 @@ from archkd.config import AugmentConfig, DataConfig
 from archkd.data.augment import Augment, Normalize, hash_uniform
 from archkd.data.sources import RawData, from_torch_dataset, open_source
 from archkd.device import default_cache_dir
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 
 __all__ = ["Augment", "Normalize", "ImageSet", "DataBundle", "load_data", "hash_uniform"]
 
@@ -135,6 +136,7 @@ class DataBundle:
     augment: Augment
     normalize: Normalize
     fingerprint: str
+    normalize_note: str | None = None  # set when the normalisation was estimated rather than given
 
     @property
     def num_classes(self) -> int:
@@ -152,9 +154,22 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def _stats(x: np.ndarray) -> tuple[list[float], list[float]]:
-    sample = x[: min(len(x), 5000)].astype(np.float64) / 255.0
-    return sample.mean(axis=(0, 2, 3)).tolist(), [max(s, 1e-3) for s in sample.std(axis=(0, 2, 3)).tolist()]
+STATS_SAMPLE = 5000
+
+
+def _stats(x: np.ndarray, idx: np.ndarray, seed: int) -> tuple[list[float], list[float], int]:
+    """Per-channel mean/std over a seeded random sample of ``x[idx]`` (``STATS_SAMPLE`` images at most).
+
+    Why random: image folders are read class by class, so the first N images may be two classes out of ten."""
+    if len(idx) > STATS_SAMPLE:
+        idx = np.sort(np.random.default_rng([seed, 5]).choice(idx, STATS_SAMPLE, replace=False))
+    sample = x[idx].astype(np.float64) / 255.0
+    std = [max(s, 1e-3) for s in sample.std(axis=(0, 2, 3)).tolist()]
+    return sample.mean(axis=(0, 2, 3)).tolist(), std, len(idx)
+
+
+def _channels(n: int) -> str:
+    return {1: "1 channel (grayscale)", 3: "3 channels (RGB)"}.get(n, f"{n} channels")
 
 
 def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: int = 0,
@@ -170,7 +185,8 @@ def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: in
     if not 0 < cfg.val_fraction < 1:
         raise ArchkdError(f"data.val_fraction={cfg.val_fraction} is out of range", "use a value in (0, 1), e.g. 0.1")
     if isinstance(source, str):
-        raw = open_source(source, cfg.image_size, cfg.max_in_memory_mb, cache_dir or default_cache_dir(), progress)
+        raw = open_source(source, cfg.image_size, cfg.max_in_memory_mb, cache_dir or default_cache_dir(), progress,
+                          cfg.skip_corrupt)
     elif isinstance(source, RawData):
         raw = source
     elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
@@ -208,13 +224,35 @@ def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: in
     aug_cfg = cfg.augment or AugmentConfig()
     pad = aug_cfg.crop_padding if aug_cfg.crop_padding is not None else raw.defaults.get("crop_padding", 0)
     flip = aug_cfg.flip if aug_cfg.flip is not None else raw.defaults.get("flip", False)
+    note = None
+    how = "give the teacher's own with teacher.mean=[...] teacher.std=[...]"
     if mean is None or std is None:
         if streaming:
             mean, std = [0.485, 0.456, 0.406][: input_shape[0]], [0.229, 0.224, 0.225][: input_shape[0]]
+            note = f"normalisation: ImageNet's mean/std (data too large to scan) — {how}"
         else:
-            mean, std = _stats(raw.x_train[tr])
-    if len(mean) != input_shape[0] or len(std) != input_shape[0]:
-        raise ArchkdError(f"normalisation has {len(mean)} channels but the data has {input_shape[0]}",
-                          "give teacher.mean/teacher.std with one value per input channel")
+            mean, std, k = _stats(raw.x_train, tr, seed)
+            note = (f"normalisation estimated from a seeded random sample of {k:,} of {len(tr):,} training images: "
+                    f"mean {_fmt(mean)}, std {_fmt(std)} — {how}")
+    for what, v in (("mean", mean), ("std", std)):
+        if len(v) != input_shape[0]:
+            raise ArchkdError(f"the teacher's normalisation is for {_channels(len(v))} but the data has "
+                              f"{_channels(input_shape[0])}", f"give data with {_channels(len(v))} for this teacher, "
+                              f"or set teacher.{what} with {input_shape[0]} value(s) if the teacher takes such input")
+    _check_test_classes(raw, test)
     return DataBundle(raw.name, raw.classes, input_shape, train, val, test,
-                      Augment(int(pad), bool(flip), int(aug_cfg.cutout)), Normalize(mean, std), fp)
+                      Augment(int(pad), bool(flip), int(aug_cfg.cutout)), Normalize(mean, std), fp, note)
+
+
+def _fmt(v: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.4f}" for x in v) + "]"
+
+
+def _check_test_classes(raw: RawData, test: ImageSet) -> None:
+    """A test split without some class gives an accuracy that silently ignores it: say which classes are missing."""
+    missing = sorted(set(np.unique(raw.y_train).tolist()) - set(np.unique(test.labels.numpy()).tolist()))
+    if missing:
+        names = ", ".join(repr(raw.classes[i]) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        warnings.warn(f"the test split has no images of {len(missing)} of {len(raw.classes)} classes ({names}); "
+                      "test accuracy does not cover them — add test images of every class", ArchkdWarning,
+                      stacklevel=3)

@@ -1,7 +1,8 @@
 """Dataset sources: each turns a user's reference into decoded uint8 arrays (or a file list to stream).
 
 Why decode once: small-image datasets fit in memory as uint8 (CIFAR-10 is 150 MB), so decoding JPEGs or pickles every
-epoch is waste. Decoded arrays are cached on disk keyed by source path, size and modification time.
+epoch is waste. Decoded arrays are cached on disk keyed by the path, size and modification time of every file (a
+single image replaced in place must not be served stale).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -45,6 +47,22 @@ def _fingerprint(*parts: Any) -> str:
 def _file_key(path: Path) -> str:
     st = path.stat()
     return _fingerprint(path.resolve(), st.st_size, int(st.st_mtime))
+
+
+def _tree_key(path: Path) -> str:
+    """Every file under ``path``: its relative name, size and modification time (ns). A stat per file is cheap next
+    to decoding it, and anything less (the first N files, the folder's own mtime) misses in-place replacements."""
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            st = os.stat(os.path.join(root, f))
+            h.update(f"{os.path.relpath(os.path.join(root, f), path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _source_key(path: Path) -> str:
+    return _file_key(path) if path.is_file() else _tree_key(path)
 
 
 def _to_uint8_nchw(x: np.ndarray, what: str) -> np.ndarray:
@@ -126,7 +144,7 @@ def load_cifar_python(path: Path) -> RawData:
     y = np.concatenate([np.asarray(p[lk]) for p in parts]).astype(np.int64)
     xt = np.asarray(test["data"]).reshape(-1, 3, 32, 32).astype(np.uint8)
     yt = np.asarray(test[lk]).astype(np.int64)
-    return RawData(path.name, x, y, xt, yt, classes, _file_key(path / ("test_batch" if lk == "labels" else "test")),
+    return RawData(path.name, x, y, xt, yt, classes, _tree_key(path),
                    defaults={"crop_padding": 4, "flip": True})
 
 
@@ -230,9 +248,28 @@ class _Reader:
         return {"root": self.root, "is_zip": self.is_zip, "_zip": None}
 
 
+def _why(err: Exception) -> str:
+    return str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+
+
+def _undecodable(path: Path, name: str, err: Exception) -> ArchkdError:
+    return ArchkdError(f"cannot decode image {path / name} ({_why(err)})",
+                       "remove or replace the file, or set data.skip_corrupt=true to skip such files with a warning")
+
+
+def _corrupt(path: Path, name: str, err: Exception, skip: bool) -> None:
+    """A file that does not decode: a one-line error naming it, or (``data.skip_corrupt``) a warning."""
+    if not skip:
+        raise _undecodable(path, name, err) from None
+    warnings.warn(f"skipping undecodable image {path / name} ({_why(err)})", ArchkdWarning, stacklevel=2)
+
+
 def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
-                      progress: Callable[[str, int], Any] | None = None) -> RawData:
-    """ImageFolder layout (``[train|test]/<class>/<image>``), as a directory or a ``.zip``."""
+                      progress: Callable[[str, int], Any] | None = None, skip_corrupt: bool = False) -> RawData:
+    """ImageFolder layout (``[train|test]/<class>/<image>``), as a directory or a ``.zip``.
+
+    A file that does not decode is an error naming it, or with ``skip_corrupt`` a warning and the file is left out
+    (of in-memory data; a streamed set fails on the file when it is read)."""
     from PIL import Image
 
     reader = _Reader(path)
@@ -248,13 +285,19 @@ def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
     if not train:
         raise ArchkdError(f"no training images in {path}", "put images under train/<class>/ or <class>/")
     cidx = {c: i for i, c in enumerate(classes)}
-    first = Image.open(io.BytesIO(reader.read(train[0][0])))
+    first = None
+    for n, _ in train:  # the first image that opens decides colour mode and size
+        try:
+            first = Image.open(io.BytesIO(reader.read(n)))
+            break
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
+            _corrupt(path, n, e, skip_corrupt)
+    if first is None:
+        raise ArchkdError(f"no training image in {path} can be decoded", "check the files are images")
     mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
     size = image_size or (first.size[0] if first.size[0] == first.size[1] else min(first.size))
     chans = 1 if mode == "L" else 3
-    fp = _file_key(path) if path.is_file() else _fingerprint(path.resolve(), len(names), max(
-        (path / n).stat().st_mtime for n, _ in train[:1000]))
-    fp = _fingerprint(fp, size, mode)
+    fp = _fingerprint(_source_key(path), size, mode, skip_corrupt)
     est_mb = (len(train) + len(test)) * chans * size * size / 2**20
     defaults = {"crop_padding": max(1, size // 8), "flip": True}
     items_tr = [(n, cidx[c]) for n, c in train]
@@ -265,18 +308,22 @@ def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
                        stream_train=items_tr, stream_test=items_te or None,
                        opener=_StreamOpener(reader, mode, size))
 
-    def decode_all(items: list[tuple[str, int]], label: str) -> np.ndarray:
+    def decode_all(items: list[tuple[str, int]], label: str) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(items), chans, size, size), dtype=np.uint8)
+        kept = np.ones(len(items), dtype=bool)
         for k, (n, _) in enumerate(items):
-            out[k] = _decode(reader.read(n), mode, size)
+            try:
+                out[k] = _decode(reader.read(n), mode, size)
+            except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
+                _corrupt(path, n, e, skip_corrupt)
+                kept[k] = False
             if progress and (k % 2000 == 0 or k == len(items) - 1):
                 progress(f"decoding {label}", k + 1)
-        return out
+        return out[kept], np.array([y for _, y in items], dtype=np.int64)[kept]
 
-    x_tr = decode_all(items_tr, "train")
-    x_te = decode_all(items_te, "test") if items_te else None
-    return RawData(path.stem, x_tr, np.array([y for _, y in items_tr], dtype=np.int64), x_te,
-                   np.array([y for _, y in items_te], dtype=np.int64) if items_te else None, classes, fp, defaults)
+    x_tr, y_tr = decode_all(items_tr, "train")
+    x_te, y_te = decode_all(items_te, "test") if items_te else (None, None)
+    return RawData(path.stem, x_tr, y_tr, x_te, y_te, classes, fp, defaults)
 
 
 class _StreamOpener:
@@ -284,7 +331,10 @@ class _StreamOpener:
         self.reader, self.mode, self.size = reader, mode, size
 
     def __call__(self, name: str) -> np.ndarray:
-        return _decode(self.reader.read(name), self.mode, self.size)
+        try:
+            return _decode(self.reader.read(name), self.mode, self.size)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
+            raise _undecodable(self.reader.root, name, e) from None
 
 
 def from_torch_dataset(ds: Any, name: str = "dataset", classes: list[str] | None = None) -> RawData:
@@ -310,7 +360,8 @@ def from_torch_dataset(ds: Any, name: str = "dataset", classes: list[str] | None
 
 
 def open_source(source: str, image_size: int | None = None, max_in_memory_mb: int = 4096,
-                cache_dir: str | None = None, progress: Callable[[str, int], Any] | None = None) -> RawData:
+                cache_dir: str | None = None, progress: Callable[[str, int], Any] | None = None,
+                skip_corrupt: bool = False) -> RawData:
     """Dispatch a data reference to its loader; decoded in-memory data is cached on disk as ``.npz``."""
     if source == "digits":
         return load_digits_source()
@@ -323,14 +374,14 @@ def open_source(source: str, image_size: int | None = None, max_in_memory_mb: in
     if path.suffix.lower() == ".npz":
         return load_npz(path)
     if path.is_dir() or path.suffix.lower() == ".zip":
-        return _cached(path, image_size, max_in_memory_mb, cache_dir, progress)
+        return _cached(path, image_size, max_in_memory_mb, cache_dir, progress, skip_corrupt)
     raise ArchkdError(f"unsupported data format: {path.name}",
                       "use digits, a CIFAR python folder, an ImageFolder directory or .zip, or an .npz file")
 
 
 def _cached(path: Path, image_size: int | None, max_mb: int, cache_dir: str | None,
-            progress: Callable[[str, int], Any] | None) -> RawData:
-    key = _fingerprint(path.resolve(), _file_key(path) if path.is_file() else path.stat().st_mtime, image_size)
+            progress: Callable[[str, int], Any] | None, skip_corrupt: bool = False) -> RawData:
+    key = _fingerprint(_source_key(path), image_size, skip_corrupt)
     cfile = Path(cache_dir) / "decoded" / f"{path.stem}-{key}.npz" if cache_dir else None
     if cfile is not None and cfile.exists():
         try:
@@ -340,7 +391,7 @@ def _cached(path: Path, image_size: int | None, max_mb: int, cache_dir: str | No
                            str(z["fingerprint"]), {"crop_padding": int(z["pad"]), "flip": bool(z["flip"])})
         except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never fatal
             cfile.unlink(missing_ok=True)
-    raw = load_image_folder(path, image_size, max_mb, progress)
+    raw = load_image_folder(path, image_size, max_mb, progress, skip_corrupt)
     if cfile is not None and raw.x_train is not None:
         cfile.parent.mkdir(parents=True, exist_ok=True)
         tmp = cfile.with_suffix(".tmp.npz")

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from archkd.distill.checkpoint import atomic_save
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -74,9 +74,12 @@ class TeacherCache:
                 d = torch.load(p, weights_only=True)
                 if d["logits"].shape == (n, self.num_classes) and _digest(d["logits"]) == d["sha256"]:
                     return d["logits"], d["filled"]
-                warnings.warn(f"teacher cache {p} failed its integrity check; recomputing", stacklevel=2)
+                warnings.warn(f"teacher cache {p} failed its integrity check; recomputing its logits", ArchkdWarning,
+                              stacklevel=2)
             except Exception as e:  # noqa: BLE001 - a damaged cache file is recomputed, never fatal
-                warnings.warn(f"teacher cache {p} is unreadable ({e}); recomputing", stacklevel=2)
+                why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+                warnings.warn(f"teacher cache {p} is unreadable ({why}); recomputing its logits", ArchkdWarning,
+                              stacklevel=2)
             p.unlink(missing_ok=True)
         return torch.zeros(n, self.num_classes, dtype=torch.float16), torch.zeros(n, dtype=torch.bool)
 

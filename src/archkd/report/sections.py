@@ -108,8 +108,9 @@ def summary_section(results: dict[str, Any]) -> str | None:
         sub = f"budget ≤ {fmt_si(budget['max_params'])}" if is_num(budget.get("max_params")) else None
         cards.append(card("Student params", fmt_int(final["params"]), sub))
     if teacher.get("test_acc") is not None:
-        sub = f"{teacher['name']}, {fmt_int(teacher.get('params'))} params" if teacher.get("name") else None
-        cards.append(card("Teacher test acc", fmt_pct(teacher["test_acc"]), sub))
+        parts = ([f"val {fmt_pct(teacher['val_acc'])}"] if is_num(teacher.get("val_acc")) else []) + \
+                ([f"{teacher['name']}, {fmt_int(teacher.get('params'))} params"] if teacher.get("name") else [])
+        cards.append(card("Teacher test acc", fmt_pct(teacher["test_acc"]), " · ".join(parts) or None))
     if is_num(teacher.get("params")) and is_num(final.get("params")) and final["params"] > 0:
         cards.append(card("Compression", f"{teacher['params'] / final['params']:.1f}×", "teacher / student params"))
     if trials:

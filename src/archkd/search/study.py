@@ -406,18 +406,22 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                num_classes: int, pruner: str = "none", max_attempts: int | None = None,
                reward: Reward | None = None, log: Callable[[str], None] | None = print,
                definition: dict | None = None, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
-               poll: float = 1.0, progress: Progress | None = None) -> SearchResult:
+               poll: float = 1.0, progress: Progress | None = None,
+               on_start: Callable[[], None] | None = None) -> SearchResult:
     """Work on the study until it holds ``n_trials`` trials within budget (its total, whoever trained them).
 
     ``evaluate(candidate, report) -> TrialOutcome`` trains one candidate; the trial's value is
     ``reward(accuracy, metrics)`` (plain accuracy by default). ``report(step, accuracy)`` forwards intermediate values
     to the pruner and raises ``optuna.TrialPruned`` when told to stop. Every finished trial carries a ``reward``
     attribute (0 for over-budget candidates) that learning samplers read. ``max_attempts`` bounds the over-budget
-    candidates this worker may draw in a row before it gives up on the budget.
+    candidates this worker may draw in a row before it gives up on the budget. ``on_start()`` runs once the budget
+    and the study's definition are accepted, before any trial (the caller records its config then).
     """
     reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
     study = open_study(storage, study_name, sampler, pruner, definition=definition)
+    if on_start is not None:
+        on_start()
     lock = Path(storage[len("sqlite:///"):] + ".lock") if storage.startswith("sqlite:///") else None
     worker = Worker(study, heartbeat, grace, max_retry, log, lock=lock)
     table = TrialTable(log)

@@ -1,10 +1,12 @@
 """archkd.teacher — bring your own teacher, and check it against the data before any training.
 
 Contract:
-- ``load_teacher(ref, weights=None, mean=None, std=None) -> Teacher``. ``ref`` is an archkd checkpoint, a TorchScript
-  file (its JSON sidecar gives normalisation, classes and input shape), ``module.path:factory`` (with ``weights``, a
-  state dict loaded with ``weights_only=True``) or ``timm:<name>`` (optional extra). Loaders live in a registry:
-  ``register_teacher_loader(name, matches)`` adds one in one file.
+- ``load_teacher(ref, weights=None, mean=None, std=None, kwargs=None) -> Teacher``. ``ref`` is an archkd checkpoint,
+  a TorchScript file (its JSON sidecar gives normalisation, classes and input shape), ``module.path:factory`` (called
+  with ``kwargs``; ``weights`` is a state dict loaded with ``weights_only=True``) or ``timm:<name>`` (optional extra;
+  ``kwargs`` go to ``timm.create_model``). Loaders live in a registry: ``register_teacher_loader(name, matches)`` adds
+  ``fn(ref, weights, kwargs)`` in one file.
+- Weights that do not fit the built model name the first missing, unexpected and mis-shaped keys.
 - ``check_teacher(teacher, data)``: class count, input channels and size, normalisation — a one-line error on mismatch.
 - A ``Teacher`` is frozen and always in eval mode; ``fingerprint`` (a content hash) keys the teacher-output cache.
 """
@@ -23,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 
 
 @dataclass
@@ -54,7 +56,7 @@ LOADERS: list[tuple[str, Callable[[str], bool], Callable[..., Teacher]]] = []
 
 
 def register_teacher_loader(name: str, matches: Callable[[str], bool]) -> Callable:
-    """Register ``fn(ref, weights) -> Teacher`` for references where ``matches(ref)``; first match wins."""
+    """Register ``fn(ref, weights, kwargs) -> Teacher`` for references where ``matches(ref)``; first match wins."""
 
     def deco(fn: Callable[..., Teacher]) -> Callable[..., Teacher]:
         LOADERS.append((name, matches, fn))
@@ -77,22 +79,24 @@ def _is_module_ref(ref: str) -> bool:
 
 
 @register_teacher_loader("timm", lambda ref: ref.startswith("timm:"))
-def _load_timm(ref: str, weights: str | None = None) -> Teacher:
+def _load_timm(ref: str, weights: str | None, kwargs: dict) -> Teacher:
     try:
         import timm
     except ImportError:
         raise ArchkdError("timm teachers need the optional timm package", "pip install 'archkd[timm]'") from None
     name = ref.split(":", 1)[1]
     try:
-        module = timm.create_model(name, pretrained=False)
+        module = timm.create_model(name, pretrained=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - timm's error for an unknown model is the user's to fix
-        raise ArchkdError(f"timm cannot build '{name}' ({e})", "check the name with timm.list_models()") from None
+        raise ArchkdError(f"timm cannot build '{name}' ({_first_line(e)})",
+                          "check the name with timm.list_models() and teacher.kwargs") from None
     paths = []
     if weights:
-        module.load_state_dict(_state_dict(weights))
+        _load_weights(module, weights, ref)
         paths.append(Path(weights))
     cfg = getattr(module, "pretrained_cfg", {}) or {}
-    return Teacher(module, name, ref, _sha(*paths) if paths else hashlib.sha256(ref.encode()).hexdigest()[:20],
+    fp = _sha(*paths) if paths else hashlib.sha256(ref.encode()).hexdigest()[:20]
+    return Teacher(module, name, ref, _with_kwargs(fp, kwargs),
                    mean=list(cfg.get("mean", [])) or None, std=list(cfg.get("std", [])) or None,
                    input_shape=tuple(cfg["input_size"]) if "input_size" in cfg else None)
 
@@ -109,22 +113,60 @@ def _state_dict(weights: str) -> dict:
     return sd
 
 
+def _with_kwargs(fingerprint: str, kwargs: dict) -> str:
+    """Constructor arguments are part of the teacher's identity (they may change what it computes)."""
+    if not kwargs:
+        return fingerprint
+    return hashlib.sha256(f"{fingerprint}|{json.dumps(kwargs, sort_keys=True, default=str)}".encode()).hexdigest()[:20]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+
+
+def _load_weights(module: nn.Module, weights: str, ref: str) -> None:
+    """Load a state dict strictly, naming what does not fit (PyTorch's own message lists every key over many lines).
+
+    A ``module.`` prefix on every key (saved from DistributedDataParallel) is removed first."""
+    sd = _state_dict(weights)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k} is {tuple(sd[k].shape)} in the file but {tuple(own[k].shape)} in the model" for k in own
+              if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
+    problems = ([f"{len(missing)} missing (first: {', '.join(missing[:3])})"] if missing else []) + \
+               ([f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})"] if unexpected else []) + \
+               ([f"{len(shapes)} of another shape (first: {shapes[0]})"] if shapes else [])
+    if problems:
+        raise ArchkdError(f"weights {weights} do not fit '{ref}': keys " + "; ".join(problems),
+                          "use the weights saved from this architecture, or set teacher.kwargs so the factory builds "
+                          "it (e.g. num_classes)")
+    module.load_state_dict(sd)
+
+
 @register_teacher_loader("factory", _is_module_ref)
-def _load_factory(ref: str, weights: str | None = None) -> Teacher:
+def _load_factory(ref: str, weights: str | None, kwargs: dict) -> Teacher:
     mod_name, fn_name = ref.split(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as e:
         raise ArchkdError(f"cannot import teacher factory '{ref}' ({e})", "check module.path:function is importable") from None
-    module = fn()
     if weights is None:
         raise ArchkdError(f"teacher factory '{ref}' needs weights", "set teacher.weights=<state dict file>")
     try:
-        module.load_state_dict(_state_dict(weights))
-    except RuntimeError as e:
-        raise ArchkdError(f"weights {weights} do not fit '{ref}' ({str(e).splitlines()[0]})",
-                          "use the checkpoint saved from this architecture") from None
-    return Teacher(module, fn_name, ref, _sha(Path(weights)))
+        module = fn(**kwargs)
+    except Exception as e:  # noqa: BLE001 - the factory is the user's code; its failure is theirs to fix
+        raise ArchkdError(f"teacher factory '{ref}' raised {_first_line(e)}",
+                          "fix the factory or the arguments it gets from teacher.kwargs") from None
+    if not isinstance(module, nn.Module):
+        raise ArchkdError(f"teacher factory '{ref}' returned {type(module).__name__}, not a torch.nn.Module",
+                          "return the model from the factory")
+    _load_weights(module, weights, ref)
+    return Teacher(module, fn_name, ref, _with_kwargs(_sha(Path(weights)), kwargs),
+                   info={"kwargs": dict(kwargs)} if kwargs else {})
 
 
 def _sidecar(path: Path) -> dict:
@@ -143,7 +185,10 @@ def _sidecar(path: Path) -> dict:
 
 
 @register_teacher_loader("file", lambda ref: True)
-def _load_file(ref: str, weights: str | None = None) -> Teacher:
+def _load_file(ref: str, weights: str | None, kwargs: dict) -> Teacher:
+    if kwargs:
+        raise ArchkdError(f"teacher.kwargs were given but {ref} is a file, built already",
+                          "drop teacher.kwargs (they apply to module:factory and timm: teachers)")
     path = Path(ref).expanduser()
     if not path.is_file():
         raise ArchkdError(f"teacher file not found: {ref}",
@@ -185,11 +230,13 @@ def _load_file(ref: str, weights: str | None = None) -> Teacher:
 
 
 def load_teacher(ref: str, weights: str | None = None, mean: list[float] | None = None,
-                 std: list[float] | None = None) -> Teacher:
-    """Load a teacher through the first matching loader; explicit ``mean``/``std`` override its metadata."""
+                 std: list[float] | None = None, kwargs: dict | None = None) -> Teacher:
+    """Load a teacher through the first matching loader; explicit ``mean``/``std`` override its metadata.
+
+    Loading runs code by design: a TorchScript file carries its program, and ``module:factory`` imports a module."""
     for _name, matches, fn in LOADERS:
         if matches(ref):
-            t = fn(ref, weights)
+            t = fn(ref, weights, dict(kwargs or {}))
             break
     if mean is not None:
         t.mean = list(mean)
@@ -236,4 +283,4 @@ def check_teacher(teacher: Teacher, data: "DataBundle") -> None:  # noqa: F821
         close = difflib.SequenceMatcher(None, teacher.classes, data.classes).ratio()
         if close < 1:
             warnings.warn(f"teacher class names {teacher.classes[:3]}... differ from the data's {data.classes[:3]}...;"
-                          " assuming the same order", stacklevel=2)
+                          " assuming the same order", ArchkdWarning, stacklevel=2)
