@@ -41,3 +41,12 @@ def write_result(path: str | Path, payload: dict) -> dict:
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return payload
+
+
+def fill_presets(args, presets: dict, bench: str):
+    """Flags left unset take the dataset's preset; the JSON goes to ``results/<bench>_<dataset>.json`` by default."""
+    for k, v in presets[args.dataset].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.out = args.out or str(RESULTS / f"{bench}_{args.dataset}.json")
+    return args

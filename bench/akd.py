@@ -55,6 +55,8 @@ from archkd.search import Reward
 from archkd.spaces import create_space
 from archkd.teacher import Teacher
 
+from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CIFAR_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -124,12 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "runs dir, so every invocation pays the same cache fills)")
     p.add_argument("--out", help="JSON path (default bench/results/akd_<dataset>.json)")
     p.add_argument("--verbose", action="store_true", help="also print the library's log (trial tables, epochs)")
-    args = p.parse_args(argv)
-    for k, v in PRESETS[args.dataset].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    args.out = args.out or str(RESULTS / f"akd_{args.dataset}.json")
-    return args
+    return fill_presets(p.parse_args(argv), PRESETS, "akd")
 
 
 def make_logger(path: Path, verbose: bool) -> Log:

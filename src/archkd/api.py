@@ -335,7 +335,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
     sc = cfg.search
-    space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs)
+    space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs).scale_to(cfg.budget.max_params)
     budget = Budget.from_config(cfg.budget)
     sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
                              feasible=budget.feasibility(space, data.input_shape, data.num_classes),
@@ -366,7 +366,8 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     try:
         res = run_search(space, announced if n_proc > 1 else objective, storage=storage, study_name=study_name, sampler=sampler,
                          n_trials=sc.n_trials, budget=budget, input_shape=data.input_shape,
-                         num_classes=data.num_classes, pruner=sc.pruner, reward=reward,
+                         num_classes=data.num_classes, pruner=sc.pruner, pruner_options=sc.pruner_options,
+                         reward=reward,
                          max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
                          definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
                          grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress,
@@ -423,9 +424,9 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
              if k not in ("epochs", "data_fraction", "bn_recalibration", "tensorboard")}
     # the space by its dimensions (recipe ones included), not by how its options were spelled; the data by what it
     # is (classes, sizes, shape, augmentation, normalisation), not by where it lies on this machine
-    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "guide", "epochs", "data_fraction", "bn_recalibration",
+    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration",
                                                       "reward_target", "reward_metric", "reward_mode", "reward_alpha",
-                                                      "reward_beta", "process", "pruner")},
+                                                      "reward_beta", "process", "pruner", "pruner_options")},
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
                "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
                "space_dims": space.describe()["dims"]}
@@ -458,8 +459,8 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
         seed_everything(cfg.seed)
         subdir = f"final/{rank:02d}_trial{t['number']:04d}"
         if world()[1] > 1:
-            broadcast_object(("distill", (run_cfg, t["spec"], subdir)))
-        r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["spec"]), subdir=subdir,
+            broadcast_object(("distill", (run_cfg, t["student_spec"], subdir)))
+        r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["student_spec"]), subdir=subdir,
                     save_config=False, resume=True)
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
         metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
@@ -565,7 +566,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
 
     seed_everything(cfg.seed)
     final = distill(trial_config(cfg, s["best"]), log, teacher=teacher, data=data,
-                    student=build_from_spec(s["best"]["spec"]))
+                    student=build_from_spec(s["best"]["student_spec"]))
     timings["final_s"] = final["seconds"]
     if t_info.get("test_acc") is None:  # a given teacher: its accuracy as measured on this data, both splits
         t_info = {**t_info, "val_acc": final["teacher_val_acc"], "test_acc": final["teacher_test_acc"]}

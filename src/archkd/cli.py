@@ -48,6 +48,16 @@ def _teacher_student(p: argparse.ArgumentParser, teacher_help: str) -> None:
                    help="take the architecture from a checkpoint (e.g. a search trial's best.pt)")
 
 
+def _count(v: str) -> int:
+    """A count with an optional SI suffix: 30000, 30k, 1.5M, 2G."""
+    t = v.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
+    try:
+        return int(round(float(t[:-1] if scale > 1 else t) * scale))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read count '{v}' (use e.g. 30000, 30k or 1M)") from None
+
+
 def _latency(v: str) -> float:
     v = v.strip().lower()
     try:
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--teacher", help="use this teacher instead of training one")
     p.add_argument("--n-trials", dest="n_trials", type=int)
-    p.add_argument("--max-params", dest="max_params", type=int)
+    p.add_argument("--max-params", dest="max_params", type=_count, help="e.g. 30k, 1M")
 
     p = sub.add_parser("teacher", help="teacher operations")
     tsub = p.add_subparsers(dest="teacher_verb", metavar="ACTION")
@@ -104,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--teacher")
     p.add_argument("--teacher-weights", dest="teacher_weights")
-    p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware)")
+    p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware), "
+                   "autokd (NAGO family + KD recipe, TPE with Hyperband) or autokd-gp (GP-based BO)")
     p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
     p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
     p.add_argument("--epochs", type=int, help="epochs of the full recipe (train.epochs) for the top-k re-training")
@@ -114,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage shared by the workers: sqlite:///f.db (default: in the run "
                    "directory), journal:f.log (processes on one machine), postgresql://user@host/db (many machines)")
     p.add_argument("--study", help="study name in the storage (default: the run name); workers with the same join it")
-    p.add_argument("--max-params", dest="max_params", type=int)
-    p.add_argument("--max-flops", dest="max_flops", type=int)
+    p.add_argument("--max-params", dest="max_params", type=_count, help="e.g. 30k, 1M")
+    p.add_argument("--max-flops", dest="max_flops", type=_count, help="e.g. 5M, 1G")
     p.add_argument("--latency-target", dest="latency_target", type=_latency,
                    help="reward target T, e.g. 5ms: score = acc × (latency/T)^w (soft; hard with search.reward_mode=hard)")
     p.add_argument("--max-latency", dest="max_latency", type=_latency, help="hard latency budget, e.g. 5ms")

@@ -7,6 +7,7 @@ error that names the closest valid key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import typing
@@ -178,6 +179,7 @@ class SearchConfig:
     study_name: str | None = None
     max_attempts_factor: int = 20
     pruner: Literal["none", "median", "hyperband"] = "none"
+    pruner_options: dict = field(default_factory=dict)
     reward_target: float | None = None
     reward_metric: str = "latency_ms"
     reward_mode: Literal["soft", "hard"] = "soft"
@@ -345,7 +347,7 @@ def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 flags: dict[str, Any] | None = None, base: Config | None = None) -> Config:
     """Resolve a config: defaults (or ``base``) < YAML ``path`` < ``flags`` (dotted keys) < ``overrides``."""
-    cfg = base if base is not None else Config()
+    data = None
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -354,12 +356,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ArchkdError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]})", "fix the YAML syntax") from None
-        _apply(cfg, data)
-    for k, v in (flags or {}).items():
-        if v is not None:
+
+    def resolve(start: Config, preset: dict) -> Config:
+        cfg = copy.deepcopy(start)
+        for k, v in preset.items():
+            set_key(cfg, k, copy.deepcopy(v))
+        if data is not None:
+            _apply(cfg, data)
+        for k, v in (flags or {}).items():
+            if v is not None:
+                set_key(cfg, k, v)
+        for k, v in parse_overrides(overrides or []):
             set_key(cfg, k, v)
-    for k, v in parse_overrides(overrides or []):
-        set_key(cfg, k, v)
+        return cfg
+
+    start = base if base is not None else Config()
+    cfg = resolve(start, {})
+    if cfg.search.method in METHOD_PRESETS:  # the method's defaults go under everything the user set
+        cfg = resolve(start, METHOD_PRESETS[cfg.search.method])
     if not cfg.name or cfg.name in (".", "..") or any(c in cfg.name for c in "/\\"):
         raise ArchkdError(f"run name '{cfg.name}' is not a single folder name",
                           "give --name a plain name (no '/', '..'); choose the parent folder with --runs-dir")
@@ -379,6 +393,18 @@ def _feature(i: int, item: Any) -> dict:
     f = FeatureLossConfig()
     _apply(f, item, key + ".")
     return dataclasses.asdict(f)
+
+
+# A search method that is more than a sampler brings its defaults: what its paper searches and how. They sit above the
+# built-in defaults and below the YAML file, flags and overrides, so `--method autokd --space stages` still works.
+_KD_RECIPE = {"distill.temperature": {"low": 1.0, "high": 20.0, "log": True}, "distill.alpha": {"low": 0.0, "high": 1.0}}
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    # AutoKD, BOHB-style: TPE proposes generator + KD recipe, Hyperband (η = 2 as in NAGO) stops weak families early
+    "autokd": {"search.space": "nago", "search.recipe": _KD_RECIPE, "search.pruner": "hyperband",
+               "search.pruner_options": {"reduction_factor": 2}},
+    # AutoKD with GP-based BO (Optuna's GPSampler): every family is trained to the end
+    "autokd-gp": {"search.space": "nago", "search.recipe": _KD_RECIPE},
+}
 
 
 # (dotted key, lowest allowed value, whether the bound itself is allowed): checked when the config loads, so a bad

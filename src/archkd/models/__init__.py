@@ -17,6 +17,7 @@ from archkd.models.registry import build_from_spec, create_model, list_models, m
 # Importing the architecture modules registers them.
 from archkd.models import mnas as _mnas  # noqa: E402,F401
 from archkd.models import mobilenetv2 as _mobilenetv2  # noqa: E402,F401
+from archkd.models import nago as _nago  # noqa: E402,F401
 from archkd.models import resnet as _resnet  # noqa: E402,F401
 from archkd.models import shufflenetv2 as _shufflenetv2  # noqa: E402,F401
 from archkd.models import stagenet as _stagenet  # noqa: E402,F401

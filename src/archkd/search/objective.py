@@ -9,7 +9,9 @@ for this trial only.
 
 Checkpoints live in ``trials/<slot>``: a retry of an interrupted trial has the same slot, and ``fit(resume=True)``
 continues from the slot's last epoch (model, optimiser, schedule, RNG; the data order is a function of seed and
-epoch), so an interruption costs at most one epoch of that trial.
+epoch), so an interruption costs at most one epoch of that trial. A generator space's candidate stands for a family
+of k networks (``Candidate.members``): each is trained in ``trials/<slot>/m<j>`` and the trial's value is their mean
+(``family_outcome``).
 """
 from __future__ import annotations
 
@@ -48,26 +50,41 @@ class KDTrialObjective:
         self.process, self.metrics, self.tensorboard, self.progress = process, metrics, tensorboard, progress
 
     def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
-        seed_everything(self.seed)
-        model = build_from_spec(candidate.spec)
-        out = self.trials_dir / f"{candidate.slot:04d}" if self.trials_dir else None
+        """Train every member of the candidate; its value is their mean validation accuracy.
+
+        For a family of k networks, ``report`` sees step ``j·E + e`` (epoch e of member j, E epochs each) with the mean
+        over the members trained so far and member j's current accuracy, so a pruner compares trials at equal numbers
+        of trained epochs."""
+        members = candidate.members or (candidate.spec,)
         train, distill = apply_recipe(self.train, self.distill, candidate.recipe)
-        sink = MetricsLog(self.metrics, f"trial {candidate.number}", self.tensorboard) if self.metrics else None
+        base = self.trials_dir / f"{candidate.slot:04d}" if self.trials_dir else None
+        outcomes: list[TrialOutcome] = []
+        for j, spec in enumerate(members):
+            name = f"trial {candidate.number}" + (f" member {j}" if len(members) > 1 else "")
+            sink = MetricsLog(self.metrics, name, self.tensorboard) if self.metrics else None
+            done = [o.val_acc for o in outcomes]
 
-        def on_epoch(epoch: int, row: dict) -> None:
-            if sink:
-                sink.write(row)
-            if "val_acc" in row:
-                report(epoch, row["val_acc"])
+            def on_epoch(epoch: int, row: dict, sink=sink, done=done, j=j) -> None:
+                if sink:
+                    sink.write(row)
+                if "val_acc" in row:
+                    report(j * train.epochs + epoch, (sum(done) + row["val_acc"]) / (len(done) + 1))
 
+            out = base / f"m{j}" if base is not None and len(members) > 1 else base
+            outcomes.append(self._member(spec, train, distill, out, on_epoch, candidate))
+        return outcomes[0] if len(outcomes) == 1 else family_outcome(members, outcomes)
+
+    def _member(self, spec: dict, train: TrainConfig, distill: DistillConfig | None, out: Path | None,
+                on_epoch: Callable[[int, dict], None], candidate: Candidate) -> TrialOutcome:
+        seed_everything(self.seed)
+        model = build_from_spec(spec)
         if self.process is not None:
-            return self._process_trial(model, train, candidate.spec, out, on_epoch, self._identity(candidate, None))
+            return self._process_trial(model, train, spec, out, on_epoch, self._identity(candidate, None))
         objective = objective_from_config(distill, train.label_smoothing)
-
         res = fit(model, self.data, train, objective=objective,
                   teacher=self.teacher.module if (self.teacher and objective.uses_teacher) else None,
                   cache=self.cache if objective.uses_teacher else None, seed=self.seed, device=self.device,
-                  out_dir=out, spec=candidate.spec, meta=self._identity(candidate, distill), on_epoch=on_epoch, log=None,
+                  out_dir=out, spec=spec, meta=self._identity(candidate, distill), on_epoch=on_epoch, log=None,
                   resume=True, progress=self.progress)
         return TrialOutcome(res.best_val_acc, {"epochs": train.epochs, "resumed_at_epoch": res.resumed_at_epoch,
                                                "checkpoint": str(res.best_path) if res.best_path else None,
@@ -92,3 +109,17 @@ class KDTrialObjective:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd
                                                 {"student_spec": spec, "teacher": self.teacher.fingerprint}).resolve())
         return TrialOutcome(res.val_acc, extra)
+
+
+def family_outcome(members: tuple, outcomes: list[TrialOutcome]) -> TrialOutcome:
+    """A family's value: the mean validation accuracy of its k members (AutoKD scores the generator, not one draw).
+
+    The trial keeps the spread (``family_accs``, ``family_std``, the population standard deviation) and the best
+    member's spec (``family_best_spec``) and checkpoint, which the final re-training takes; the trial's own ``spec``
+    and budget metrics stay those of member 0, where they were measured."""
+    accs = [o.val_acc for o in outcomes]
+    best = max(range(len(accs)), key=lambda i: accs[i])
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
+    return TrialOutcome(mean, {**outcomes[best].attrs, "family_best_spec": members[best], "family_accs": accs,
+                               "family_std": std, "family_best_member": best})

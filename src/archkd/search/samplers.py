@@ -128,3 +128,20 @@ def _gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | No
         **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's Gaussian-process sampler; it models each budget constraint with a GP of its own."""
     return optuna.samplers.GPSampler(seed=seed, **options)
+
+
+@register_sampler("autokd")
+def _autokd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+            **options: Any) -> optuna.samplers.BaseSampler:
+    """AutoKD's BOHB-style optimiser, model part: a multivariate TPE over the generator and KD recipe (the preset
+    pairs it with Hyperband over trained epochs). Multivariate because generator dimensions interact (a graph's K
+    only matters with its node count); 5 random start-up trials instead of 10, since each trial trains k networks."""
+    return optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 5, **options})
+
+
+@register_sampler("autokd-gp")
+def _autokd_gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+               **options: Any) -> optuna.samplers.BaseSampler:
+    """AutoKD with GP-based BO: Optuna's GPSampler (Matérn-5/2 kernel, log expected improvement) over the same
+    vector, 5 random start-up trials."""
+    return optuna.samplers.GPSampler(seed=seed, **{"n_startup_trials": 5, **options})

@@ -57,7 +57,9 @@ class Candidate:
     """One sampled student, measured and within budget, handed to the trial objective.
 
     ``slot`` is the number of the trial this one re-runs (its own number unless it is a retry of an interrupted trial):
-    the objective keys its checkpoint directory by it, so a retry continues the interrupted training.
+    the objective keys its checkpoint directory by it, so a retry continues the interrupted training. ``members`` are
+    the networks the configuration stands for (``SearchSpace.members``): ``(spec,)``, or a generator's family whose
+    first member is ``spec``; budgets are measured on ``spec``.
     """
 
     number: int
@@ -66,6 +68,7 @@ class Candidate:
     spec: dict
     recipe: dict
     metrics: dict
+    members: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -149,16 +152,30 @@ def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
                       f"own settings{': ' + keep if keep else ''}")
 
 
+PRUNERS = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
+           "hyperband": optuna.pruners.HyperbandPruner}
+
+
+def make_pruner(name: str, options: dict | None = None) -> optuna.pruners.BasePruner:
+    """Optuna's pruner ``name`` with ``search.pruner_options`` (Hyperband: ``reduction_factor`` is η,
+    ``min_resource`` the fewest epochs a trial gets). Steps are trained epochs (of all family members so far)."""
+    if name not in PRUNERS:
+        raise ArchkdError(f"unknown pruner '{name}'", f"use one of {sorted(PRUNERS)}")
+    try:
+        return PRUNERS[name](**(options or {}))
+    except TypeError as e:
+        raise ArchkdError(f"search.pruner_options do not fit the {name} pruner ({e})",
+                          "see optuna.pruners for its arguments, e.g. {reduction_factor: 3} for hyperband") from None
+
+
 def open_study(storage: str, study_name: str, sampler: optuna.samplers.BaseSampler, pruner: str = "none",
-               direction: str = "maximize", definition: dict | None = None) -> optuna.Study:
-    pruners = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
-               "hyperband": optuna.pruners.HyperbandPruner}
-    if pruner not in pruners:
-        raise ArchkdError(f"unknown pruner '{pruner}'", f"use one of {sorted(pruners)}")
+               direction: str = "maximize", definition: dict | None = None,
+               pruner_options: dict | None = None) -> optuna.Study:
+    made = make_pruner(pruner, pruner_options)
     for attempt in range(5):
         try:
             study = optuna.create_study(storage=open_storage(storage), study_name=study_name, sampler=sampler,
-                                        pruner=pruners[pruner](), direction=direction, load_if_exists=True)
+                                        pruner=made, direction=direction, load_if_exists=True)
             break
         except ImportError as e:
             raise ArchkdError(f"cannot open study storage '{storage}': no database driver ({e})",
@@ -193,7 +210,9 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "val_acc": ua.get("val_acc"), "reward": ua.get("reward"),
             "reason": ua.get("reason"), "seconds": ua.get("seconds"), "spec": ua.get("spec"),
             "checkpoint": ua.get("checkpoint"), "process": ua.get("process"), "recipe": ua.get("recipe") or {},
-            "duplicate_of": ua.get("duplicate_of"),
+            "duplicate_of": ua.get("duplicate_of"), "family_accs": ua.get("family_accs"),
+            "steps": None if t.last_step is None else t.last_step + 1,
+            "family_std": ua.get("family_std"), "student_spec": ua.get("family_best_spec") or ua.get("spec"),
             "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial")}
 
 
@@ -403,7 +422,8 @@ def _surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
 
 def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_name: str,
                sampler: optuna.samplers.BaseSampler, n_trials: int, budget: Budget, input_shape: tuple[int, ...],
-               num_classes: int, pruner: str = "none", max_attempts: int | None = None,
+               num_classes: int, pruner: str = "none", pruner_options: dict | None = None,
+               max_attempts: int | None = None,
                reward: Reward | None = None, log: Callable[[str], None] | None = print,
                definition: dict | None = None, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
                poll: float = 1.0, progress: Progress | None = None,
@@ -419,7 +439,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     """
     reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
-    study = open_study(storage, study_name, sampler, pruner, definition=definition)
+    study = open_study(storage, study_name, sampler, pruner, definition=definition, pruner_options=pruner_options)
     if on_start is not None:
         on_start()
     lock = Path(storage[len("sqlite:///"):] + ".lock") if storage.startswith("sqlite:///") else None
@@ -514,7 +534,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
         return {"state": "INFEASIBLE"}
     # 3. evaluate: train (or reuse an identical earlier trial)
     slot = _frozen(study, trial).system_attrs.get("failed_trial", trial.number)
-    candidate = Candidate(trial.number, slot, config, spec, recipe, metrics)
+    candidate = Candidate(trial.number, slot, config, spec, recipe, metrics,
+                          tuple(space.members(config, input_shape, num_classes)))
     last = {"acc": 0.0}
 
     def report(step: int, value: float) -> None:

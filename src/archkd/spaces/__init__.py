@@ -14,6 +14,8 @@ Contract (``SearchSpace``):
   ``train.lr``, ...), which the trial objective applies to that trial's training and to its final re-training.
 - ``smallest()``: the configuration with the fewest parameters, declared by each space, used to reject impossible
   budgets up front.
+- ``members(config, input_shape, num_classes) -> list[spec]``: the networks a configuration stands for (one, or a
+  generator's family); ``scale_to(max_params)``: a space that scales its networks to the parameter budget takes it.
 - ``register_space(name)`` / ``create_space(name, recipe=..., **kwargs)``: a new space is one file.
 """
 from __future__ import annotations
@@ -178,6 +180,16 @@ class SearchSpace:
         """The architecture configuration with the fewest parameters (recipe dimensions at their first value)."""
         raise NotImplementedError
 
+    def members(self, config: dict, input_shape: tuple[int, ...], num_classes: int) -> list[dict]:
+        """The specs a configuration stands for. One here: the configuration fixes the network. A *generator* space
+        (``nago``) returns a family of networks sampled with different graph seeds, first = ``spec(...)``; the trial
+        objective trains each and scores the configuration by their mean (AutoKD's family objective)."""
+        return [self.spec(config, input_shape, num_classes)]
+
+    def scale_to(self, max_params: int | None) -> "SearchSpace":
+        """Hand the parameter budget to a space that scales every network to it (``nago``); others ignore it."""
+        return self
+
     def recipe(self, config: dict) -> dict[str, Any]:
         return {d.name: config[d.name] for d in self.recipe_dims() if d.name in config}
 
@@ -235,6 +247,7 @@ def create_space(name: str, recipe: dict[str, Any] | None = None, **kwargs: Any)
 
 
 from archkd.spaces import mnas as _mnas  # noqa: E402,F401  (registers the built-in spaces)
+from archkd.spaces import nago as _nago  # noqa: E402,F401
 from archkd.spaces import stages as _stages  # noqa: E402,F401
 
 __all__ = ["IntDim", "CategoricalDim", "FloatDim", "Dim", "SearchSpace", "SPACES", "register_space", "create_space",

@@ -1,0 +1,254 @@
+"""AutoKD: Bayesian optimisation of a NAGO student *family* and its KD recipe, against AKD and random search.
+
+Every method gets the same budget of **trained networks** (AutoKD trains ``family_size`` networks per trial, AKD one)
+and the same parameter budget, with the same teacher, data, trial epochs and seeds:
+
+1. ``autokd``:    TPE + Hyperband over trained epochs (η = 2) on the 8 NAGO generator dims + KD temperature and α;
+2. ``autokd-gp``: Optuna's GP sampler on the same vector, every family trained to the end;
+3. ``random``:    random search on the same vector with the same family objective (the baseline of the paper);
+4. ``akd``:       AKD's RL controller on its MnasNet-style space, one network per trial, KD-guided.
+
+For each (method, seed): the best-so-far validation accuracy after each trained network (a family member, or a
+fraction of one for a trial Hyperband stopped early), then the winner re-trained with the full KD recipe and tested.
+The second table is the paper's headline at our scale: the smallest final student within 1 point of the teacher's
+test accuracy, with its parameters and peak activation memory against the teacher's (or, honestly, that none got
+there).
+
+    python bench/autokd.py --dataset digits     # resnet20 teacher (cached in bench/results/), ~25 min on 2 cores
+    python bench/autokd.py --dataset cifar10    # ../shared data and teacher, low fidelity
+
+Writes ``bench/results/autokd_<dataset>.json`` after every run and the library's log beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
+from akd import CIFAR_DATA, machine_info, make_logger, resolve_teacher, teacher_test_acc, write_json  # noqa: E402
+
+from archkd import api  # noqa: E402
+from archkd.config import METHOD_PRESETS, Config, load_config  # noqa: E402
+from archkd.measure import measure_model  # noqa: E402
+from archkd.models import build_from_spec  # noqa: E402
+
+# method -> config overrides (on top of the shared base); the AutoKD methods bring their preset (space nago, KD recipe)
+METHODS: dict[str, list[str]] = {
+    "autokd": ["search.method=autokd"],
+    "autokd-gp": ["search.method=autokd-gp"],
+    "random": ["search.method=random", "search.space=nago"],  # + the AutoKD recipe dims (method_config)
+    "akd": ["search.method=akd", "search.space=mnas", "search.sampler_options={batch_size: 4}"],
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"networks": 12, "trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 20,
+               "final_data_fraction": 1.0, "max_params": 100_000},
+    "cifar10": {"networks": 8, "trial_epochs": 1, "search_data_fraction": 0.05, "final_epochs": 2,
+                "final_data_fraction": 0.1, "max_params": 1_000_000},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--networks", type=int, help="trained networks per search (the budget every method gets)")
+    p.add_argument("--family-size", type=int, default=2, help="k: networks sampled per AutoKD configuration")
+    p.add_argument("--trial-epochs", type=int)
+    p.add_argument("--search-data-fraction", type=float)
+    p.add_argument("--final-epochs", type=int)
+    p.add_argument("--final-data-fraction", type=float)
+    p.add_argument("--max-params", type=int)
+    p.add_argument("--teacher", help="teacher file (digits: resnet20 trained once and cached; cifar10: ../shared)")
+    p.add_argument("--data")
+    p.add_argument("--teacher-epochs", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out")
+    p.add_argument("--verbose", action="store_true")
+    return fill_presets(p.parse_args(argv), PRESETS, "autokd")
+
+
+def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
+    cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
+    cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
+    cfg.search.epochs = args.trial_epochs
+    cfg.search.data_fraction = args.search_data_fraction
+    cfg.budget.max_params = args.max_params
+    cfg.train.epochs = args.final_epochs
+    cfg.train.data_fraction = args.final_data_fraction
+    cfg.teacher.arch = "resnet20"
+    cfg.teacher.train.epochs = args.teacher_epochs
+    return cfg
+
+
+def method_config(base: Config, args: argparse.Namespace, method: str, seed: int) -> Config:
+    cfg = load_config(None, METHODS[method], base=copy.deepcopy(base))
+    cfg.name, cfg.seed = f"{method}-s{seed}", seed
+    family = cfg.search.space == "nago"
+    if family and not cfg.search.recipe:  # random search over the same vector as AutoKD's
+        cfg.search.recipe = copy.deepcopy(METHOD_PRESETS["autokd"]["search.recipe"])
+    if family:
+        cfg.search.space_kwargs = {"family_size": args.family_size}
+    cfg.search.n_trials = args.networks // (args.family_size if family else 1)
+    return cfg
+
+
+def curve(trials: list[dict], epochs: int, family_size: int) -> list[tuple[float, float]]:
+    """(trained networks so far, best single-network validation accuracy so far), trial by trial in order.
+
+    A complete family counts its k members and its best member's accuracy; a pruned trial counts the epochs it
+    trained (its last reported step) as a fraction of networks and its last running mean."""
+    out, n, best = [], 0.0, 0.0
+    for t in sorted(trials, key=lambda t: t["number"]):
+        if t["state"] == "COMPLETE":
+            n += len(t.get("family_accs") or [0])
+            best = max(best, max(t.get("family_accs") or [t["val_acc"] or 0.0]))
+        elif t["state"] == "PRUNED":
+            n += (t.get("steps") or epochs) / epochs
+            best = max(best, t["val_acc"] or 0.0)
+        else:
+            continue
+        out.append((round(n, 3), best))
+    return out
+
+
+def run_one(base: Config, args: argparse.Namespace, method: str, seed: int, teacher, data, log) -> dict:
+    cfg = method_config(base, args, method, seed)
+    t0 = time.perf_counter()
+    found = api.search(cfg, log=log, teacher=teacher, data=data)
+    t_search = time.perf_counter() - t0
+    best = found["best"]
+    final = api.distill(api.trial_config(cfg, best), log=log, teacher=teacher, data=data,
+                        student=build_from_spec(best["student_spec"]), subdir="final")
+    k = args.family_size if cfg.search.space == "nago" else 1
+    spreads = [t["family_std"] for t in found["trials"] if t.get("family_std") is not None]
+    return {"method": method, "seed": seed, "n_trials": cfg.search.n_trials, "family_size": k,
+            "curve": curve(found["trials"], cfg.search.epochs, k), "best_trial": best["number"],
+            "best_config": best["config"], "best_recipe": best.get("recipe"), "search_val_acc": best["val_acc"],
+            "family_spread_mean": statistics.fmean(spreads) if spreads else None,
+            "final_val_acc": final["val_acc"], "final_test_acc": final["test_acc"], "params": final["params"],
+            "peak_activation_bytes": final["peak_activation_bytes"], "student": final["spec"]["name"],
+            "search_seconds": t_search, "final_seconds": final["seconds"],
+            "states": {s: sum(t["state"] == s for t in found["trials"]) for s in ("COMPLETE", "PRUNED", "INFEASIBLE")}}
+
+
+def best_at(c: list[tuple[float, float]], n: float) -> float:
+    """Best-so-far accuracy once ``n`` networks were trained (the last point at or below n)."""
+    vals = [acc for k, acc in c if k <= n + 1e-9]
+    return vals[-1] if vals else 0.0
+
+
+def summarize(rows: list[dict], methods: list[str], networks: int) -> dict:
+    marks = sorted({max(1, networks // 4), networks // 2, networks})
+    out = {}
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        if not rs:
+            continue
+        out[m] = {"seeds": len(rs), **{f"best_val@{n}": statistics.fmean(best_at(r["curve"], n) for r in rs)
+                                        for n in marks},
+                  "final_test_acc": statistics.fmean(r["final_test_acc"] for r in rs),
+                  "final_test_std": statistics.stdev([r["final_test_acc"] for r in rs]) if len(rs) > 1 else 0.0,
+                  "params_mean": statistics.fmean(r["params"] for r in rs),
+                  "search_seconds_mean": statistics.fmean(r["search_seconds"] for r in rs),
+                  "family_spread_mean": (statistics.fmean(r["family_spread_mean"] for r in rs)
+                                         if all(r["family_spread_mean"] is not None for r in rs) else None)}
+    return {"marks": marks, "methods": out}
+
+
+def smallest_within(rows: list[dict], teacher: dict, points: float = 0.01) -> dict:
+    ok = [r for r in rows if r["final_test_acc"] >= teacher["test_acc"] - points]
+    if not ok:
+        closest = max(rows, key=lambda r: r["final_test_acc"])
+        return {"found": False, "closest": {k: closest[k] for k in ("method", "seed", "final_test_acc", "params",
+                                                                     "peak_activation_bytes")}}
+    r = min(ok, key=lambda r: r["params"])
+    return {"found": True, **{k: r[k] for k in ("method", "seed", "final_test_acc", "params", "peak_activation_bytes")},
+            "params_ratio": teacher["params"] / r["params"],
+            "memory_ratio": teacher["peak_activation_bytes"] / r["peak_activation_bytes"]}
+
+
+def format_tables(summary: dict, small: dict, teacher: dict, title: str) -> str:
+    marks = summary["marks"]
+    head = f"{'method':<10} {'seeds':>5} " + " ".join(f"{'best val @' + str(n):>12}" for n in marks) + \
+        f" {'final test':>16} {'params':>9} {'spread':>7} {'search s':>8}"
+    lines = [title, head, "-" * len(head)]
+    for m, s in summary["methods"].items():
+        spread = "-" if s["family_spread_mean"] is None else f"{s['family_spread_mean']:.4f}"
+        lines.append(f"{m:<10} {s['seeds']:>5} " + " ".join(f"{s[f'best_val@{n}']:>12.4f}" for n in marks)
+                     + f" {s['final_test_acc']:>8.4f} ± {s['final_test_std']:.4f} {s['params_mean']:>9.0f} "
+                     f"{spread:>7} {s['search_seconds_mean']:>8.0f}")
+    lines.append("best val @n: best single-network validation accuracy after n trained networks (mean over seeds); "
+                 "spread: mean std of the k members' accuracies within a family.")
+    t = f"teacher {teacher['name']}: test {teacher['test_acc']:.4f}, {teacher['params']:,} params, peak activations " \
+        f"{teacher['peak_activation_bytes'] / 1024:.0f} KiB"
+    if small["found"]:
+        lines.append(f"smallest final student within 1 point of the teacher: {small['method']} seed {small['seed']}, "
+                     f"test {small['final_test_acc']:.4f}, {small['params']:,} params "
+                     f"({small['params_ratio']:.1f}× fewer), peak activations "
+                     f"{small['peak_activation_bytes'] / 1024:.0f} KiB ({small['memory_ratio']:.1f}× less); {t}")
+    else:
+        c = small["closest"]
+        lines.append(f"no final student came within 1 point of the teacher at this scale; closest: {c['method']} "
+                     f"seed {c['seed']}, test {c['final_test_acc']:.4f}, {c['params']:,} params; {t}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    out_path = Path(args.out)
+    log = make_logger(out_path.with_suffix(".log"), args.verbose)
+    tmp = Path(tempfile.mkdtemp(prefix="archkd-autokd-bench-"))
+    payload: dict[str, Any] = {"benchmark": "autokd", "dataset": args.dataset, "command": "python " + shlex.join(
+        sys.argv), "created": datetime.now().isoformat(timespec="seconds"), "args": vars(args),
+        "machine": machine_info(), "rows": [], "complete": False}
+    try:
+        cfg = base_config(args, tmp / "runs")
+        teacher_path, _ = resolve_teacher(args, cfg, log)
+        cfg.teacher.path = teacher_path
+        teacher, data = api.prepare(cfg, log=log)
+        m = measure_model(teacher.module, data.input_shape, latency=False)
+        tinfo = {"name": teacher.name, "path": teacher_path, "test_acc": teacher_test_acc(teacher, data),
+                 "params": m["params"], "peak_activation_bytes": m["peak_activation_bytes"]}
+        payload["teacher"] = tinfo
+        print(f"AutoKD benchmark on {args.dataset}: {args.networks} trained networks per search, k = "
+              f"{args.family_size}, {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, budget "
+              f"{args.max_params:,} params; teacher test {tinfo['test_acc']:.4f}", flush=True)
+        for seed in args.seeds:
+            for method in args.methods:
+                row = run_one(cfg, args, method, seed, teacher, data, log)
+                payload["rows"].append(row)
+                print(f"{method:<10} seed {seed}: best val {row['search_val_acc']:.4f} -> final test "
+                      f"{row['final_test_acc']:.4f}, {row['params']:,} params, {row['states']}, search "
+                      f"{row['search_seconds']:.0f} s; total {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
+                write_json(out_path, payload)
+        summary = summarize(payload["rows"], args.methods, args.networks)
+        small = smallest_within(payload["rows"], tinfo)
+        table = format_tables(summary, small, tinfo, f"AutoKD benchmark — {args.dataset}, {args.networks} networks "
+                              f"per search, {len(args.seeds)} seeds, {(time.perf_counter() - t_start) / 60:.1f} min")
+        payload.update({"summary": summary, "smallest_within_1pt": small, "table": table, "complete": True,
+                        "total_seconds": time.perf_counter() - t_start, "loadavg_end": list(os.getloadavg())})
+        write_json(out_path, payload)
+        print("\n" + table + f"\nwrote {out_path}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
