@@ -374,3 +374,21 @@ def test_akd_policy_learns_past_trials_still_running(tmp_path):
     sampler = create_sampler("akd", 0, space, batch_size=2)
     sampler.sync(study)
     assert sampler.updates == 2 and sampler.consumed == 4
+
+
+def test_a_soft_budget_trains_over_budget_candidates_and_penalises_them(tmp_path):
+    """budget.mode=penalty: nothing is skipped; value = accuracy − penalty · relative excess."""
+    from archkd.config import BudgetConfig
+
+    space = create_space("stages", widths=(8, 64))
+    budget = Budget.from_config(BudgetConfig(max_params=20_000, mode="penalty", penalty=0.5))
+    res = run_search(space, lambda c, report: TrialOutcome(0.9), storage=f"sqlite:///{tmp_path / 's.db'}",
+                     study_name="soft", sampler=HashRandomSampler(0, space), n_trials=6, budget=budget,
+                     input_shape=(1, 8, 8), num_classes=10, log=None)
+    rows = res.trials
+    assert len(rows) == 6 and all(r["state"] == "COMPLETE" for r in rows)
+    over = [r for r in rows if r["params"] > 20_000]
+    assert over, "the seed should draw some over-budget candidates"
+    for r in rows:
+        excess = max(0.0, r["params"] / 20_000 - 1)
+        assert r["reward"] == pytest.approx(0.9 - 0.5 * excess)

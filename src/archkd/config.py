@@ -144,6 +144,10 @@ class BudgetConfig:
     latency_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     latency_threads: int = 1
     latency_batch_size: int = 1
+    # constraint: an over-budget candidate is never trained (reward 0, an Optuna constraint); penalty: it is trained
+    # and its value is reward − penalty · Σ relative excess over each limit (a soft budget the optimiser can cross)
+    mode: Literal["constraint", "penalty"] = "constraint"
+    penalty: float = 1.0
 
 
 @dataclass
@@ -418,7 +422,7 @@ RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr",
           ("search.heartbeat_seconds", 0, False), ("search.stale_after_seconds", 0, False),
           ("search.max_retries", 0, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
           ("budget.max_latency_ms", 0, False), ("budget.max_memory_mb", 0, False), ("budget.latency_threads", 1, True),
-          ("budget.latency_batch_size", 1, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
+          ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
 
 
 def check_ranges(cfg: Config) -> None:

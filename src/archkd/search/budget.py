@@ -1,7 +1,8 @@
-"""Deployment budgets as hard constraints, checked before a candidate costs any training.
+"""Deployment budgets, checked before a candidate costs any training: hard constraints (default) or a penalty.
 
 Cheap measurements (parameters, FLOPs) run first; latency and memory are measured only when the budget names them,
-and only for candidates that already passed the cheap checks.
+and (as hard constraints) only for candidates that already passed the cheap checks. With ``mode="penalty"`` every
+candidate is measured and trained, and its value is lowered by ``penalty`` per unit of relative excess.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Budget(BudgetConfig):
         """Params and FLOPs always; latency/memory when the budget constrains them (or ``latency=True``)."""
         fl = count_flops(model, tuple(input_shape))
         m = {"params": count_params(model), "flops": fl.flops, "macs": fl.macs}
-        if self._cheap_violations(m):
+        if self._cheap_violations(m) and self.mode == "constraint":
             return m
         if latency or (latency is None and self.max_latency_ms is not None):
             lat = measure_latency(model, tuple(input_shape), runtime=self.latency_runtime,
@@ -78,7 +79,7 @@ class Budget(BudgetConfig):
         Building a candidate and counting its parameters and FLOPs costs milliseconds, so samplers may redraw many
         times; latency and memory are measured by the search loop only for candidates that pass this test.
         """
-        if self.max_params is None and self.max_flops is None:
+        if (self.max_params is None and self.max_flops is None) or self.mode == "penalty":
             return None
         memo: dict[str, bool] = {}
 
@@ -94,6 +95,12 @@ class Budget(BudgetConfig):
 
         return feasible
 
+    def penalised(self, value: float, m: dict) -> float:
+        """``value − penalty · Σ_i max(0, m_i / limit_i − 1)`` in penalty mode; ``value`` otherwise."""
+        if self.mode != "penalty":
+            return value
+        return value - self.penalty * sum(max(0.0, e) for e in self.constraints(m).values())
+
     def describe(self) -> str:
         parts = []
         if self.max_params is not None:
@@ -104,4 +111,5 @@ class Budget(BudgetConfig):
             parts.append(f"latency ≤ {self.max_latency_ms} ms ({self.latency_runtime}, {self.latency_threads} thr)")
         if self.max_memory_mb is not None:
             parts.append(f"memory ≤ {self.max_memory_mb} MB")
-        return ", ".join(parts) or "none"
+        soft = f" (soft: penalty {self.penalty:g} per unit of relative excess)" if self.mode == "penalty" and parts else ""
+        return (", ".join(parts) or "none") + soft

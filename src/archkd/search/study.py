@@ -388,7 +388,7 @@ def check_feasible(space: SearchSpace, budget: Budget, input_shape: tuple[int, .
     model = space.build(smallest, input_shape, num_classes)
     m = budget.measure(model, input_shape)
     bad = budget.violations(m)
-    if bad:
+    if bad and budget.mode == "constraint":
         raise ArchkdError(f"no architecture in space '{space.name}' can meet the budget (smallest: {'; '.join(bad)})",
                           "raise the budget or choose a smaller space (search.space_kwargs)")
     return m
@@ -524,9 +524,10 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
     recipe = space.recipe(config)
     for k, v in {**metrics, "spec": spec, "recipe": recipe}.items():
         trial.set_user_attr(k, v)
-    record_constraints(study, trial, budget.constraints(metrics))
+    if budget.mode == "constraint":  # a penalty is in the value itself: the trial is not infeasible
+        record_constraints(study, trial, budget.constraints(metrics))
     bad = budget.violations(metrics)
-    if bad:
+    if bad and budget.mode == "constraint":
         for k, v in {"archkd_state": "INFEASIBLE", "reason": "; ".join(bad), "reward": 0.0,
                      "seconds": time.perf_counter() - t0}.items():
             trial.set_user_attr(k, v)
@@ -557,7 +558,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
         study.tell(trial, state=TrialState.PRUNED)
         return trial_row(_frozen(study, trial))
     # 4. tell
-    value = reward(outcome.val_acc, metrics)
+    value = budget.penalised(reward(outcome.val_acc, metrics), metrics)
     for k, v in {"duplicate_of": None, **outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
                  "seconds": time.perf_counter() - t0}.items():
         trial.set_user_attr(k, v)
