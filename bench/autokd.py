@@ -23,25 +23,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import shlex
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from akd import CIFAR_DATA, machine_info, make_logger, resolve_teacher, teacher_test_acc, write_json  # noqa: E402
+from _searchbench import Setup, run_bench  # noqa: E402
+from akd import CIFAR_DATA  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import METHOD_PRESETS, Config, load_config  # noqa: E402
-from archkd.measure import measure_model  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
 
 # method -> config overrides (on top of the shared base); the AutoKD methods bring their preset (space nago, KD recipe)
@@ -129,8 +122,9 @@ def curve(trials: list[dict], epochs: int, family_size: int) -> list[tuple[float
     return out
 
 
-def run_one(base: Config, args: argparse.Namespace, method: str, seed: int, teacher, data, log) -> dict:
-    cfg = method_config(base, args, method, seed)
+def run_one(st: Setup, args: argparse.Namespace, method: str, seed: int) -> dict:
+    cfg = method_config(st.cfg, args, method, seed)
+    teacher, data, log = st.teacher, st.data, st.log
     t0 = time.perf_counter()
     found = api.search(cfg, log=log, teacher=teacher, data=data)
     t_search = time.perf_counter() - t0
@@ -171,15 +165,6 @@ def summarize(rows: list[dict], methods: list[str], networks: int) -> dict:
                   "family_spread_mean": (statistics.fmean(r["family_spread_mean"] for r in rs)
                                          if all(r["family_spread_mean"] is not None for r in rs) else None)}
     return {"marks": marks, "methods": out}
-
-
-def teacher_size(module: torch.nn.Module, input_shape: tuple) -> dict:
-    """Parameters and peak activation bytes; a TorchScript teacher takes no forward hooks, so its peak is unknown."""
-    try:
-        m = measure_model(module, input_shape, latency=False)
-        return {"params": m["params"], "peak_activation_bytes": m["peak_activation_bytes"]}
-    except RuntimeError:
-        return {"params": sum(p.numel() for p in module.parameters()), "peak_activation_bytes": None}
 
 
 def smallest_within(rows: list[dict], teacher: dict, points: float = 0.01) -> dict:
@@ -225,44 +210,22 @@ def format_tables(summary: dict, small: dict, teacher: dict, title: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    out_path = Path(args.out)
-    log = make_logger(out_path.with_suffix(".log"), args.verbose)
-    tmp = Path(tempfile.mkdtemp(prefix="archkd-autokd-bench-"))
-    payload: dict[str, Any] = {"benchmark": "autokd", "dataset": args.dataset, "command": "python " + shlex.join(
-        sys.argv), "created": datetime.now().isoformat(timespec="seconds"), "args": vars(args),
-        "machine": machine_info(), "rows": [], "complete": False}
-    try:
-        cfg = base_config(args, tmp / "runs")
-        teacher_path, _ = resolve_teacher(args, cfg, log)
-        cfg.teacher.path = teacher_path
-        teacher, data = api.prepare(cfg, log=log)
-        tinfo = {"name": teacher.name, "path": teacher_path, "test_acc": teacher_test_acc(teacher, data),
-                 **teacher_size(teacher.module, data.input_shape)}
-        payload["teacher"] = tinfo
-        print(f"AutoKD benchmark on {args.dataset}: {args.networks} trained networks per search, k = "
-              f"{args.family_size}, {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, budget "
-              f"{args.max_params:,} params; teacher test {tinfo['test_acc']:.4f}", flush=True)
-        for seed in args.seeds:
-            for method in args.methods:
-                row = run_one(cfg, args, method, seed, teacher, data, log)
-                payload["rows"].append(row)
-                print(f"{method:<10} seed {seed}: best val {row['search_val_acc']:.4f} -> final test "
-                      f"{row['final_test_acc']:.4f}, {row['params']:,} params, {row['states']}, search "
-                      f"{row['search_seconds']:.0f} s; total {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
-                write_json(out_path, payload)
-        summary = summarize(payload["rows"], args.methods, args.networks)
-        small = smallest_within(payload["rows"], tinfo)
-        table = format_tables(summary, small, tinfo, f"AutoKD benchmark — {args.dataset}, {args.networks} networks "
-                              f"per search, {len(args.seeds)} seeds, {(time.perf_counter() - t_start) / 60:.1f} min")
-        payload.update({"summary": summary, "smallest_within_1pt": small, "table": table, "complete": True,
-                        "total_seconds": time.perf_counter() - t_start, "loadavg_end": list(os.getloadavg())})
-        write_json(out_path, payload)
-        print("\n" + table + f"\nwrote {out_path}", flush=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def finish(rows: list[dict], teacher: dict, seconds: float) -> dict:
+        summary = summarize(rows, args.methods, args.networks)
+        small = smallest_within(rows, teacher)
+        title = (f"AutoKD benchmark — {args.dataset}, {args.networks} networks per search, {len(args.seeds)} seeds, "
+                 f"{seconds / 60:.1f} min")
+        return {"summary": summary, "smallest_within_1pt": small, "table": format_tables(summary, small, teacher, title)}
+
+    run_bench(args, "autokd", base_config,
+              lambda t: (f"AutoKD benchmark on {args.dataset}: {args.networks} trained networks per search, k = "
+                         f"{args.family_size}, {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, "
+                         f"budget {args.max_params:,} params; teacher test {t['test_acc']:.4f}"),
+              [(m, lambda st, m, seed: run_one(st, args, m, seed)) for m in args.methods],
+              lambda r: (f"{r['method']:<10} seed {r['seed']}: best val {r['search_val_acc']:.4f} -> final test "
+                         f"{r['final_test_acc']:.4f}, {r['params']:,} params, {r['states']}, search "
+                         f"{r['search_seconds']:.0f} s"), finish)
 
 
 if __name__ == "__main__":

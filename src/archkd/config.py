@@ -408,6 +408,8 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
                "search.pruner_options": {"reduction_factor": 2}},
     # AutoKD with GP-based BO (Optuna's GPSampler): every family is trained to the end
     "autokd-gp": {"search.space": "nago", "search.recipe": _KD_RECIPE},
+    # TRADE: TuRBO-1 over students of several families, convolutional and not
+    "trade": {"search.space": "multifamily"},
 }
 
 

@@ -3,6 +3,7 @@
 Contract, shared by every model built with ``create_model(name, num_classes, in_channels, **kwargs)``:
 
 - input ``(N, in_channels, H, W)`` with H, W >= 8 (global average pooling before the classifier) -> logits ``(N, num_classes)``;
+  token models whose mixing is tied to a token grid (``mixer``) take only the image size recorded in their spec;
 - ``model.stage_names``: ``named_modules()`` paths whose outputs are the stage feature maps, shallow to deep;
   the last one is the map the global pooling sees. Tap them with forward hooks; no model edits needed;
 - ``model.feature_channels``: channel count of each stage output (sizes distillation projectors);
@@ -18,6 +19,7 @@ from archkd.models.registry import build_from_spec, create_model, list_models, m
 from archkd.models import mnas as _mnas  # noqa: E402,F401
 from archkd.models import mobilenetv2 as _mobilenetv2  # noqa: E402,F401
 from archkd.models import nago as _nago  # noqa: E402,F401
+from archkd.models import mixer as _mixer, vit as _vit  # noqa: E402,F401
 from archkd.models import resnet as _resnet  # noqa: E402,F401
 from archkd.models import shufflenetv2 as _shufflenetv2  # noqa: E402,F401
 from archkd.models import stagenet as _stagenet  # noqa: E402,F401

@@ -248,6 +248,7 @@ def create_space(name: str, recipe: dict[str, Any] | None = None, **kwargs: Any)
 
 from archkd.spaces import mnas as _mnas  # noqa: E402,F401  (registers the built-in spaces)
 from archkd.spaces import nago as _nago  # noqa: E402,F401
+from archkd.spaces import multifamily as _multifamily  # noqa: E402,F401
 from archkd.spaces import stages as _stages  # noqa: E402,F401
 
 __all__ = ["IntDim", "CategoricalDim", "FloatDim", "Dim", "SearchSpace", "SPACES", "register_space", "create_space",
