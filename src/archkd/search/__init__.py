@@ -13,6 +13,7 @@ Contract:
 - ``Reward``: ``ACC × (LAT/T)^w`` (AKD/MnasNet), the trial value when a target is set.
 - ``Budget``: parameter / FLOP / latency / memory limits checked before training, as constraint values.
 - ``KDTrialObjective``: the only place where search meets training.
+- ``TuRBOSampler`` (``--method trade``): TuRBO-1 trust-region BO on BoTorch, state replayed from the study.
 """
 from archkd.search.budget import Budget
 from archkd.search.objective import KDTrialObjective, apply_recipe
@@ -20,7 +21,9 @@ from archkd.search.reward import Reward
 from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
 from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_definition, check_feasible,
                                  open_storage, open_study, pareto_front, record_constraints, run_search)
+from archkd.search.trust_region import TuRBOSampler  # registers the "trade" sampler
 
 __all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
            "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
-           "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward"]
+           "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward",
+           "TuRBOSampler"]
