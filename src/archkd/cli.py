@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher")
     p.add_argument("--teacher-weights", dest="teacher_weights")
     p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware), "
-                   "autokd (NAGO family + KD recipe, TPE with Hyperband) or autokd-gp (GP-based BO)")
+                   "autokd (NAGO family + KD recipe, TPE with Hyperband), autokd-gp (GP-based BO) or trade (TuRBO over "
+                   "several families)")
     p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
     p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
     p.add_argument("--epochs", type=int, help="epochs of the full recipe (train.epochs) for the top-k re-training")

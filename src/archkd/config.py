@@ -154,7 +154,8 @@ class BudgetConfig:
 class SearchConfig:
     """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``).
 
-    ``method``: random | akd (LSTM controller) | tpe | gp (Optuna's, constraint-aware); ``sampler_options`` go to
+    ``method``: random | akd (LSTM controller) | tpe | gp (Optuna's, constraint-aware) | autokd | autokd-gp | trade
+    (methods with a preset in ``METHOD_PRESETS`` also set space, recipe, pruner); ``sampler_options`` go to
     the sampler (e.g. the akd controller's ``algorithm``/``batch_size``, TPE's ``n_startup_trials``). ``guide``: kd
     (KD-trained accuracy, AKD) or ce (CE-trained accuracy: the NAS-then-KD baseline). With ``reward_target`` (T) the
     trial value is ``ACC × (cost/T)^w``. ``recipe``: training-recipe dimensions searched beside the architecture,
