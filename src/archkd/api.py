@@ -180,6 +180,56 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     return out
 
 
+def generic_teacher(cfg: Config, log: Log | None = print) -> dict:
+    """GTN: train a generic teacher against a weight-sharing supernet of ``cfg.generic.pool`` (students of
+    ``cfg.generic.space``), from scratch (``teacher.arch``) or fine-tuning ``teacher.path`` (an archkd checkpoint).
+
+    Writes ``runs/<name>/teacher/best.pt`` (an ordinary teacher checkpoint for ``distill``, ``search``, ...),
+    ``supernet.pt`` and, for a finite pool, ``pool/<i>.pt`` (each student with its supernet weights); re-running an
+    interrupted command continues it."""
+    from dataclasses import asdict
+
+    from archkd.teacher.generic import make_pool, train_generic_teacher
+
+    log = _log(log)
+    run = _start(cfg)
+    loaded, data = prepare(cfg, log, need_teacher=False)
+    g = cfg.generic
+    pool = make_pool(create_space(g.space, **g.space_kwargs), list(g.pool), data.input_shape, data.num_classes,
+                     cfg.seed, cfg.budget.max_params)
+    dev = resolve_device(cfg.device)
+    if loaded is not None:
+        if loaded.spec is None:
+            raise ArchkdError(f"fine-tuning a generic teacher needs an archkd checkpoint, but {loaded.source} is not one",
+                              "give a checkpoint of 'archkd teacher train', or train from scratch with --arch")
+        model = loaded.module
+        for p in model.parameters():
+            p.requires_grad_(True)
+        start = f"fine-tuning {loaded.source}"
+    else:
+        seed_everything(cfg.seed)
+        model = create_model(cfg.teacher.arch, num_classes=data.num_classes, in_channels=data.input_shape[0])
+        start = f"{cfg.teacher.arch} from scratch"
+    n_pool = f"{len(pool.configs)} students" if pool.configs is not None else "the whole space"
+    log(f"generic teacher (GTN): {start} ({sum(p.numel() for p in model.parameters()):,} params), "
+        f"{cfg.teacher.train.epochs} epochs on {dev}, conditioned on {n_pool} of space '{g.space}'")
+    _record(cfg)
+    res = train_generic_teacher(model, data, pool, cfg.teacher.train, cfg.train, cfg.distill, g, seed=cfg.seed,
+                                device=dev, out_dir=run, meta=_meta(data), log=log,
+                                on_epoch=_metrics(cfg, "generic teacher"))
+    best, _ = model_from_checkpoint(res.fit.best_path)
+    test = _test_acc(best, data, dev)
+    log(f"generic teacher: val acc {res.fit.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
+        + f" -> {res.fit.best_path}")
+    out = {"checkpoint": str(res.fit.best_path), "name": model_spec(best)["name"],
+           "params": sum(p.numel() for p in best.parameters()), "val_acc": res.fit.best_val_acc, "test_acc": test,
+           "seconds": res.fit.seconds, "history": res.fit.history, "init": "fine-tune" if loaded else "scratch",
+           "supernet": str(res.supernet), "space": g.space, "path_entropy": res.entropy,
+           "pool": [asdict(m) for m in res.members]}
+    _write_run(cfg, run, "archkd teacher generic", data, {"teacher": out})
+    return out
+
+
 def _write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: dict) -> None:
     """``results.json`` and ``report.html`` of a verb: the config, the data, ``parts`` and the run's metrics."""
     from archkd.report import write_report, write_results
@@ -196,8 +246,15 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
         from archkd.distill import load_checkpoint
         from archkd.models import build_from_spec
 
-        spec = load_checkpoint(cfg.student.checkpoint)["spec"]
-        return build_from_spec({**spec, "num_classes": data.num_classes, "in_channels": data.input_shape[0]})
+        ck = load_checkpoint(cfg.student.checkpoint)
+        model = build_from_spec({**ck["spec"], "num_classes": data.num_classes, "in_channels": data.input_shape[0]})
+        if cfg.student.init == "checkpoint":
+            try:
+                model.load_state_dict(ck["state_dict"])
+            except RuntimeError:
+                raise ArchkdError(f"the weights of {cfg.student.checkpoint} do not fit this data's classes or channels",
+                                  "use student.init=scratch, or a checkpoint trained on this kind of data") from None
+        return model
     return create_model(cfg.student.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
                         **cfg.student.kwargs)
 

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 from archkd.config import Config, all_keys, load_config, to_dict
@@ -26,7 +27,8 @@ FLAG_KEYS = {
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
     "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
-    "transform": "process.transform",
+    "transform": "process.transform", "student_init": "student.init", "pool": "generic.pool",
+    "generic_space": "generic.space", "condition_weight": "generic.condition_weight",
 }
 
 
@@ -46,6 +48,8 @@ def _teacher_student(p: argparse.ArgumentParser, teacher_help: str) -> None:
     p.add_argument("--student", help="registry architecture (e.g. resnet8x4)")
     p.add_argument("--student-checkpoint", dest="student_checkpoint",
                    help="take the architecture from a checkpoint (e.g. a search trial's best.pt)")
+    p.add_argument("--student-init", dest="student_init",
+                   help="scratch (default: fresh weights) or checkpoint (start from --student-checkpoint's weights)")
 
 
 def _count(v: str) -> int:
@@ -90,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     t.add_argument("--arch", help="registry architecture, e.g. resnet56")
     t.add_argument("--epochs", dest="teacher_epochs", type=int)
+    t = tsub.add_parser("generic", help="GTN: train one generic teacher against a weight-sharing supernet of a pool "
+                        "of students (resumes when re-run)")
+    _common(t)
+    t.add_argument("--arch", help="teacher architecture trained from scratch (default resnet20)")
+    t.add_argument("--teacher", help="fine-tune this teacher (an archkd checkpoint) instead")
+    t.add_argument("--epochs", dest="teacher_epochs", type=int, help="teacher training epochs (teacher.train.epochs)")
+    t.add_argument("--space", dest="generic_space", help="space of the pool's students (default stages)")
+    t.add_argument("--pool", action="append", help="random:N (default random:8), space (all of it), or a search's "
+                   "results.json[:K] / YAML list of configurations; repeat to combine")
+    t.add_argument("--condition-weight", dest="condition_weight", type=float,
+                   help="λ of the teacher's conditioning term (default 1)")
+    t.add_argument("--max-params", dest="max_params", type=_count, help="random pool students within this size")
 
     p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")
     _common(p)
@@ -210,6 +226,14 @@ def run(argv: list[str] | None = None) -> int:
             ("export", ", ".join(f"{k}: max |Δ| {v:.1e}" for k, v in r["export"]["max_abs_diff"].items())),
             ("time", f"{r['timings']['total_s']:.0f} s"),
             ("report", str(cfg.run_dir / "report.html"))])
+    elif args.verb == "teacher" and args.teacher_verb == "generic":
+        cfg = _resolve(args, {"teacher.train.epochs": args.teacher_epochs})
+        r = api.generic_teacher(cfg, log)
+        _print_table("generic teacher (GTN)", [
+            ("checkpoint", r["checkpoint"]), ("params", f"{r['params']:,}"), ("val acc", _pct(r["val_acc"])),
+            ("test acc", _pct(r["test_acc"])), ("supernet", r["supernet"]),
+            ("pool", f"{len(r['pool'])} students in {Path(r['checkpoint']).parents[1] / 'pool'}" if r["pool"]
+             else f"the whole '{r['space']}' space"), ("time", f"{r['seconds']:.1f} s")])
     elif args.verb == "teacher":
         if args.teacher_verb != "train":
             ap.parse_args(["teacher", "--help"])

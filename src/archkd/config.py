@@ -88,9 +88,35 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
+    """The student: a registry ``arch`` (with ``kwargs``), or the architecture of ``checkpoint``; ``init``: start
+    from fresh weights (scratch) or from the checkpoint's own (checkpoint, e.g. a GTN pool member's supernet weights)."""
+
     arch: str = "resnet8"
     kwargs: dict = field(default_factory=dict)
     checkpoint: str | None = None
+    init: Literal["scratch", "checkpoint"] = "scratch"
+
+
+@dataclass
+class GenericConfig:
+    """GTN: a generic teacher trained once against a weight-sharing supernet of a space's students.
+
+    ``pool``: the students it is conditioned on, a list of sources: ``random:N`` (N distinct configurations of the
+    space, within ``budget.max_params`` when set), ``space`` (the whole space) or a file (a search's
+    ``results.json``, its completed trials best first, optionally ``<file>:K`` for the top K; or a YAML/JSON list of
+    configurations). The teacher trains with ``teacher.train``; the supernet with ``train`` (its epochs are the
+    teacher's) and the KD loss of ``distill``. ``condition_weight`` λ weighs the conditioning term in the teacher's
+    loss; the path distribution learns at ``arch_lr`` with entropy bonus ``entropy_weight``. Pool members are
+    extracted with BatchNorm recalibrated on ``bn_recalibration`` training images.
+    """
+
+    space: str = "stages"
+    space_kwargs: dict = field(default_factory=dict)
+    pool: list = field(default_factory=lambda: ["random:8"])
+    condition_weight: float = 1.0
+    arch_lr: float = 0.05
+    entropy_weight: float = 0.01
+    bn_recalibration: int = 2048
 
 
 @dataclass
@@ -227,6 +253,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    generic: GenericConfig = field(default_factory=GenericConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
@@ -425,7 +452,9 @@ RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr",
           ("search.heartbeat_seconds", 0, False), ("search.stale_after_seconds", 0, False),
           ("search.max_retries", 0, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
           ("budget.max_latency_ms", 0, False), ("budget.max_memory_mb", 0, False), ("budget.latency_threads", 1, True),
-          ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
+          ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True),
+          ("generic.condition_weight", 0, True), ("generic.arch_lr", 0, True), ("generic.entropy_weight", 0, True),
+          ("generic.bn_recalibration", 0, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
 
 
 def check_ranges(cfg: Config) -> None:

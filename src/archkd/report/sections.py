@@ -154,6 +154,27 @@ def summary_section(results: dict[str, Any]) -> str | None:
     return "".join(parts) or None
 
 
+@register_section("generic teacher pool", title="Generic teacher (GTN): the student pool")
+def generic_pool_section(results: dict[str, Any]) -> str | None:
+    teacher = _dict(results, "teacher")
+    pool = teacher.get("pool")
+    if not isinstance(pool, list) or not pool:
+        return None
+    rows = []
+    for m in pool:
+        if not isinstance(m, Mapping):
+            continue
+        rows.append([esc(m.get("index", DASH)), fmt_int(m.get("params")),
+                     f"{m['probability']:.3f}" if is_num(m.get("probability")) else DASH,
+                     fmt_pct(m.get("supernet_val_acc")), f"<code>{esc(m.get('checkpoint') or DASH)}</code>",
+                     compact(m.get("config"))])
+    note = ("<p>Each student extracted from the supernet with BatchNorm recalibrated; p is the final probability of "
+            "sampling it. Distil any of them from the teacher with <code>archkd distill --teacher &lt;teacher&gt; "
+            "--student-checkpoint &lt;checkpoint&gt;</code> (add <code>--student-init checkpoint</code> to start from "
+            "its supernet weights).</p>")
+    return note + table(["#", "params", "p", "supernet val acc", "checkpoint", "configuration"], rows, numeric=(1, 2, 3))
+
+
 @register_section("final student", title="Final student")
 def final_section(results: dict[str, Any]) -> str | None:
     final, export = _dict(results, "final"), _dict(results, "export")

@@ -13,7 +13,8 @@ Contract (``SearchSpace``):
 - ``recipe(config) -> dict``: the trial's training-recipe values by dotted config key (``distill.temperature``,
   ``train.lr``, ...), which the trial objective applies to that trial's training and to its final re-training.
 - ``smallest()``: the configuration with the fewest parameters, declared by each space, used to reject impossible
-  budgets up front.
+  budgets up front; ``largest()``: the configuration containing every other, declared by spaces with a weight-sharing
+  supernet (``archkd.models.create_supernet(space.spec(space.largest(), ...))``).
 - ``members(config, input_shape, num_classes) -> list[spec]``: the networks a configuration stands for (one, or a
   generator's family); ``scale_to(max_params)``: a space that scales its networks to the parameter budget takes it.
 - ``register_space(name)`` / ``create_space(name, recipe=..., **kwargs)``: a new space is one file.
@@ -179,6 +180,12 @@ class SearchSpace:
     def smallest(self) -> dict:
         """The architecture configuration with the fewest parameters (recipe dimensions at their first value)."""
         raise NotImplementedError
+
+    def largest(self) -> dict:
+        """The architecture configuration whose network contains every other of the space (each layer at its widest,
+        deepest, largest kernel): the shape of the space's weight-sharing supernet (GTN's student pool)."""
+        raise ArchkdError(f"space '{self.name}' declares no largest network, so it has no weight-sharing supernet",
+                          "use --space stages")
 
     def members(self, config: dict, input_shape: tuple[int, ...], num_classes: int) -> list[dict]:
         """The specs a configuration stands for. One here: the configuration fixes the network. A *generator* space

@@ -33,6 +33,10 @@ class StagesSpace(SearchSpace):
                    for k, v in (("depth", self.depths[0]), ("width", self.widths[0]), ("kernel", self.kernels[0]))},
                 **{d.name: d.sample(0.0) for d in self.recipe_dims()}}
 
+    def largest(self) -> dict:
+        return {f"{k}_{i}": v for i in range(self.num_stages)
+                for k, v in (("depth", self.depths[-1]), ("width", self.widths[-1]), ("kernel", self.kernels[-1]))}
+
     @staticmethod
     def _contiguous(values: tuple) -> bool:
         return list(values) == list(range(values[0], values[-1] + 1))

@@ -9,6 +9,9 @@ Contract:
 - Weights that do not fit the built model name the first missing, unexpected and mis-shaped keys.
 - ``check_teacher(teacher, data)``: class count, input channels and size, normalisation — a one-line error on mismatch.
 - A ``Teacher`` is frozen and always in eval mode; ``fingerprint`` (a content hash) keys the teacher-output cache.
+- ``archkd.teacher.generic`` (GTN): ``make_pool`` (the students, from a space), ``train_generic_teacher`` (the teacher
+  trained in the one loop against a weight-sharing supernet of the pool, with a ``PathDistribution`` over its paths)
+  returning a ``GenericTeacherResult``; ``load_supernet`` / ``extract_student`` take pool students out of the supernet.
 """
 from __future__ import annotations
 
