@@ -224,6 +224,15 @@ CASES: list[Case] = [
     ("export of a CIFAR student without --data", lambda c: ["export", _rgb_checkpoint(c)],
      "takes 3×32×32 inputs but data 'digits' is 1×8×8"),
     ("measure an unknown model", lambda c: ["measure", "resnet9000"], "resnet9000"),
+    # generic teacher (GTN)
+    ("generic teacher over a space without a supernet", lambda c: ["teacher", "generic", "--space", "mnas"],
+     "declares no largest network"),
+    ("generic teacher with an unknown pool source", lambda c: ["teacher", "generic", "--pool", "random8"],
+     "is neither random:N, space, nor a file"),
+    ("generic teacher pool from another space", lambda c: ["teacher", "generic", "--pool", c.file(
+        "nago_results.json", '{"search": {"space": "nago"}, "trials": []}')], "is a search of space 'nago'"),
+    ("generic teacher fine-tuned from TorchScript", lambda c: ["teacher", "generic", T, c.script("gts", 1, 10, 8)],
+     "needs an archkd checkpoint"),
 ]
 
 
