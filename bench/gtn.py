@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searched", type=int, default=2, help="searched students in the pool")
     for k in PRESETS["digits"]:
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(PRESETS["digits"][k]), default=None)
+    p.add_argument("--generic", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides of the generic teacher's run, e.g. generic.condition=kd")
     p.add_argument("--out", help="JSON output (default bench/results/gtn_<dataset>.json)")
     return fill_presets(p.parse_args(argv), PRESETS, "gtn")
 
@@ -79,6 +81,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     pool = [f"random:{args.random}", f"{cfg.run_dir / 'results.json'}:{args.searched}"]
     cfg = base(args, seed, "generic")
     cfg.generic.pool = pool
+    for item in args.generic:
+        set_key(cfg, *item.split("=", 1))
     generic = api.generic_teacher(cfg, log)
     students = []
     for m in generic["pool"]:

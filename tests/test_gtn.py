@@ -14,7 +14,7 @@ from archkd.models import build_from_spec
 from archkd.models.supernet import create_supernet, slice_to
 from archkd.spaces import create_space
 from archkd.teacher import load_teacher
-from archkd.teacher.generic import PathDistribution, extract_student, load_supernet, make_pool
+from archkd.teacher.generic import PathDistribution, extract_student, load_supernet, make_pool, standardized_kl
 from conftest import small_config
 
 SHAPE = (1, 8, 8)
@@ -101,6 +101,16 @@ def test_the_path_distribution_moves_toward_paths_with_a_larger_gap():
     copy = PathDistribution([4, 2])
     copy.load_full_state(dist.full_state())
     assert all(torch.equal(a, b) for a, b in zip(copy.probs(), dist.probs()))
+
+
+def test_standardized_conditioning_ignores_the_teachers_logit_scale():
+    torch.manual_seed(0)
+    t, s = torch.randn(8, 10), torch.randn(8, 10)
+    assert float(standardized_kl(t, s)) > 0 and float(standardized_kl(s, s)) < 1e-6
+    assert torch.allclose(standardized_kl(3.0 * t + 1.0, s), standardized_kl(t, s), atol=1e-5)
+    scale = torch.ones((), requires_grad=True)
+    standardized_kl(scale * t, s).backward()
+    assert abs(float(scale.grad)) < 1e-5  # no gradient toward a smaller (or larger) scale
 
 
 def test_pool_sources(tmp_path):

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pool", action="append", help="random:N (default random:8), space (all of it), or a search's "
                    "results.json[:K] / YAML list of configurations; repeat to combine")
     t.add_argument("--condition-weight", dest="condition_weight", type=float,
-                   help="λ of the teacher's conditioning term (default 1)")
+                   help="λ of the teacher's conditioning term (default 0.1)")
     t.add_argument("--max-params", dest="max_params", type=_count, help="random pool students within this size")
 
     p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")

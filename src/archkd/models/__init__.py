@@ -10,6 +10,10 @@ Contract, shared by every model built with ``create_model(name, num_classes, in_
 - ``model.archkd_spec`` / ``model_spec(model)``: a JSON-serialisable recipe; ``build_from_spec`` rebuilds it;
 - Kaiming init from the global RNG (reproducible under ``torch.manual_seed``); traceable, ONNX-exportable
   (opset 17), channels_last-safe.
+
+``archkd.models.supernet``: weight-sharing supernets of a family up to a largest spec (``create_supernet``,
+``register_supernet``; ``stagenet`` built in): ``set_path(spec)`` selects a sub-network, ``extract(spec)`` returns it as
+a standalone model of the family carrying the shared weights.
 """
 from __future__ import annotations
 

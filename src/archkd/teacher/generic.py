@@ -3,15 +3,18 @@
 The pool is a weight-sharing supernet (``archkd.models.supernet``) over a space. Each training step samples a path
 ``a ~ p_θ`` (a student of the pool), trains it by KD from the teacher, and lets the same KD term shape the teacher:
 
-    L_teacher = CE(z_T, y) + λ · T² · KL(σ(z_T/T) ‖ σ(sg[z_S(a)]/T))        (conditioning: pull the teacher's soft
-                                                                             outputs toward what the path can match)
+    L_teacher = CE(z_T, y) + λ · T² · KL(σ(z_T/T) ‖ σ(sg[z_S(a)]/T))        (conditioning ``kd``: pull the teacher's
+                                                                             soft outputs toward what the path can match)
     L_student = (1 − α) · CE(z_S(a), y) + α · T² · KL(σ(sg[z_T]/T) ‖ σ(z_S(a)/T))   (ordinary KD into the path)
 
 ``sg`` stops gradients, so each loss trains only its own network: the teacher with its recipe (``teacher.train``), the
 supernet with the student recipe (``train``). This is SFTN's form (a teacher trained with its CE plus a KL term to a
 student trained beside it) with two changes: the students are whole networks fed the image (SFTN grafts student
 branches onto the teacher's features), and they are sampled from a pool rather than fixed, which is GTN's
-generalisation from one student to many.
+generalisation from one student to many. The conditioning term is a choice (``generic.condition``): ``kd`` above, or
+``standardized`` (``standardized_kl``: the same KL between per-sample standardised logits, which cannot shrink the
+teacher's logit scale). Its weight λ defaults to 0.1: on digits, λ = 1 made the teacher's logits collapse in scale
+and cost its students 20 points of accuracy (``bench/gtn.py``, README).
 
 The path distribution is trained by an architecture loss that moves probability toward the students the teacher
 currently serves worst (the larger distillation gap ``g(a) = T²·KL(σ(z_T/T) ‖ σ(z_S(a)/T))``), so the conditioning does
@@ -229,18 +232,36 @@ def make_pool(space: SearchSpace, sources: list[str], input_shape: tuple[int, ..
     return Pool(space, tuple(input_shape), num_classes, list(configs.values()))
 
 
+def standardized_kl(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``KL(σ(ẑ_T) ‖ σ(ẑ_S))`` over per-sample standardised logits ``ẑ = (z − mean_k z) / std_k z``, batch mean.
+
+    Standardising makes the term blind to the teacher's logit scale: it shapes which classes the teacher finds alike
+    (what a student can imitate) and leaves confidence to the teacher's CE. Without it, conditioning on students that
+    are still weak shrinks the teacher's logits until its temperature-softened outputs are nearly uniform (measured on
+    digits: logit std 5.4 → 1.1, soft-label entropy at T = 4 of 2.26 nats against log 10 = 2.30), and KD from it
+    teaches little."""
+    def z(v: torch.Tensor) -> torch.Tensor:
+        v = v.float()
+        return (v - v.mean(1, keepdim=True)) / (v.std(1, keepdim=True) + 1e-6)
+
+    return torch.nn.functional.kl_div(torch.log_softmax(z(s), 1), torch.log_softmax(z(t), 1), reduction="batchmean",
+                                      log_target=True)
+
+
 class GenericTeacherHook(TrainHook):
     """The GTN step inside the one training loop, whose model is the teacher: sample a path, train it by KD from the
     teacher (``student``) and add the conditioning term to the teacher's loss (``condition``); then step the supernet
     and the path distribution. Its supernet, optimiser and distribution are saved with the loop's ``last.pt``."""
 
     def __init__(self, supernet: Supernet, pool: Pool, objective: DistillObjective, student: TrainConfig,
-                 condition_weight: float, distribution: PathDistribution, seed: int = 0) -> None:
+                 condition_weight: float, distribution: PathDistribution, seed: int = 0,
+                 condition: str = "kd") -> None:
         if objective.kd is None or objective.feature_terms:
             raise ArchkdError("a generic teacher is conditioned through a logit KD loss only",
                               "set distill.alpha > 0 and distill.features=[]")
         self.supernet, self.pool, self.objective, self.student = supernet, pool, objective, student
         self.weight = float(condition_weight)
+        self.condition = condition
         self.dist = distribution
         self.generator = torch.Generator().manual_seed(int(seed))
         self.choice: list[int] = []
@@ -264,8 +285,11 @@ class GenericTeacherHook(TrainHook):
         t = s_logits  # the loop's model is the teacher
         z = self.supernet(batch.x)
         student, _ = self.objective(z, batch.y, t.detach())
-        condition = self.objective.kd(z.detach(), t)  # T²·KL(σ(z_T/T) ‖ σ(sg[z_S]/T)): gradients reach the teacher
-        self.gap = float(condition.detach())
+        self.gap = float(self.objective.kd(z.detach(), t.detach()))
+        if self.condition == "kd":  # T²·KL(σ(z_T/T) ‖ σ(sg[z_S]/T)): gradients reach the teacher only
+            condition = self.objective.kd(z.detach(), t)
+        else:
+            condition = standardized_kl(t, z.detach())
         return {"student": student, "condition": self.weight * condition}
 
     def after_step(self, ctx: StepContext, batch: Batch, loss: float) -> None:
@@ -356,11 +380,12 @@ def train_generic_teacher(teacher: nn.Module, data: DataBundle, pool: Pool, teac
     supernet = create_supernet(pool.largest())
     dist = PathDistribution(pool.sizes(), lr=generic.arch_lr, entropy_weight=generic.entropy_weight)
     objective = objective_from_config(replace(distill, features=[]), student_train.label_smoothing)
-    hook = GenericTeacherHook(supernet, pool, objective, student_train, generic.condition_weight, dist, seed)
+    hook = GenericTeacherHook(supernet, pool, objective, student_train, generic.condition_weight, dist, seed,
+                              generic.condition)
     identity = {**(meta or {}), "generic": {  # what makes a re-run the same run (resumed) rather than a new one
         "pool": pool.configs if pool.configs is not None else "space", "space": pool.space.describe(),
         "student": asdict(student_train), "distill": asdict(distill),
-        **{k: getattr(generic, k) for k in ("condition_weight", "arch_lr", "entropy_weight")}}}
+        **{k: getattr(generic, k) for k in ("condition", "condition_weight", "arch_lr", "entropy_weight")}}}
     res = fit(teacher, data, teacher_train, seed=seed, device=device, out_dir=out_dir / "teacher",
               spec=model_spec(teacher), meta=identity, log=log, resume=True, hooks=[hook], on_epoch=on_epoch)
     out = GenericTeacherResult(fit=res, entropy=dist.entropy())
