@@ -189,3 +189,14 @@ def test_fine_tuning_a_teacher_checkpoint(tmp_path, teacher_ckpt):
     before = load_teacher(teacher_ckpt).info["val_acc"]
     out = api.generic_teacher(cfg, log=None)
     assert out["init"] == "fine-tune" and out["val_acc"] > before - 0.2
+
+
+def test_without_conditioning_the_generic_teacher_is_the_vanilla_teacher(tmp_path):
+    """λ = 0: the stop-gradients leave the teacher exactly its CE training (the supernet learns beside it, unseen)."""
+    over = {"generic.pool": ["random:2"], "teacher.train.epochs": 2, "generic.condition_weight": 0.0,
+            "generic.space_kwargs": {"widths": [8], "depths": [1]}, "generic.bn_recalibration": 64}
+    vanilla = api.train_teacher(small_config(tmp_path, name="vanilla", **over), log=None)
+    generic = api.generic_teacher(small_config(tmp_path, name="generic", **over), log=None)
+    a, b = (load_teacher(r["checkpoint"]).module.state_dict() for r in (vanilla, generic))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert generic["val_acc"] == vanilla["val_acc"]
