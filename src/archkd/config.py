@@ -105,17 +105,17 @@ class GenericConfig:
     space, within ``budget.max_params`` when set), ``space`` (the whole space) or a file (a search's
     ``results.json``, its completed trials best first, optionally ``<file>:K`` for the top K; or a YAML/JSON list of
     configurations). The teacher trains with ``teacher.train``; the supernet with ``train`` (its epochs are the
-    teacher's) and the KD loss of ``distill``. ``condition``: the conditioning term of the teacher's loss, ``kd`` (SFTN's
-    form: the KD loss toward the sampled student) or ``standardized`` (the same on per-sample standardised logits, blind
-    to the teacher's logit scale), weighed by ``condition_weight`` λ (0.1: larger values cost the students accuracy in
-    ``bench/gtn.py``); the path distribution learns at ``arch_lr`` with entropy bonus ``entropy_weight``. Pool members are
-    extracted with BatchNorm recalibrated on ``bn_recalibration`` training images.
+    teacher's) and the KD loss of ``distill``. ``condition``: the conditioning term of the teacher's loss,
+    ``standardized`` (a KL between per-sample standardised logits, blind to the teacher's logit scale) or ``kd``
+    (SFTN's form: the KD loss toward the sampled student), weighed by ``condition_weight`` λ (defaults: the best
+    measured by ``bench/gtn.py`` on digits); the path distribution learns at ``arch_lr`` with entropy bonus
+    ``entropy_weight``. Pool members are extracted with BatchNorm recalibrated on ``bn_recalibration`` training images.
     """
 
     space: str = "stages"
     space_kwargs: dict = field(default_factory=dict)
     pool: list = field(default_factory=lambda: ["random:8"])
-    condition: Literal["kd", "standardized"] = "kd"
+    condition: Literal["standardized", "kd"] = "standardized"
     condition_weight: float = 0.1
     arch_lr: float = 0.05
     entropy_weight: float = 0.01
