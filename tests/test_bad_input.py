@@ -224,6 +224,11 @@ CASES: list[Case] = [
     ("export of a CIFAR student without --data", lambda c: ["export", _rgb_checkpoint(c)],
      "takes 3×32×32 inputs but data 'digits' is 1×8×8"),
     ("measure an unknown model", lambda c: ["measure", "resnet9000"], "resnet9000"),
+    ("unknown pre-screen proxy", lambda c: ["search", T, c.teacher, "search.prescreen.proxy=bogus"],
+     "unknown proxy 'bogus'"),
+    ("DisWOT pre-screen with a TorchScript teacher", lambda c: ["search", T, c.script("pts", 1, 10, 8),
+                                                                 "search.prescreen.proxy=diswot"],
+     "which this teacher does not expose"),
     # generic teacher (GTN)
     ("generic teacher over a space without a supernet", lambda c: ["teacher", "generic", "--space", "mnas"],
      "declares no largest network"),

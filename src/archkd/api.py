@@ -406,6 +406,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         f"budget {budget.describe()}; study {storage}")
     if sc.process and not teacher.supports_features:
         raise ArchkdError("search.process needs the teacher's stage features", "give the teacher as an archkd checkpoint")
+    screened = _prescreen(cfg, space, teacher, data, budget, log) if sc.prescreen.proxy else []
     progress = Progress(log)
     objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
@@ -428,7 +429,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                          max_attempts=sc.max_attempts_factor * sc.n_trials, log=log,
                          definition=_definition(cfg, space, teacher, data), heartbeat=sc.heartbeat_seconds,
                          grace=sc.stale_after_seconds, max_retry=sc.max_retries, progress=progress,
-                         on_start=lambda: _record(cfg))
+                         on_start=lambda: _record(cfg), enqueue=[s.config for s in screened])
         if res.best is None:
             raise ArchkdError("the search finished without a successful trial", "see the trial table above")
         b = res.best
@@ -441,6 +442,9 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
                "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
                "trials": res.trials, "seconds": time.perf_counter() - t0}
+        if screened:
+            out["prescreen"] = {**to_dict(sc.prescreen), "queued": [{"config": s.config, "score": s.score}
+                                                                     for s in screened]}
         if sc.top_k and res.finalizer:
             out["top_k"] = finalize_top_k(cfg, out, teacher, data, sc.top_k, reward, log)
         elif sc.top_k:
@@ -455,6 +459,31 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         if n_proc > 1:
             broadcast_object(None)  # the followers' cue to stop
     return out
+
+
+def _prescreen(cfg: Config, space, teacher: Teacher, data: DataBundle, budget: Budget, log: Log) -> list:
+    """Score ``factor × n_trials`` sampled candidates by the zero-cost proxy; the best ``keep`` are trained first."""
+    from archkd.models import build_from_spec
+    from archkd.proxies import ProxyScorer
+    from archkd.search import prescreen
+
+    p, sc = cfg.search.prescreen, cfg.search
+    reference = None  # the network the DisWOT proxies compare with
+    if p.teacher == "trained":
+        reference = teacher.module if teacher.supports_features else None
+    elif teacher.spec is not None:
+        seed_everything(cfg.seed)
+        reference = build_from_spec(teacher.spec)
+    scorer = ProxyScorer([p.proxy], reference, data, n_batches=p.batches, seed=cfg.seed,
+                         teacher_trained=p.teacher == "trained")
+    t0 = time.perf_counter()
+    keep = min(p.keep or sc.n_trials, sc.n_trials)
+    found = prescreen(space, lambda c: scorer(space.spec(c, data.input_shape, data.num_classes))[p.proxy],
+                      p.factor * sc.n_trials, keep, cfg.seed,
+                      budget.feasibility(space, data.input_shape, data.num_classes))
+    log(f"pre-screen: scored {p.factor * sc.n_trials} candidates by {p.proxy} in {time.perf_counter() - t0:.1f}s; "
+        f"the best {len(found)} are trained first")
+    return found
 
 
 def _follow(objective: KDTrialObjective, cfg: Config, teacher: Teacher, data: DataBundle) -> None:
@@ -484,6 +513,7 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
     d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration",
                                                       "reward_target", "reward_metric", "reward_mode", "reward_alpha",
                                                       "reward_beta", "process", "pruner", "pruner_options")},
+               "prescreen": to_dict(sc.prescreen),
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
                "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
                "space_dims": space.describe()["dims"]}

@@ -180,6 +180,24 @@ class BudgetConfig:
 
 
 @dataclass
+class PrescreenConfig:
+    """Rank many candidates by a zero-cost proxy before training any (``archkd.proxies``).
+
+    With ``proxy`` set, ``factor × n_trials`` distinct candidates within budget are drawn at random and scored at
+    initialisation on ``batches`` training batches against the ``teacher`` (``random``: a freshly initialised copy of
+    the teacher's architecture, DisWOT's protocol; ``trained``: the teacher itself); the best ``keep`` (default
+    ``n_trials``) are queued as the study's first trials. With the random method and the default ``keep`` the search
+    trains only those; a learning sampler (tpe, gp, akd, trade, ...) starts from them and proposes the rest.
+    """
+
+    proxy: str | None = None
+    factor: int = 10
+    keep: int | None = None
+    teacher: Literal["random", "trained"] = "random"
+    batches: int = 2
+
+
+@dataclass
 class SearchConfig:
     """A KD-guided search: every trial trains at a low fidelity (``epochs``, ``data_fraction``).
 
@@ -225,6 +243,7 @@ class SearchConfig:
     heartbeat_seconds: float = 10.0
     stale_after_seconds: float = 60.0
     max_retries: int = 3
+    prescreen: PrescreenConfig = field(default_factory=PrescreenConfig)
 
 
 @dataclass
@@ -453,7 +472,8 @@ RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr",
           ("search.n_trials", 1, True), ("search.epochs", 1, True), ("search.top_k", 0, True),
           ("search.data_fraction", 0, False), ("search.bn_recalibration", 0, True),
           ("search.heartbeat_seconds", 0, False), ("search.stale_after_seconds", 0, False),
-          ("search.max_retries", 0, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
+          ("search.max_retries", 0, True), ("search.prescreen.factor", 1, True), ("search.prescreen.keep", 1, True),
+          ("search.prescreen.batches", 1, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
           ("budget.max_latency_ms", 0, False), ("budget.max_memory_mb", 0, False), ("budget.latency_threads", 1, True),
           ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True),
           ("generic.condition_weight", 0, True), ("generic.arch_lr", 0, True), ("generic.entropy_weight", 0, True),

@@ -93,7 +93,7 @@ class Probe:
     batches: Batches
     input_shape: tuple[int, ...]
     num_classes: int
-    teacher_signature: Callable[[], Signature] | None = None
+    teacher_signature: Callable[[], Signature]
     _student_sig: Signature | None = field(default=None, repr=False)
 
     def student_signature(self) -> Signature:
@@ -102,9 +102,6 @@ class Probe:
         return self._student_sig
 
     def teacher(self) -> Signature:
-        if self.teacher_signature is None:
-            raise ArchkdError("this proxy compares the student with a teacher, and none was given",
-                              "give a teacher, or use a proxy that needs none (grad_norm, params, flops)")
         return self.teacher_signature()
 
 
@@ -201,15 +198,16 @@ class ProxyScorer:
     def _teacher(self) -> Signature:
         if self._teacher_sig is None:
             if self.teacher is None:
-                raise ArchkdError("a DisWOT proxy needs a teacher", "give --teacher")
+                raise ArchkdError("the DisWOT proxies compare with the teacher's network, which this teacher does not "
+                                  "expose (TorchScript)", "give the teacher as an archkd checkpoint, or use proxy "
+                                  "grad_norm, params or flops")
             self._teacher_sig = signature(self.teacher, self.batches, self.num_classes,
                                           train_mode=not self.teacher_trained)
         return self._teacher_sig
 
     def __call__(self, spec: dict) -> dict[str, float]:
         torch.manual_seed(self.seed + zlib.crc32(json.dumps(spec, sort_keys=True).encode()))
-        probe = Probe(build_from_spec(spec), self.batches, self.input_shape, self.num_classes,
-                      self._teacher if self.teacher is not None else None)
+        probe = Probe(build_from_spec(spec), self.batches, self.input_shape, self.num_classes, self._teacher)
         return {n: PROXIES[n](probe) for n in self.names}
 
 

@@ -32,7 +32,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -427,7 +427,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                reward: Reward | None = None, log: Callable[[str], None] | None = print,
                definition: dict | None = None, heartbeat: float = 10.0, grace: float = 60.0, max_retry: int = 3,
                poll: float = 1.0, progress: Progress | None = None,
-               on_start: Callable[[], None] | None = None) -> SearchResult:
+               on_start: Callable[[], None] | None = None, enqueue: Sequence[dict] = ()) -> SearchResult:
     """Work on the study until it holds ``n_trials`` trials within budget (its total, whoever trained them).
 
     ``evaluate(candidate, report) -> TrialOutcome`` trains one candidate; the trial's value is
@@ -435,13 +435,18 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     to the pruner and raises ``optuna.TrialPruned`` when told to stop. Every finished trial carries a ``reward``
     attribute (0 for over-budget candidates) that learning samplers read. ``max_attempts`` bounds the over-budget
     candidates this worker may draw in a row before it gives up on the budget. ``on_start()`` runs once the budget
-    and the study's definition are accepted, before any trial (the caller records its config then).
+    and the study's definition are accepted, before any trial (the caller records its config then). ``enqueue``:
+    configurations asked before any sampler proposal (a pre-screen's best), queued once per study (a re-run or another
+    worker finds them queued or done already; two workers starting at the same instant may both queue one, and the
+    second copy then reuses the first's result as a twin).
     """
     reward = reward or Reward()
     check_feasible(space, budget, input_shape, num_classes)
     study = open_study(storage, study_name, sampler, pruner, definition=definition, pruner_options=pruner_options)
     if on_start is not None:
         on_start()
+    for config in enqueue:
+        study.enqueue_trial(config, skip_if_exists=True)
     lock = Path(storage[len("sqlite:///"):] + ".lock") if storage.startswith("sqlite:///") else None
     worker = Worker(study, heartbeat, grace, max_retry, log, lock=lock)
     table = TrialTable(log)
