@@ -125,12 +125,12 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def print_tables(runs: list[dict], summary: dict) -> None:
-    print("\n| seed | teacher | test acc | train s | s / epoch (median) | pool mean KD test acc |")
-    print("|---|---|---|---|---|---|")
+    print("\n| seed | teacher | test acc | s / epoch (median) | pool mean KD test acc |")
+    print("|---|---|---|---|---|")
     for r in runs:
         for k in ("vanilla", "generic"):
             mean = statistics.mean(s[k] for s in r["students"])
-            print(f"| {r['seed']} | {k} | {100 * r[k]['test_acc']:.2f} | {r[k]['seconds']:.1f} | {r[k]['epoch_seconds']:.2f} | {100 * mean:.2f} |")
+            print(f"| {r['seed']} | {k} | {100 * r[k]['test_acc']:.2f} | {r[k]['epoch_seconds']:.2f} | {100 * mean:.2f} |")
     print("\n| seed | student | source | params | supernet val | KD from vanilla | KD from generic | Δ |")
     print("|---|---|---|---|---|---|---|---|")
     for r in runs:

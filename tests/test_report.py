@@ -219,8 +219,8 @@ def test_failing_section_does_not_break_report():
 
 
 def test_builtin_sections_in_order():
-    assert report.section_names()[:8] == [
-        "summary", "final student", "trials table", "accuracy-vs-params plot", "budget", "timings", "epoch curves",
+    assert report.section_names()[:9] == [
+        "summary", "generic teacher pool", "final student", "trials table", "accuracy-vs-params plot", "budget", "timings", "epoch curves",
         "curves",
     ]
 

@@ -20,14 +20,15 @@ Contract
     section must be imported before ``write_report`` runs. Helpers for fragments: ``archkd.report.fmt``
     (escaping, number formats, tables) and ``archkd.report.plots`` (``line_plot``, ``figure_img``).
 
-Built-in sections, in order: ``summary``, ``final student``, ``trials table``, ``accuracy-vs-params plot``,
+Built-in sections, in order: ``summary``, ``generic teacher pool``, ``final student``, ``trials table``, ``accuracy-vs-params plot``,
 ``budget``, ``timings``, ``epoch curves``, ``curves``.
 
 Results schema (every key optional except ``"name"``; sections skip what is absent)::
 
     name, created, command, config{...}
     dataset{name, num_classes, input_shape, train, val, test}
-    teacher{name, params, val_acc, test_acc}
+    teacher{name, params, val_acc, test_acc, pool[{index, config, params, probability, supernet_val_acc,
+            checkpoint}]}   (pool: a generic teacher's students)
     budget{max_params, max_flops, max_latency_ms, latency_runtime}
     search{space, sampler, n_trials, fidelity{epochs, data_fraction}, storage, best_trial}
     trials[{number, state: COMPLETE|PRUNED|FAIL|INFEASIBLE, config{...}, params, flops, latency_ms,
