@@ -21,6 +21,7 @@ Writes ``bench/results/gtn_<dataset>.json`` after every seed.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     log = None
     vanilla = api.train_teacher(base(args, seed, "vanilla"), log)
     cfg = base(args, seed, "search")
+    shutil.rmtree(cfg.run_dir, ignore_errors=True)  # the teacher was just trained again: a new study
     cfg.teacher.path = vanilla["checkpoint"]
     for k, v in (("search.n_trials", args.search_trials), ("search.epochs", args.search_epochs),
                  ("search.data_fraction", args.data_fraction)):

@@ -513,7 +513,6 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
     d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration",
                                                       "reward_target", "reward_metric", "reward_mode", "reward_alpha",
                                                       "reward_beta", "process", "pruner", "pruner_options")},
-               "prescreen": to_dict(sc.prescreen),
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
                "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
                "space_dims": space.describe()["dims"]}
@@ -521,6 +520,8 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
         d["distill"] = {k: v for k, v in to_dict(cfg.distill).items() if k != "cache"}
     if sc.process:
         d["process"] = to_dict(cfg.process)
+    if sc.prescreen.proxy:  # only then: a study made before pre-screening existed keeps its definition
+        d["prescreen"] = to_dict(sc.prescreen)
     return d
 
 

@@ -118,7 +118,7 @@ class GenericConfig:
     condition: Literal["standardized", "kd"] = "standardized"
     condition_weight: float = 0.1
     arch_lr: float = 0.05
-    entropy_weight: float = 0.01
+    entropy_weight: float = 0.1
     bn_recalibration: int = 2048
 
 

@@ -53,16 +53,18 @@ class PathDistribution(nn.Module):
     of a whole space). After a step on path ``a`` with gap ``g ≥ 0``, with baseline ``b`` an exponential moving average
     (decay ``decay``) of the gaps seen before:
 
-        L_arch(θ) = −(g / b − 1) · log p_θ(a) − β · Σ_k H(softmax(θ_k))
+        L_arch(θ) = −clip(g / b − 1, −1, 1) · log p_θ(a) − β · Σ_k H(softmax(θ_k))
 
     The first term is a score-function (REINFORCE) estimate of ``−∇_θ E_{a∼p_θ}[g(a)] / b``: descending it raises the
     probability of paths whose gap is above average. The advantage is relative to ``b``, so the learning rate does not
     depend on the KD loss's scale, and it shrinks as the pool's gaps even out (the paths the distribution favours are
-    then no harder than the rest). The entropy bonus ``β`` keeps every student of the pool in the teacher's sight.
+    then no harder than the rest); clipping bounds a step when the gaps jump (early in training they grow several-fold
+    within an epoch as the teacher sharpens). The entropy bonus ``β`` keeps every student of the pool in the teacher's
+    sight.
     Plain SGD: the estimate's magnitude carries the signal, which per-coordinate optimisers such as Adam would erase.
     """
 
-    def __init__(self, sizes: list[int], lr: float = 0.05, entropy_weight: float = 0.01, decay: float = 0.9) -> None:
+    def __init__(self, sizes: list[int], lr: float = 0.05, entropy_weight: float = 0.1, decay: float = 0.9) -> None:
         super().__init__()
         if not sizes or min(sizes) < 1:
             raise ArchkdError(f"a path distribution needs at least one choice per factor, got {sizes}",
@@ -88,7 +90,7 @@ class PathDistribution(nn.Module):
         g = float(gap)
         if int(self.updates) == 0:
             self.baseline.fill_(g)
-        advantage = g / (float(self.baseline) + 1e-8) - 1.0
+        advantage = max(-1.0, min(1.0, g / (float(self.baseline) + 1e-8) - 1.0))
         self.baseline.mul_(self.decay).add_((1 - self.decay) * g)
         self.updates.add_(1)
         log_p = sum(torch.log_softmax(t, 0)[c] for t, c in zip(self.logits, choice))
