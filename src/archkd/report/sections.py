@@ -64,8 +64,15 @@ def _kv_known(d: Mapping[str, Any], known: list[tuple[str, str, Any]]) -> str:
         if d.get(key) is not None:
             rows.append((label, fmt(d[key])))
     names = {k for k, _, _ in known}
-    rows += [(str(k).replace("_", " "), fmt_value(v)) for k, v in d.items() if k not in names and v is not None]
+    rows += [(str(k).replace("_", " "), fmt_value(v)) for k, v in d.items()
+             if k not in names and v is not None and not _nested(v)]
     return kv_table(rows)
+
+
+def _nested(v: Any) -> bool:
+    """Records and lists of records (an epoch history, a pool of students): shown by their own sections, not as
+    one cell of text."""
+    return isinstance(v, Mapping) or (isinstance(v, list) and any(isinstance(x, Mapping) for x in v))
 
 
 def _shape(x: Any) -> str:
