@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
     p.add_argument("--spaces", nargs="+", default=["stages", "mnas"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the end-to-end searches")
-    p.add_argument("--parts", nargs="+", default=["rank", "search"], choices=["rank", "search"])
+    p.add_argument("--parts", nargs="+", default=["rank", "noise", "search"], choices=["rank", "noise", "search"],
+                   help="noise: the reference trained again with another seed, on part 1's architectures (read back "
+                        "from --out): its rank correlation with the first is the ceiling of what any score can reach")
     for k, v in {**PRESETS["digits"], "ref_fraction": 1.0}.items():
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(v), default=None)
     p.add_argument("--teacher", help="an archkd teacher checkpoint to use instead of training one here")
@@ -169,6 +171,31 @@ def search_part(args: argparse.Namespace, teacher_ckpt: str) -> list[dict]:
     return runs
 
 
+def noise_part(args: argparse.Namespace, teacher_ckpt: str) -> None:
+    """The reference's own rank noise: part 1's architectures trained again with another seed."""
+    import json
+
+    cfg = base(args, "rank", seed=1)
+    cfg.teacher.path = teacher_ckpt
+    teacher, data = api.prepare(cfg, log=None)
+    cache = api.make_cache(cfg, teacher, data)
+    saved = json.loads(Path(args.out).read_text())
+    _STATE.update({k: saved[k] for k in ("rank", "search") if k in saved})
+    for space_name, r in _STATE["rank"].items():
+        space = create_space(space_name, **SPACE_KWARGS.get(space_name, {}))
+        for i, row in enumerate(r["rows"]):
+            if "reference_seed1" not in row:
+                spec = space.spec(row["config"], data.input_shape, data.num_classes)
+                model = kd_train(spec, data, teacher, cache, cfg.train, cfg.distill, cfg.seed)
+                row["reference_seed1"] = evaluate(model, data.test, data.normalize)
+                print(f"  noise {space_name} {i + 1}/{len(r['rows'])}: {row['reference']:.4f} / "
+                      f"{row['reference_seed1']:.4f}", flush=True)
+        c = rank_correlation([x["reference_seed1"] for x in r["rows"]], [x["reference"] for x in r["rows"]])
+        r["correlation"]["reference, another seed"] = {"kind": "ceiling", "tau": c.kendall_tau,
+                                                       "rho": c.spearman_rho}
+        yield_result(args, {})
+
+
 _STATE: dict[str, Any] = {}
 
 
@@ -202,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     teacher_ckpt = args.teacher or api.train_teacher(base(args, "teacher"), log=None)["checkpoint"]  # resumed if there
     if "rank" in args.parts:
         rank_part(args, teacher_ckpt)
+    if "noise" in args.parts:
+        noise_part(args, teacher_ckpt)
     if "search" in args.parts:
         yield_result(args, {"search": search_part(args, teacher_ckpt)})
     print_tables(_STATE)

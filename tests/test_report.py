@@ -73,7 +73,7 @@ def test_full_report_is_self_contained_and_complete(tmp_path):
     html = path.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
     assert '<img class="plot"' in html and 'src="data:image/png;base64,' in html
-    assert html.count("data:image/png;base64,") == 3  # history, accuracy-vs-params, curves
+    assert html.count("data:image/png;base64,") == 4  # history, best so far, accuracy-vs-params, curves
     # nothing external
     assert "http://" not in html and "https://" not in html
     assert not re.search(r"<script[^>]*\bsrc=", html, re.I)
@@ -81,8 +81,8 @@ def test_full_report_is_self_contained_and_complete(tmp_path):
     assert not re.search(r"""\b(?:src|href)=["'](?!data:|#)""", html, re.I)
     # every trial number appears in the table's first column
     for t in results["trials"]:
-        assert f"<tr><td class=\"num\">{t['number']}</td>" in html or \
-            f"<tr class=\"best\"><td class=\"num\">{t['number']} " in html
+        assert re.search(rf'<tr( class="best")?><td class="num" data-v="{t["number"]}" data-n="1">{t["number"]}[ <]',
+                         html), t["number"]
     assert "94.72%" in html  # final test accuracy
     assert 'class="best"' in html and "★ best" in html
     # user strings escaped
@@ -219,8 +219,8 @@ def test_failing_section_does_not_break_report():
 
 
 def test_builtin_sections_in_order():
-    assert report.section_names()[:9] == [
-        "summary", "generic teacher pool", "final student", "trials table", "accuracy-vs-params plot", "budget", "timings", "epoch curves",
+    assert report.section_names()[:10] == [
+        "summary", "generic teacher pool", "final student", "trials table", "search progress", "accuracy-vs-params plot", "budget", "timings", "epoch curves",
         "curves",
     ]
 
@@ -230,7 +230,7 @@ def test_best_trial_falls_back_to_highest_val_acc():
     del results["search"]["best_trial"]
     html = render_report(results)
     # trial 6 has the highest val_acc among COMPLETE trials
-    assert '<tr class="best"><td class="num">6 ' in html
+    assert '<tr class="best"><td class="num" data-v="6" data-n="1">6 ' in html
 
 
 def test_matplotlib_backend_untouched():

@@ -241,6 +241,31 @@ def _write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: di
     write_report(run, results)
 
 
+def report(run_dir: str | Path, log: Log | None = print) -> Path:
+    """Regenerate ``report.html`` of any run directory (search, distill, process search, teacher) from its
+    ``results.json``, with the epoch metrics of its ``metrics.csv`` as they are now."""
+    import json
+
+    from archkd.report import RESULTS_FILE, write_report
+
+    run = Path(run_dir)
+    path = run / RESULTS_FILE
+    if not path.is_file():
+        raise ArchkdError(f"no {RESULTS_FILE} in {run}", "give a run directory written by archkd (runs/<name>)")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ArchkdError(f"{path} is not valid JSON", "re-run the command that wrote it") from None
+    if not isinstance(results, dict) or "name" not in results:
+        raise ArchkdError(f"{path} is not an archkd results file", "give a run directory written by archkd")
+    if (run / "metrics.csv").is_file():
+        results["metrics"] = read_metrics(run / "metrics.csv")
+    out = write_report(run, results)
+    if log:
+        log(f"wrote {out}")
+    return out
+
+
 def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
     if cfg.student.checkpoint:
         from archkd.distill import load_checkpoint

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default runs/<name>/student/best.pt)")
     p.add_argument("--out", help="output directory (default runs/<name>/export)")
 
+    p = sub.add_parser("report", help="regenerate the self-contained HTML report of a run directory")
+    p.add_argument("run_dir", help="a run directory (runs/<name>) holding results.json")
+
     p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
     _common(p)
     p.add_argument("--keys", action="store_true")
@@ -296,6 +299,8 @@ def run(argv: list[str] | None = None) -> int:
             args.checkpoint = args.overrides.pop(0)
         cfg = _resolve(args)
         api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log)
+    elif args.verb == "report":
+        api.report(args.run_dir, log=print)
     elif args.verb == "config":
         cfg = _resolve(args)
         if args.keys:

@@ -141,8 +141,13 @@ def table(
     row_classes: Iterable[str | None] | None = None,
     numeric: Iterable[int] = (),
     cls: str = "grid",
+    sort_keys: Sequence[Sequence[Any]] | None = None,
 ) -> str:
-    """Table with escaped headers and already-HTML cells; columns in ``numeric`` are right-aligned."""
+    """Table with escaped headers and already-HTML cells; columns in ``numeric`` are right-aligned.
+
+    With ``sort_keys`` (one list per row, one value per column: a number, a string, or None for "sort last") the
+    table is sortable in the browser: a click on a header sorts by that column's keys (the report's one inline
+    script), so ``12k`` FLOPs sort above ``950`` and ``-`` below every number."""
     numeric = set(numeric)
 
     def attr(i: int) -> str:
@@ -151,12 +156,26 @@ def table(
     head = "".join(f'<th scope="col"{attr(i)}>{esc(h)}</th>' for i, h in enumerate(headers))
     rows = list(rows)
     classes = list(row_classes) if row_classes is not None else [None] * len(rows)
+    keys = list(sort_keys) if sort_keys is not None else [None] * len(rows)
     body = []
-    for row, rc in zip(rows, classes):
-        cells = "".join(f"<td{attr(i)}>{c}</td>" for i, c in enumerate(row))
+    for row, rc, rk in zip(rows, classes, keys):
+        cells = "".join(f"<td{attr(i)}{_sort_attr(rk, i)}>{c}</td>" for i, c in enumerate(row))
         row_attr = f' class="{esc(rc)}"' if rc else ""
         body.append(f"<tr{row_attr}>{cells}</tr>")
+    if sort_keys is not None:
+        cls += " sortable"
     return f'<table class="{esc(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _sort_attr(keys: Sequence[Any] | None, i: int) -> str:
+    """The ``data-v`` (and, for numbers, ``data-n``) attributes the report's table sorter reads."""
+    if keys is None:
+        return ""
+    key = keys[i] if i < len(keys) else None
+    if key is None or (isinstance(key, float) and key != key):
+        return ' data-v=""'
+    numeric = isinstance(key, (int, float)) and not isinstance(key, bool)
+    return f' data-v="{esc(key)}"' + (' data-n="1"' if numeric else "")
 
 
 def card(label: str, value_html: str, sub: str | None = None) -> str:

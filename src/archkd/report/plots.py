@@ -142,6 +142,15 @@ def line_plot(
         return figure_img(fig, alt or title or "line plot")
 
 
+def pareto_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, accuracy) points no other point beats on both (fewer or equal cost and higher accuracy), by cost."""
+    front: list[tuple[float, float]] = []
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((cost, acc))
+    return front
+
+
 def acc_vs_params_plot(
     trials: Sequence[Mapping[str, Any]],
     *,
@@ -183,6 +192,10 @@ def acc_vs_params_plot(
                     if t.get("number") is not None:
                         ax.annotate(str(t["number"]), (t["params"], t["val_acc"]), xytext=(7, 5),
                                     textcoords="offset points", fontsize=7, color=GREY)
+        front = pareto_points([(t["params"], t["val_acc"]) for t in complete])
+        if len(front) >= 2:
+            ax.step([p for p, _ in front], [a for _, a in front], where="post", color=BLUE, alpha=0.5, linewidth=1.2,
+                    label=f"Pareto front ({len(front)} trials)", zorder=2)
         if pruned:
             ax.scatter([t["params"] for t in pruned], [t["val_acc"] for t in pruned], s=30, facecolor="none",
                        edgecolor=GREY, linewidth=1.0, label=f"pruned trials ({len(pruned)})", zorder=2)

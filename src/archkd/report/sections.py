@@ -12,6 +12,7 @@ from .fmt import (
     DASH,
     card,
     compact,
+    compact_text,
     details,
     esc,
     fmt_int,
@@ -250,28 +251,63 @@ def trials_section(results: dict[str, Any]) -> str | None:
     order = [s for s in STATES if s in counts] + sorted(s for s in counts if s not in STATES)
     summary = ", ".join(f"{counts[s]} {s.lower()}" for s in order)
 
-    def sort_key(t: Mapping[str, Any]) -> tuple[int, int, float]:
-        # trained trials first (in trial order); over-budget candidates, which cost no training, after them
-        n = t.get("number")
-        return (int(_state(t) == "INFEASIBLE"), 0 if is_num(n) else 1, float(n) if is_num(n) else 0.0)
-
-    rows, classes = [], []
-    for t in sorted(trials, key=sort_key):
+    def row(t: Mapping[str, Any]) -> tuple[list[str], list[Any], str | None]:
         is_best = best is not None and t.get("number") == best
         number = esc(t.get("number", DASH))
         if is_best:
             number += ' <span class="star" title="best trial">★ best</span>'
-        rows.append([
-            number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_ms(t.get("latency_ms")),
-            fmt_pct(t.get("val_acc")) + (f" · r {t['reward']:.3f}" if is_num(t.get("reward")) else ""),
-            fmt_seconds(t.get("seconds")), compact(t.get("config")),
-            esc(t.get("reason")) if t.get("reason") else "",
-        ])
-        classes.append("best" if is_best else None)
-    tbl = table(["#", "state", "params", "FLOPs", "latency", "val acc", "time", "architecture", "note"],
-                rows, row_classes=classes, numeric=(0, 2, 3, 4, 5, 6))
+        cells = [number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_si(t.get("macs")),
+                 fmt_ms(t.get("latency_ms")),
+                 fmt_pct(t.get("val_acc")) + (f" · r {t['reward']:.3f}" if is_num(t.get("reward")) else ""),
+                 _fidelity(t), fmt_seconds(t.get("seconds")), compact(t.get("config")),
+                 esc(t.get("reason")) if t.get("reason") else ""]
+        keys = [t.get("number"), _state(t), t.get("params"), t.get("flops"), t.get("macs"), t.get("latency_ms"),
+                t.get("reward") if is_num(t.get("reward")) else t.get("val_acc"), t.get("steps"), t.get("seconds"),
+                compact_text(t.get("config") or {}), t.get("reason")]
+        return cells, [k if is_num(k) or isinstance(k, str) else None for k in keys], "best" if is_best else None
+
+    headers = ["#", "state", "params", "FLOPs", "MACs", "latency", "val acc", "epochs", "time", "architecture", "note"]
+    numeric = (0, 2, 3, 4, 5, 6, 7, 8)
+
+    def grid(subset: list[Mapping[str, Any]]) -> str:
+        built = [row(t) for t in sorted(subset, key=lambda t: t.get("number") if is_num(t.get("number")) else 1e18)]
+        return table(headers, [b[0] for b in built], row_classes=[b[2] for b in built], numeric=numeric,
+                     sort_keys=[b[1] for b in built])
+
+    trained = [t for t in trials if _state(t) != "INFEASIBLE"]
+    skipped = [t for t in trials if _state(t) == "INFEASIBLE"]
     best_note = f" Best trial: <strong>#{esc(best)}</strong> (highlighted)." if best is not None else ""
-    return f'<p>{len(trials)} trials: {esc(summary)}.{best_note}</p><div class="scroll">{tbl}</div>'
+    parts = [f'<p>{len(trials)} trials: {esc(summary)}.{best_note} Click a column header to sort.</p>']
+    if trained:
+        parts.append(f'<div class="scroll">{grid(trained)}</div>')
+    if skipped:  # over-budget candidates cost no training: one folded block, however many there are
+        parts.append(details(f"{len(skipped)} over-budget candidates (rejected before training)",
+                             f'<div class="scroll">{grid(skipped)}</div>'))
+    return "".join(parts)
+
+
+def _fidelity(t: Mapping[str, Any]) -> str:
+    """Epochs a trial trained (fewer than planned when a pruner stopped it)."""
+    return fmt_int(t.get("steps")) if is_num(t.get("steps")) else DASH
+
+
+@register_section("search progress", title="Best so far")
+def progress_section(results: dict[str, Any]) -> str | None:
+    done = [t for t in _trials(results) if _state(t) == "COMPLETE" and is_num(t.get("number"))
+            and is_num(t.get("reward") if is_num(t.get("reward")) else t.get("val_acc"))]
+    if len(done) < 2:
+        return None
+    done.sort(key=lambda t: t["number"])
+    best, xs, ys, values = float("-inf"), [], [], []
+    for t in done:
+        v = float(t["reward"] if is_num(t.get("reward")) else t["val_acc"])
+        best = max(best, v)
+        xs.append(t["number"])
+        ys.append(best)
+        values.append(v)
+    img = line_plot(xs, {"best so far": ys, "trial": values}, title="Search value per trial and best so far",
+                    xlabel="trial", ylabel="value (reward)")
+    return f"<figure>{img}</figure>" if img else None
 
 
 @register_section("accuracy-vs-params plot", title="Accuracy vs parameters")
