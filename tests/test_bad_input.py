@@ -224,6 +224,7 @@ CASES: list[Case] = [
     ("export of a CIFAR student without --data", lambda c: ["export", _rgb_checkpoint(c)],
      "takes 3×32×32 inputs but data 'digits' is 1×8×8"),
     ("measure an unknown model", lambda c: ["measure", "resnet9000"], "resnet9000"),
+    ("report of a folder without results", lambda c: ["report", str(c.root / "inputs")], "no results.json in"),
     ("unknown pre-screen proxy", lambda c: ["search", T, c.teacher, "search.prescreen.proxy=bogus"],
      "unknown proxy 'bogus'"),
     ("DisWOT pre-screen with a TorchScript teacher", lambda c: ["search", T, c.script("pts", 1, 10, 8),
@@ -266,7 +267,7 @@ def test_bad_input_is_one_line_and_loses_nothing(ctx, capsys, monkeypatch, case,
     cache = Path(os.environ["ARCHKD_CACHE"])
     argv = args(ctx)
     before = _snapshot(ctx.runs, cache)
-    if argv[0] != "measure":  # the one verb that writes nothing
+    if argv[0] not in ("measure", "report"):  # verbs that take no run name
         argv += [] if "--runs-dir" in argv else ["--runs-dir", str(ctx.runs)]
         argv += [] if "--name" in argv else ["--name", "kept"]
     with pytest.raises(SystemExit) as e:
