@@ -226,7 +226,7 @@ CASES: list[Case] = [
     ("measure an unknown model", lambda c: ["measure", "resnet9000"], "resnet9000"),
     ("report of a folder without results", lambda c: ["report", str(c.root / "inputs")], "no results.json in"),
     ("unknown pre-screen proxy", lambda c: ["search", T, c.teacher, "search.prescreen.proxy=bogus"],
-     "unknown proxy 'bogus'"),
+     "'search.prescreen.proxy' is 'bogus'"),
     ("DisWOT pre-screen with a TorchScript teacher", lambda c: ["search", T, c.script("pts", 1, 10, 8),
                                                                  "search.prescreen.proxy=diswot"],
      "which this teacher does not expose"),

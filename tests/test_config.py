@@ -66,3 +66,17 @@ def test_threads_follow_idle_cores(monkeypatch):
     assert configure_threads() == 1
     assert configure_threads(2) == 2
     torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("key, value, close", [("search.method", "tpee", "tpe"), ("search.space", "stagez", "stages"),
+                                               ("student.arch", "resnet9000", None), ("distill.loss", "fitnet", None),
+                                               ("process.transform", "atention", "attention"),
+                                               ("search.prescreen.proxy", "diswat", "diswot"),
+                                               ("generic.space", "mnaz", "mnas")])
+def test_registry_backed_choices_are_checked_when_the_config_loads(key, value, close):
+    import archkd.api  # noqa: F401  (imports every registry, as the CLI does)
+
+    with pytest.raises(ArchkdError, match=f"config key '{key}' is '{value}'") as e:
+        load_config(overrides=[f"{key}={value}"])
+    assert (f"did you mean '{close}'" in str(e.value)) if close else "choose one of" in str(e.value)
+    assert load_config(overrides=["search.method=autokd"]).search.space == "nago"  # a registered name passes

@@ -31,6 +31,7 @@ from archkd.progress import Progress
 from archkd.search import Budget, KDTrialObjective, Reward, create_sampler, pareto_front, run_search
 from archkd.spaces import create_space
 from archkd.teacher import Teacher, check_teacher, load_teacher
+from archkd import process as _process, proxies as _proxies  # noqa: E402,F401  (their registries: config choices)
 
 Log = Callable[[str], None]
 

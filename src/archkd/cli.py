@@ -80,6 +80,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="archkd", description="Architecture-aware knowledge distillation: find, "
                                  "distill and export the best small student for a teacher and a budget.")
+    from archkd import __version__
+
+    ap.add_argument("--version", action="version", version=f"archkd {__version__}")
     sub = ap.add_subparsers(dest="verb", metavar="VERB")
 
     p = sub.add_parser("demo", help="teacher → KD search → distill → export → report on digits (≈2 min on CPU)")
@@ -239,7 +242,8 @@ def run(argv: list[str] | None = None) -> int:
              else f"the whole '{r['space']}' space"), ("time", f"{r['seconds']:.1f} s")])
     elif args.verb == "teacher":
         if args.teacher_verb != "train":
-            ap.parse_args(["teacher", "--help"])
+            raise ArchkdError("archkd teacher: no action given", "use 'archkd teacher train' or 'archkd teacher "
+                              "generic' (see 'archkd teacher --help')")
         cfg = _resolve(args, {"teacher.train.epochs": args.teacher_epochs})
         r = api.train_teacher(cfg, log, write=True)
         if not is_rank0():
@@ -256,7 +260,8 @@ def run(argv: list[str] | None = None) -> int:
                                            ("checkpoint", r["checkpoint"])])
     elif args.verb == "process":
         if args.process_verb != "search":
-            ap.parse_args(["process", "--help"])
+            raise ArchkdError("archkd process: no action given", "use 'archkd process search' (see 'archkd process "
+                              "--help')")
         cfg = _resolve(args, {"student.checkpoint": args.student_checkpoint,
                               "process.search_epochs": args.process_epochs})
         r = api.process_search(cfg, log)

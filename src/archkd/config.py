@@ -13,7 +13,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import yaml
 
@@ -432,6 +432,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ArchkdError(f"run name '{cfg.name}' is not a single folder name",
                           "give --name a plain name (no '/', '..'); choose the parent folder with --runs-dir")
     check_ranges(cfg)
+    check_choices(cfg)
     cfg.distill.features = [_feature(i, f) for i, f in enumerate(cfg.distill.features)]
     return cfg
 
@@ -478,6 +479,29 @@ RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr",
           ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True),
           ("generic.condition_weight", 0, True), ("generic.arch_lr", 0, True), ("generic.entropy_weight", 0, True),
           ("generic.bn_recalibration", 0, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
+
+
+# Keys whose choices live in a registry (a new sampler, space, model, loss, transform or proxy is a registry entry, not
+# a Literal here): the package owning the registry registers it, and a loaded config is checked against every
+# registry imported by then (the CLI imports them all) before any data is read.
+REGISTRY_CHOICES: dict[str, Callable[[], Iterable[str]]] = {}
+
+
+def register_choices(key: str, names: Callable[[], Iterable[str]]) -> None:
+    """Check config key ``key`` against ``names()`` (a registry's current entries) whenever a config loads."""
+    REGISTRY_CHOICES[key] = names
+
+
+def check_choices(cfg: Config) -> None:
+    for key, names in REGISTRY_CHOICES.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        choices = sorted(names())
+        if value is not None and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            raise ArchkdError(f"config key '{key}' is {value!r}", f"choose one of {', '.join(choices)}"
+                              + (f" (did you mean '{close[0]}'?)" if close else ""))
 
 
 def check_ranges(cfg: Config) -> None:

@@ -14,10 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from archkd.config import register_choices
 from archkd.errors import ArchkdError
 from archkd.registry import build
 
 LOSSES: dict[str, type] = {}
+register_choices("distill.loss", lambda: [n for n, c in LOSSES.items() if issubclass(c, LogitLoss)])
 
 
 def register_loss(name: str) -> Callable[[type], type]:

@@ -16,11 +16,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from archkd.config import register_choices
 from archkd.errors import ArchkdError
 
 ModelFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, ModelFactory] = {}
+register_choices("teacher.arch", lambda: _REGISTRY)
+register_choices("student.arch", lambda: _REGISTRY)
 _SPEC_KEYS = ("name", "num_classes", "in_channels", "kwargs")
 _GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 

@@ -11,9 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from archkd.config import register_choices
 from archkd.registry import lookup
 
 TRANSFORMS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {}
+register_choices("process.transform", lambda: TRANSFORMS)
 
 
 def register_transform(name: str) -> Callable:

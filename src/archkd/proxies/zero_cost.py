@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from archkd.config import register_choices
 from archkd.data import DataBundle
 from archkd.errors import ArchkdError
 from archkd.models import build_from_spec
@@ -106,6 +107,7 @@ class Probe:
 
 
 PROXIES: dict[str, Callable[[Probe], float]] = {}
+register_choices("search.prescreen.proxy", lambda: PROXIES)
 
 
 def register_proxy(name: str) -> Callable:

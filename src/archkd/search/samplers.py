@@ -19,11 +19,13 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 
+from archkd.config import register_choices
 from archkd.errors import ArchkdError
 from archkd.registry import build
 from archkd.spaces import SearchSpace, from_uniform
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
+register_choices("search.method", lambda: SAMPLERS)
 Feasible = Callable[[dict], bool]
 MAX_DRAWS = 2000
 

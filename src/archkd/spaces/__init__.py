@@ -29,6 +29,7 @@ import numpy as np
 import torch.nn as nn
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from archkd.config import register_choices
 from archkd.errors import ArchkdError
 from archkd.registry import build
 
@@ -239,6 +240,8 @@ class SearchSpace:
 
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {}
+register_choices("search.space", lambda: SPACES)
+register_choices("generic.space", lambda: SPACES)
 
 
 def register_space(name: str) -> Callable:
