@@ -13,7 +13,7 @@ with the DisWOT pre-screen (``factor``× as many candidates scored, the best tra
 each winner re-trained with the reference recipe and tested.
 
     python bench/proxy.py --dataset digits          # ~20 min on 2 cores
-    python bench/proxy.py --dataset cifar10 --spaces stages --parts rank \
+    python bench/proxy.py --dataset cifar10 --spaces stages --parts rank noise \
         --teacher bench/results/gtn_cifar10/vanilla_s0/teacher/best.pt   # ../shared data, low fidelity, ~40 min
 
 Writes ``bench/results/proxy_<dataset>.json`` after every space and seed.
@@ -43,9 +43,10 @@ PROXIES = ["diswot", "diswot_semantic", "diswot_relation", "grad_norm", "params"
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"n_archs": 50, "ref_epochs": 20, "fidelities": "1x0.25,1x1,3x0.25,3x1", "max_params": 60_000,
                "teacher_epochs": 20, "search_trials": 8, "factor": 10, "val_fraction": 0.1},
-    # CIFAR-10 at CPU scale (one thread: ~45 s per architecture): the reference is itself a short training
-    "cifar10": {"n_archs": 50, "ref_epochs": 2, "fidelities": "1x0.05,1x0.1", "ref_fraction": 0.2,
-                "max_params": 60_000, "teacher_epochs": 4, "search_trials": 6, "factor": 10, "val_fraction": 0.05},
+    # CIFAR-10 at CPU scale (one thread, a shared machine: ~40 s per architecture with the noise part): the reference
+    # is itself a short training, one epoch on a tenth of the images
+    "cifar10": {"n_archs": 50, "ref_epochs": 1, "fidelities": "1x0.02,1x0.05", "ref_fraction": 0.1,
+                "max_params": 20_000, "teacher_epochs": 4, "search_trials": 6, "factor": 10, "val_fraction": 0.05},
 }
 SPACE_KWARGS = {"stages": {"widths": [8, 12, 16, 24, 32, 48]}, "mnas": {}}
 
