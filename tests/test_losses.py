@@ -65,3 +65,92 @@ def test_unknown_loss():
     with pytest.raises(ArchkdError):
         create_loss("kd", temperature=-1)
     assert math.isfinite(LOSSES["kd"].default_weight)
+
+
+def test_dkd_decomposes_hinton_kd():
+    """The paper's identity, per sample: KD = TCKD + (1 − p_y^T) · NCKD (α = 1, β = 1 − p_y of the teacher)."""
+    from archkd.distill.losses import create_loss
+
+    torch.manual_seed(0)
+    for _ in range(3):
+        s, t, y = torch.randn(1, 6), torch.randn(1, 6), torch.randint(0, 6, (1,))
+        p_y = float(torch.softmax(t / 4.0, 1)[0, y])
+        dkd = create_loss("dkd", temperature=4.0, alpha=1.0, beta=1.0 - p_y)(s, t, y)
+        assert float(dkd) == pytest.approx(float(create_loss("kd", temperature=4.0)(s, t, y)), rel=1e-5)
+    assert float(create_loss("dkd")(t, t, y)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dkd_golden_value():
+    import numpy as np
+
+    from archkd.distill.losses import create_loss
+
+    s = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    t = torch.tensor([[3.0, 0.0, -2.0], [-1.0, 2.0, 0.5]])
+    y = torch.tensor([0, 1])
+    T, a, b = 2.0, 1.0, 8.0
+
+    def ref(s_row, t_row, k):  # numpy, written out term by term
+        ps, pt = np.exp(s_row / T) / np.exp(s_row / T).sum(), np.exp(t_row / T) / np.exp(t_row / T).sum()
+        bs, bt = np.array([ps[k], 1 - ps[k]]), np.array([pt[k], 1 - pt[k]])
+        tckd = (bt * np.log(bt / bs)).sum()
+        qs, qt = np.delete(ps, k) / np.delete(ps, k).sum(), np.delete(pt, k) / np.delete(pt, k).sum()
+        return (a * tckd + b * (qt * np.log(qt / qs)).sum()) * T * T
+
+    expected = np.mean([ref(s[i].numpy().astype(float), t[i].numpy().astype(float), int(y[i])) for i in range(2)])
+    got = create_loss("dkd", temperature=T, alpha=a, beta=b)(s, t, y)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_rkd_and_pkt_golden_values():
+    import numpy as np
+
+    from archkd.distill.losses import create_loss
+
+    rng = np.random.default_rng(0)
+    es, et = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))  # widths may differ
+
+    def huber(a, b):
+        d = np.abs(a - b)
+        return np.where(d < 1, 0.5 * d * d, d - 0.5).mean()
+
+    def psi_d(e):
+        d = np.array([[np.linalg.norm(e[i] - e[j]) for j in range(5)] for i in range(5)])
+        return d / d[~np.eye(5, dtype=bool)].mean()
+
+    def psi_a(e):
+        out = np.zeros((5, 5, 5))
+        for j in range(5):
+            for i in range(5):
+                for k in range(5):
+                    u, v = e[i] - e[j], e[k] - e[j]
+                    nu, nv = max(np.linalg.norm(u), 1e-12), max(np.linalg.norm(v), 1e-12)
+                    out[j, i, k] = (u / nu) @ (v / nv)
+        return out
+
+    expected = 25 * huber(psi_d(es), psi_d(et)) + 50 * huber(psi_a(es), psi_a(et))
+    fs, ft = torch.tensor(es, dtype=torch.float32), torch.tensor(et, dtype=torch.float32)
+    assert float(create_loss("rkd")(fs, ft)) == pytest.approx(expected, rel=1e-4)
+    # a 4-D map is pooled over space first: the same embeddings, spread over a 2×2 map
+    assert float(create_loss("rkd")(fs[:, :, None, None].expand(5, 3, 2, 2), ft)) == pytest.approx(expected, rel=1e-4)
+
+    def cond(e):
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        k = (e @ e.T + 1) / 2
+        return k / k.sum(1, keepdims=True)
+
+    ps, pt = cond(es), cond(et)
+    assert float(create_loss("pkt")(fs, ft)) == pytest.approx((pt * np.log(pt / ps)).sum(1).mean(), rel=1e-4)
+    assert float(create_loss("pkt")(fs, fs)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dkd_runs_from_the_config_with_the_teacher_cache(tmp_path, teacher_ckpt):
+    from archkd import api
+    from conftest import small_config
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "distill.loss": "dkd", "train.epochs": 1,
+                                    "distill.features": [{"loss": "pkt", "student": "layer3", "teacher": "layer3"}]})
+    out = api.distill(cfg, log=None)
+    assert out["val_acc"] > 0.1
+    keys = {k for h in out["history"] for k in h}
+    assert "loss_kd" in keys and "loss_pkt:layer3" in keys

@@ -189,6 +189,17 @@ class DistillObjective(nn.Module):
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def _temperature(distill: "DistillConfig") -> dict:  # noqa: F821
+    """``distill.temperature`` for the logit losses that take one (kd, dkd), nothing for those that do not."""
+    import inspect
+
+    from archkd.distill.losses import LOSSES
+
+    cls = LOSSES.get(distill.loss)
+    takes = cls is not None and "temperature" in inspect.signature(cls.__init__).parameters
+    return {"temperature": distill.temperature} if takes else {}
+
+
 def objective_from_config(distill: "DistillConfig | None", label_smoothing: float = 0.0) -> DistillObjective:  # noqa: F821
     """Build the objective for a config section; ``None`` means CE only (teacher training, CE baselines)."""
     if distill is None:
@@ -199,5 +210,5 @@ def objective_from_config(distill: "DistillConfig | None", label_smoothing: floa
     for f in distill.features:
         feats.append(f if isinstance(f, dict) else vars(f))
     return DistillObjective(ce_weight=1.0 - distill.alpha, kd_weight=distill.alpha, kd_loss=distill.loss,
-                            kd_kwargs={"temperature": distill.temperature} if distill.loss == "kd" else {},
+                            kd_kwargs=_temperature(distill),
                             features=feats, label_smoothing=label_smoothing)
