@@ -80,3 +80,16 @@ def test_registry_backed_choices_are_checked_when_the_config_loads(key, value, c
         load_config(overrides=[f"{key}={value}"])
     assert (f"did you mean '{close}'" in str(e.value)) if close else "choose one of" in str(e.value)
     assert load_config(overrides=["search.method=autokd"]).search.space == "nago"  # a registered name passes
+
+
+def test_every_example_config_loads_and_validates():
+    """configs/*.yaml: every key known, every value typed, every choice registered."""
+    from pathlib import Path
+
+    import archkd.api  # noqa: F401  (registries, as the CLI has them)
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 5
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.name and cfg.name != "run", f
