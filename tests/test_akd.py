@@ -156,3 +156,24 @@ def test_interrupted_akd_search_does_not_repeat(tmp_path):
     run_search(space, evaluate, sampler=create_sampler("akd", 0, space), n_trials=4, **kw)
     # the interrupted trial 2 is re-run (as trial 3, same architecture), then one fresh trial: 4 trained in all
     assert calls[:3] == [0, 1, 2] and calls[3:] == [3, 4]
+
+
+def test_a_search_too_short_for_the_controller_to_learn_warns(tmp_path, teacher_ckpt):
+    import warnings as w
+
+    from archkd import api
+    from archkd.errors import ArchkdWarning
+    from archkd.search import create_sampler
+    from archkd.spaces import create_space
+    from conftest import small_config
+
+    space = create_space("mnas")
+    assert "close to random search" in create_sampler("akd", space=space).advise(8)  # the default n_trials, batch 8
+    assert create_sampler("akd", space=space).advise(24) is None
+    assert create_sampler("akd", space=space, batch_size=2).advise(8) is None
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.method": "akd", "search.n_trials": 2,
+                                    "search.sampler_options": {"batch_size": 4}})
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        api.search(cfg, log=None)
+    assert any(issubclass(c.category, ArchkdWarning) and "--n-trials 12" in str(c.message) for c in caught)

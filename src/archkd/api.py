@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolv
                            world)
 from archkd.distill import (MetricsLog, StopTraining, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
                             model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
-from archkd.errors import ArchkdError
+from archkd.errors import ArchkdError, ArchkdWarning
 from archkd.measure import format_budget, measure_model
 from archkd.models import create_model, model_spec
 from archkd.progress import Progress
@@ -423,6 +424,9 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
                              feasible=budget.feasibility(space, data.input_shape, data.num_classes),
                              **sc.sampler_options)
+    advice = getattr(sampler, "advise", lambda _n: None)(sc.n_trials)  # a sampler may know it cannot work here
+    if advice and is_rank0():
+        warnings.warn(advice, ArchkdWarning, stacklevel=2)
     reward = Reward.make(sc.reward_target, sc.reward_metric, sc.reward_mode, sc.reward_alpha, sc.reward_beta)
     fidelity = _fidelity(cfg)
     storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"

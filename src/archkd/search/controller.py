@@ -221,6 +221,17 @@ class AKDSampler(optuna.samplers.BaseSampler):
                            param_distribution: BaseDistribution) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
+    def advise(self, n_trials: int) -> str | None:
+        """A warning when a search of ``n_trials`` trials leaves the controller too few policy updates to steer it:
+        the policy learns from each batch of ``batch_size`` finished trials, and only later proposals use it."""
+        bs = self.policy_cfg.batch_size
+        updates = max(0, (n_trials - 1) // bs)
+        if updates >= 2:
+            return None
+        return (f"the akd controller updates its policy once per {bs} finished trials, so {n_trials} trials give it "
+                f"{updates} update(s) that steer a proposal: this search is close to random search — give "
+                f"--n-trials {3 * bs} or more, or a smaller search.sampler_options.batch_size")
+
     def probability(self, params: dict) -> float:
         """Probability the current policy assigns to one architecture (for tests and reports)."""
         tokens = self.tokens_of(params)
