@@ -176,10 +176,9 @@ def noise_part(args: argparse.Namespace, teacher_ckpt: str) -> None:
     """The reference's own rank noise: part 1's architectures trained again with another seed."""
     import json
 
-    cfg = base(args, "rank", seed=1)
+    cfg = base(args, "rank")  # the same data split as part 1; only the training seed differs
     cfg.teacher.path = teacher_ckpt
     teacher, data = api.prepare(cfg, log=None)
-    cache = api.make_cache(cfg, teacher, data)
     saved = json.loads(Path(args.out).read_text())
     _STATE.update({k: saved[k] for k in ("rank", "search") if k in saved})
     for space_name, r in _STATE["rank"].items():
@@ -187,7 +186,7 @@ def noise_part(args: argparse.Namespace, teacher_ckpt: str) -> None:
         for i, row in enumerate(r["rows"]):
             if "reference_seed1" not in row:
                 spec = space.spec(row["config"], data.input_shape, data.num_classes)
-                model = kd_train(spec, data, teacher, cache, cfg.train, cfg.distill, cfg.seed)
+                model = kd_train(spec, data, teacher, None, cfg.train, cfg.distill, seed=1)  # the cache is seed 0's
                 row["reference_seed1"] = evaluate(model, data.test, data.normalize)
                 print(f"  noise {space_name} {i + 1}/{len(r['rows'])}: {row['reference']:.4f} / "
                       f"{row['reference_seed1']:.4f}", flush=True)

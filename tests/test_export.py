@@ -165,3 +165,28 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
     args = {"example": torch.randn(2, 3, 16, 16), "metadata": {}, **kwargs}
     with pytest.raises(ArchkdError):
         export_model(tiny_student(), tmp_path, **args)
+
+
+def test_int8_export_is_smaller_and_about_as_accurate(tmp_path: Path, teacher_ckpt: str) -> None:
+    """``export.quantize=int8`` on a digits resnet8: a QDQ int8 ONNX file beside fp32, compared on the test split."""
+    import onnx
+    import onnxruntime as ort
+
+    from archkd import api
+    from archkd.config import load_config
+
+    cfg = load_config(overrides=[f"runs_dir={tmp_path}", "name=q", "export.quantize=int8",
+                                 "export.calibration_images=256", "export.formats=[torchscript]"])
+    out = api.export(cfg, checkpoint=teacher_ckpt, log=None)
+    q = out["int8"]
+    assert q["split"] == "test" and q["calibration_images"] == 256
+    assert q["int8_bytes"] < 0.5 * q["fp32_bytes"]  # int8 weights: about a quarter of the fp32 size
+    assert q["fp32_acc"] > 0.6 and abs(q["int8_acc"] - q["fp32_acc"]) <= 0.03  # the 3-epoch test teacher: ~77 %
+    assert q["int8_latency_ms"] > 0 and q["fp32_latency_ms"] > 0
+    path = Path(out["onnx"]).with_name("student.int8.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": np.zeros((2, 1, 8, 8), np.float32)})[0].shape == (2, 10)
+    sidecar = json.loads((path.parent / "student.json").read_text())
+    assert sidecar["int8"]["path"] == "student.int8.onnx" and sidecar["int8"]["int8_acc"] == q["int8_acc"]

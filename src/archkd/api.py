@@ -649,12 +649,50 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
     meta = {"spec": ck["spec"], "preprocessing": normalize.to_dict(), "classes": ck.get("classes"),
             "input_shape": ck.get("input_shape") or list(data.input_shape), "val_acc": ck.get("val_acc"),
             "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
-    res = export_model(model, out, example, meta, formats=tuple(cfg.export.formats), atol=cfg.export.atol)
+    formats = tuple(cfg.export.formats)
+    if cfg.export.quantize == "int8" and "onnx" not in formats:
+        formats += ("onnx",)  # the int8 model is made from the fp32 ONNX one
+    res = export_model(model, out, example, meta, formats=formats, atol=cfg.export.atol)
     d = res.to_dict()
     d = {**{k: str(v) for k, v in d.get("paths", {}).items()}, "max_abs_diff": d.get("max_abs_diff", {}),
          "metadata": str(d.get("metadata_path"))}
     log(f"exported to {out}: " + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.get("max_abs_diff", {}).items()))
+    if cfg.export.quantize == "int8":
+        d["int8"] = _int8(cfg, res, data, normalize, log)
     return d
+
+
+def _int8(cfg: Config, res, data: DataBundle, normalize: Normalize, log: Log) -> dict:
+    """The int8 ONNX model beside the fp32 one, calibrated on a seeded sample of training images, compared on the
+    test split (validation when there is none); recorded in the export's JSON sidecar too."""
+    import json
+
+    import numpy as np
+
+    from archkd.export.quantize import compare_int8, quantize_int8
+
+    def images(split, indices=None) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for x8, y, _ in split.batches(256, device=torch.device("cpu"), indices=indices):
+            xs.append(normalize(x8).numpy())
+            ys.append(y.numpy())
+        return np.concatenate(xs), np.concatenate(ys)
+
+    n = min(cfg.export.calibration_images, len(data.train))
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(data.train))[:n])
+    calib, _ = images(data.train, pick)
+    fp32 = res.paths["onnx"]
+    int8 = quantize_int8(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), calib)
+    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
+    report = compare_int8(fp32, int8, *images(split), split=name, calibration_images=n,
+                          threads=cfg.budget.latency_threads)
+    sidecar = json.loads(res.metadata_path.read_text())
+    sidecar["int8"] = {**report.to_dict(), "path": int8.name}
+    res.metadata_path.write_text(json.dumps(sidecar, indent=2) + "\n")
+    log(f"int8: {int8} — {name} acc {100 * report.int8_acc:.2f} % (fp32 {100 * report.fp32_acc:.2f} %), "
+        f"{report.int8_bytes / 1024:.0f} KiB (fp32 {report.fp32_bytes / 1024:.0f} KiB), "
+        f"{report.int8_latency_ms:.3f} ms (fp32 {report.fp32_latency_ms:.3f} ms)")
+    return report.to_dict()
 
 
 def demo(cfg: Config, log: Log | None = print) -> dict:

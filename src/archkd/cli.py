@@ -27,7 +27,7 @@ FLAG_KEYS = {
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
     "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
-    "transform": "process.transform", "student_init": "student.init", "pool": "generic.pool",
+    "transform": "process.transform", "quantize": "export.quantize", "student_init": "student.init", "pool": "generic.pool",
     "generic_space": "generic.space", "condition_weight": "generic.condition_weight",
 }
 
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default runs/<name>/student/best.pt)")
     p.add_argument("--out", help="output directory (default runs/<name>/export)")
+    p.add_argument("--quantize", help="int8: also write an int8 ONNX model (static, calibrated on training images) "
+                   "and compare it with fp32")
 
     p = sub.add_parser("report", help="regenerate the self-contained HTML report of a run directory")
     p.add_argument("run_dir", help="a run directory (runs/<name>) holding results.json")

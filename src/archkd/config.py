@@ -248,9 +248,14 @@ class SearchConfig:
 
 @dataclass
 class ExportConfig:
+    """Deployable files; ``quantize=int8`` adds an int8 ONNX model calibrated on ``calibration_images`` training
+    images, reported against fp32 (accuracy on the test split, size, latency)."""
+
     formats: list = field(default_factory=lambda: ["onnx", "torchscript"])
     atol: float = 1e-4
     checkpoint: str | None = None
+    quantize: Literal["none", "int8"] = "none"
+    calibration_images: int = 512
 
 
 @dataclass
@@ -478,7 +483,7 @@ RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr",
           ("budget.max_latency_ms", 0, False), ("budget.max_memory_mb", 0, False), ("budget.latency_threads", 1, True),
           ("budget.latency_batch_size", 1, True), ("budget.penalty", 0, True),
           ("generic.condition_weight", 0, True), ("generic.arch_lr", 0, True), ("generic.entropy_weight", 0, True),
-          ("generic.bn_recalibration", 0, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
+          ("generic.bn_recalibration", 0, True), ("export.calibration_images", 1, True), ("data.val_fraction", 0, False), ("data.test_fraction", 0, True)]
 
 
 # Keys whose choices live in a registry (a new sampler, space, model, loss, transform or proxy is a registry entry, not

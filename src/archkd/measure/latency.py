@@ -104,15 +104,26 @@ def _time_onnxruntime(model: nn.Module, shape: tuple[int, ...], dev: torch.devic
         providers: list[Any] = [("CUDAExecutionProvider", {"device_id": dev.index or 0})]
     else:
         providers = ["CPUExecutionProvider"]
+    x = random_input(model, shape, "cpu").numpy()  # reads the dtype only
+    with tempfile.TemporaryDirectory(prefix="archkd-lat-") as tmp:
+        path = to_onnx(model, torch.from_numpy(x), Path(tmp) / "model.onnx")
+        session = _session(path, threads, providers)
+    return _time_session(session, x, warmup, repeats)
+
+
+def _session(path: Path, threads: int, providers: list[Any]):  # noqa: ANN202 - onnxruntime is imported lazily
+    """An ONNX Runtime session under the protocol: ``threads`` intra-op threads, one inter-op, sequential."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    x = random_input(model, shape, "cpu").numpy()  # reads the dtype only
-    with tempfile.TemporaryDirectory(prefix="archkd-lat-") as tmp:
-        path = to_onnx(model, torch.from_numpy(x), Path(tmp) / "model.onnx")
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
+def _time_session(session: Any, x: np.ndarray, warmup: int, repeats: int) -> list[float]:
     feed = {INPUT_NAME: x}
     for _ in range(warmup):
         session.run(None, feed)
@@ -122,6 +133,17 @@ def _time_onnxruntime(model: nn.Module, shape: tuple[int, ...], dev: torch.devic
         session.run(None, feed)  # synchronous: outputs are copied back to host
         times.append(time.perf_counter() - t0)
     return times
+
+
+def time_onnx_file(path: str | Path, input_shape: tuple[int, ...], batch_size: int = 1, threads: int = 1,
+                   warmup: int = 10, repeats: int = 50) -> LatencyResult:
+    """Latency of an ONNX file on ONNX Runtime (CPU) under the same protocol as ``measure_latency``: for a file that
+    is not a PyTorch model, e.g. an int8 export beside its fp32 original."""
+    shape = check_shape(input_shape, batch_size)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    times = _time_session(_session(Path(path), int(threads), ["CPUExecutionProvider"]), x, int(warmup), int(repeats))
+    return LatencyResult(runtime="onnxruntime", device="cpu", batch_size=int(batch_size), threads=int(threads),
+                         repeats=int(repeats), load_warning=_load_warning(), **_stats(times))
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], runtime: str = "torch", device: str = "cpu",
