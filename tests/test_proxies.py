@@ -102,3 +102,17 @@ def test_a_prescreened_search_trains_the_queued_best_first_and_resumes(tmp_path,
     cfg.search.prescreen.factor = 5
     with pytest.raises(ArchkdError, match="prescreen"):
         api.search(cfg, log=None)  # another pre-screen is another study
+
+
+def test_the_prescreen_warm_starts_a_learning_sampler_and_is_the_lowest_rung_under_hyperband(tmp_path, teacher_ckpt):
+    """(c) a BO sampler starts from the queued best and proposes the rest; (b) with Hyperband the proxy is the rung
+    below the pruner's epoch rungs: the queued candidates are trained and pruned like any other trial."""
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.n_trials": 4, "search.method": "tpe",
+                                    "search.epochs": 2, "search.pruner": "hyperband",
+                                    "search.prescreen.proxy": "grad_norm", "search.prescreen.keep": 2,
+                                    "search.prescreen.factor": 3})
+    out = api.search(cfg, log=None)
+    queued = [q["config"] for q in out["prescreen"]["queued"]]
+    first = [t["config"] for t in sorted(out["trials"], key=lambda t: t["number"])]
+    assert len(queued) == 2 and first[:2] == queued
+    assert len([t for t in out["trials"] if t["state"] in ("COMPLETE", "PRUNED")]) == 4  # TPE proposed the other 2
