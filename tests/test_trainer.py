@@ -214,9 +214,9 @@ def test_search_trials_recalibrate_bn_and_final_training_does_not(tmp_path):
     from archkd.api import _fidelity
 
     cfg = small_config(tmp_path)
-    assert cfg.train.bn_recalibration == 0 and _fidelity(cfg, 1000).bn_recalibration == cfg.search.bn_recalibration > 0
+    assert cfg.train.bn_recalibration == 0 and _fidelity(cfg).bn_recalibration == cfg.search.bn_recalibration > 0
     cfg.search.bn_recalibration = 0
-    assert _fidelity(cfg, 1000).bn_recalibration == 0
+    assert _fidelity(cfg).bn_recalibration == 0
 
 
 def test_fit_reports_accuracy_after_recalibration(digits):
