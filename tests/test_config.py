@@ -93,13 +93,3 @@ def test_every_example_config_loads_and_validates():
     for f in files:
         cfg = load_config(f)
         assert cfg.name and cfg.name != "run", f
-
-
-def test_search_fraction_defaults_to_a_fixed_number_of_images():
-    from archkd.config import SEARCH_IMAGES, search_fraction
-
-    cfg = load_config()
-    assert cfg.search.data_fraction is None
-    assert search_fraction(cfg.search, 1294) == 1.0  # digits: every image
-    assert search_fraction(cfg.search, 47_500) == pytest.approx(SEARCH_IMAGES / 47_500)  # CIFAR-10 train split
-    assert search_fraction(load_config(overrides=["search.data_fraction=0.3"]).search, 47_500) == 0.3

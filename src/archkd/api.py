@@ -428,7 +428,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     if advice and is_rank0():
         warnings.warn(advice, ArchkdWarning, stacklevel=2)
     reward = Reward.make(sc.reward_target, sc.reward_metric, sc.reward_mode, sc.reward_alpha, sc.reward_beta)
-    fidelity = _fidelity(cfg, len(data.train))
+    fidelity = _fidelity(cfg)
     storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"
     study_name = sc.study_name or cfg.name
     log(f"searching space '{space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
@@ -540,14 +540,10 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
              if k not in ("epochs", "data_fraction", "bn_recalibration", "tensorboard")}
     # the space by its dimensions (recipe ones included), not by how its options were spelled; the data by what it
     # is (classes, sizes, shape, augmentation, normalisation), not by where it lies on this machine
-    from archkd.config import search_fraction
-
-    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "guide", "epochs", "bn_recalibration",
+    d: dict = {"search": {k: getattr(sc, k) for k in ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration",
                                                       "reward_target", "reward_metric", "reward_mode", "reward_alpha",
                                                       "reward_beta", "process", "pruner", "pruner_options")},
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
-               # the fraction that trains, not how it was given (a study made when the default was 1.0 stays valid)
-               "search.data_fraction": search_fraction(sc, len(data.train)),
                "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
                "space_dims": space.describe()["dims"]}
     if sc.guide == "kd":
@@ -604,12 +600,10 @@ def trial_config(cfg: Config, trial: dict) -> Config:
     return out
 
 
-def _fidelity(cfg: Config, n_train: int):
+def _fidelity(cfg: Config):
     from dataclasses import replace
 
-    from archkd.config import search_fraction
-
-    return replace(cfg.train, epochs=cfg.search.epochs, data_fraction=search_fraction(cfg.search, n_train),
+    return replace(cfg.train, epochs=cfg.search.epochs, data_fraction=cfg.search.data_fraction,
                    bn_recalibration=cfg.search.bn_recalibration)
 
 

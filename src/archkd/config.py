@@ -207,9 +207,6 @@ class SearchConfig:
     (KD-trained accuracy, AKD) or ce (CE-trained accuracy: the NAS-then-KD baseline). With ``reward_target`` (T) the
     trial value is ``ACC × (cost/T)^w``. ``recipe``: training-recipe dimensions searched beside the architecture,
     ``{dotted key: [choices] | {low, high, log}}`` (e.g. ``distill.temperature``, ``distill.alpha``, ``train.lr``).
-    ``data_fraction``: the share of the training images a trial sees; by default as many as give
-    ``SEARCH_IMAGES`` (5,000) per epoch, all of a smaller set (``bench/proxy.py``: on CIFAR-10 one epoch on 2.4k
-    images ranked students against a 4.7k-image reference at τ 0.57, on 0.95k images at 0.30).
     ``process``: score each candidate by a short DistPro process search inside the trial (joint student + process
     search). ``bn_recalibration``: training images that re-estimate each trial's BatchNorm statistics before it is
     validated (``train.bn_recalibration`` for the trials; 0 turns it off): at a few epochs the running averages lag the
@@ -229,7 +226,7 @@ class SearchConfig:
     recipe: dict = field(default_factory=dict)
     n_trials: int = 8
     epochs: int = 3
-    data_fraction: float | None = None  # None: SEARCH_IMAGES training images per trial epoch (all of a smaller set)
+    data_fraction: float = 1.0
     storage: str | None = None
     study_name: str | None = None
     max_attempts_factor: int = 20
@@ -247,17 +244,6 @@ class SearchConfig:
     stale_after_seconds: float = 60.0
     max_retries: int = 3
     prescreen: PrescreenConfig = field(default_factory=PrescreenConfig)
-
-
-SEARCH_IMAGES = 5_000
-
-
-def search_fraction(search: "SearchConfig", n_train: int) -> float:
-    """The data fraction a search trial trains on: ``search.data_fraction``, or by default the share of ``n_train``
-    that gives ``SEARCH_IMAGES`` images per epoch (1.0 for a set that small or smaller)."""
-    if search.data_fraction is not None:
-        return float(search.data_fraction)
-    return min(1.0, SEARCH_IMAGES / max(1, n_train))
 
 
 @dataclass
@@ -538,7 +524,7 @@ def check_ranges(cfg: Config) -> None:
         obj = cfg
         for part in key.split("."):
             obj = getattr(obj, part)
-        if obj is not None and obj > 1:
+        if obj > 1:
             raise ArchkdError(f"config key '{key}' is {obj}", "a fraction is at most 1")
 
 
