@@ -18,6 +18,12 @@ def run_cli(args, capsys):
 def test_config_and_measure_verbs(capsys):
     code, out, _ = run_cli(["config", "--keys"], capsys)
     assert code == 0 and "budget.max_latency_ms" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines()}
+    assert "sgd | adamw  (default sgd)" in lines["train.optimizer"]  # closed choices spelled out
+    assert "random" in lines["search.method"] and "trade" in lines["search.method"]  # registry-backed choices
+    assert "float | null  (default null)" in lines["budget.max_latency_ms"]
+    assert "— training images that re-estimate BatchNorm" in lines["train.bn_recalibration"]  # the field's comment
+    assert len(lines) > 100
     code, out, _ = run_cli(["measure", "resnet8", "--input-shape", "1,8,8", "--repeats", "3", "--json"], capsys)
     r = json.loads(out)
     assert code == 0 and r["params"] > 70_000 and set(r["latency"]) == {"torch", "onnxruntime"}

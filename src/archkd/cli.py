@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from archkd.config import Config, all_keys, load_config, to_dict
+from archkd.config import Config, describe_keys, load_config, to_dict
 from archkd.device import close_distributed, configure_threads, init_distributed, is_rank0
 from archkd.errors import ArchkdError, ArchkdWarning
 
@@ -311,7 +312,10 @@ def run(argv: list[str] | None = None) -> int:
     elif args.verb == "config":
         cfg = _resolve(args)
         if args.keys:
-            print("\n".join(all_keys()))
+            rows = describe_keys()
+            width = max(len(r[0]) for r in rows)
+            for key, tp, default, text in rows:
+                print(f"{key:<{width}}  {tp}  (default {default})" + (f"  — {text}" if text else ""))
         else:
             import yaml
 
@@ -359,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     except ArchkdError as e:
         print(f"archkd: error: {e}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:  # e.g. `archkd config --keys | head`: the reader left, nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except KeyboardInterrupt:
         print("archkd: interrupted — finished trials, checkpoints and caches are kept; re-run the same command "
               "to resume", file=sys.stderr)

@@ -538,3 +538,57 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return p
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, help)`` for every settable key, for ``archkd config --keys``: the type as a user writes
+    it (closed choices spelled out, registry-backed ones listed from the registries imported so far), the default of
+    a fresh ``Config``, and the field's comment in this file when it has one (the line above it or at its end)."""
+    import ast
+    import io
+    import tokenize
+
+    source = Path(__file__).read_text(encoding="utf-8")
+    trailing: dict[int, str] = {}  # a comment at the end of a line of code
+    above: dict[int, str] = {}  # a comment alone on its line
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            alone = not lines[tok.start[0] - 1][:tok.start[1]].strip()
+            (above if alone else trailing)[tok.start[0]] = tok.string.lstrip("#").strip()
+    field_help: dict[tuple[str, str], str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    block, n = [], item.lineno - 1  # the comment block right above the field, if any
+                    while n in above:
+                        block.insert(0, above[n])
+                        n -= 1
+                    text = trailing.get(item.lineno) or " ".join(block)
+                    if text:
+                        field_help[(node.name, item.target.id)] = text
+
+    def spell(key: str, tp: Any) -> str:
+        if key in REGISTRY_CHOICES:
+            return " | ".join(sorted(REGISTRY_CHOICES[key]()))
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is Literal:
+            return " | ".join(str(a) for a in args)
+        if args:
+            return " | ".join(spell(key, a) for a in args)
+        return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            key, tp, value = prefix + f.name, _hints(type(obj))[f.name], getattr(obj, f.name)
+            if dataclasses.is_dataclass(tp):
+                walk(value, key + ".")
+            else:
+                rows.append((key, spell(key, tp), yaml.safe_dump(value, default_flow_style=True).strip()
+                             .removesuffix("...").strip(), field_help.get((type(obj).__name__, f.name), "")))
+
+    walk(Config(), "")
+    return rows
