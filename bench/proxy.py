@@ -148,7 +148,7 @@ def rank_part(args: argparse.Namespace, teacher_ckpt: str) -> dict:
                    for k in rows[0]["fidelity_seconds"]}}
         out[space_name] = {"rows": rows, "correlation": corr, "cost": cost,
                            "reference_spread": [min(ref), statistics.median(ref), max(ref)]}
-        yield_result(args, {"rank": out})
+        save_results(args, {"rank": out})
     return out
 
 
@@ -193,13 +193,13 @@ def noise_part(args: argparse.Namespace, teacher_ckpt: str) -> None:
         c = rank_correlation([x["reference_seed1"] for x in r["rows"]], [x["reference"] for x in r["rows"]])
         r["correlation"]["reference, another seed"] = {"kind": "ceiling", "tau": c.kendall_tau,
                                                        "rho": c.spearman_rho}
-        yield_result(args, {})
+        save_results(args, {})
 
 
 _STATE: dict[str, Any] = {}
 
 
-def yield_result(args: argparse.Namespace, part: dict) -> None:
+def save_results(args: argparse.Namespace, part: dict) -> None:
     _STATE.update(part)
     write_result(args.out, {"bench": "proxy", "dataset": args.dataset, "args": vars(args), **_STATE})
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     if "noise" in args.parts:
         noise_part(args, teacher_ckpt)
     if "search" in args.parts:
-        yield_result(args, {"search": search_part(args, teacher_ckpt)})
+        save_results(args, {"search": search_part(args, teacher_ckpt)})
     print_tables(_STATE)
 
 

@@ -200,3 +200,44 @@ def test_without_conditioning_the_generic_teacher_is_the_vanilla_teacher(tmp_pat
     a, b = (load_teacher(r["checkpoint"]).module.state_dict() for r in (vanilla, generic))
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert generic["val_acc"] == vanilla["val_acc"]
+
+
+def test_an_interrupted_generic_teacher_resumes_to_the_uninterrupted_result(tmp_path):
+    """Stopped after its first epoch and run again, GTN training ends where an uninterrupted run ends: the same
+    teacher, supernet and path distribution (their state, optimisers and sampler ride in ``last.pt``)."""
+    from archkd.config import Config, set_key
+    from archkd.data import load_data
+    from archkd.models import create_model, model_spec
+    from archkd.teacher.generic import train_generic_teacher
+
+    data = load_data("digits", seed=0)
+    cfg = Config()
+    for k, v in {"teacher.train.epochs": 3, "generic.space_kwargs": {"widths": [8, 16], "depths": [1, 2]},
+                 "generic.bn_recalibration": 64, "generic.entropy_weight": 0.0}.items():
+        set_key(cfg, k, v)
+    pool = make_pool(create_space("stages", widths=(8, 16), depths=(1, 2)), ["random:3"], SHAPE, 10, seed=0)
+
+    def run(out, stop_after: int | None = None):
+        torch.manual_seed(0)
+        teacher = create_model("resnet8", num_classes=10, in_channels=1)
+
+        def on_epoch(epoch: int, _row: dict) -> None:
+            if stop_after is not None and epoch + 1 == stop_after:
+                raise KeyboardInterrupt
+
+        return train_generic_teacher(teacher, data, pool, cfg.teacher.train, cfg.train, cfg.distill, cfg.generic,
+                                     seed=0, out_dir=out, meta={"spec": model_spec(teacher)}, log=None,
+                                     on_epoch=on_epoch)
+
+    straight = run(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", stop_after=1)
+    resumed = run(tmp_path / "stopped")
+    assert resumed.fit.resumed_at_epoch == 1
+    assert [h["val_acc"] for h in resumed.fit.history] == [h["val_acc"] for h in straight.fit.history]
+    assert [h["gap"] for h in resumed.fit.history] == pytest.approx([h["gap"] for h in straight.fit.history])
+    assert [m.probability for m in resumed.members] == pytest.approx([m.probability for m in straight.members])
+    a, b = (torch.load(r.fit.last_path, weights_only=True)["state_dict"] for r in (straight, resumed))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    sa, sb = (torch.load(r.supernet, weights_only=True)["state_dict"] for r in (straight, resumed))
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)

@@ -98,7 +98,8 @@ def test_a_prescreened_search_trains_the_queued_best_first_and_resumes(tmp_path,
     trained = [t["config"] for t in sorted(out["trials"], key=lambda t: t["number"]) if t["state"] == "COMPLETE"]
     assert trained == queued
     again = api.search(cfg, log=None)  # the finished study: nothing queued twice, nothing retrained
-    assert len(again["trials"]) == len(out["trials"])
+    rows = lambda r: [(t["number"], t["config"], t["val_acc"], t["state"]) for t in r["trials"]]  # noqa: E731
+    assert rows(again) == rows(out) and again["prescreen"]["queued"] == out["prescreen"]["queued"]
     cfg.search.prescreen.factor = 5
     with pytest.raises(ArchkdError, match="prescreen"):
         api.search(cfg, log=None)  # another pre-screen is another study

@@ -678,8 +678,8 @@ def _int8(cfg: Config, res, data: DataBundle, normalize: Normalize, log: Log) ->
             ys.append(y.numpy())
         return np.concatenate(xs), np.concatenate(ys)
 
-    n = min(cfg.export.calibration_images, len(data.train))
-    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(data.train))[:n])
+    pick = data.train.sample(cfg.export.calibration_images, cfg.seed)
+    n = len(pick)
     calib, _ = images(data.train, pick)
     fp32 = res.paths["onnx"]
     int8 = quantize_int8(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), calib)

@@ -59,6 +59,11 @@ class ImageSet:
         k = max(1, int(round(n * fraction)))
         return np.sort(np.random.default_rng([seed, 11]).permutation(n)[:k])
 
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` sample positions drawn at random (seeded), sorted: a fixed, class-mixed sample (image folders are
+        sorted by class, so the first ``n`` would not be) for calibration and scoring."""
+        return np.sort(np.random.default_rng(seed).permutation(len(self))[:max(0, n)])
+
     def batches(self, batch_size: int, *, device: torch.device, shuffle: bool = False, epoch: int = 0,
                 seed: int = 0, indices: np.ndarray | None = None, drop_last: bool = False) -> Iterator[Batch]:
         raise NotImplementedError

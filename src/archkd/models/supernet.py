@@ -183,7 +183,9 @@ class StageSupernet(Supernet):
         return normalize_stages((spec.get("kwargs") or {}).get("stages"))
 
     def _activate(self, spec: dict) -> None:
-        stages, top = self._stages(spec), self._stages(self.largest)
+        if not hasattr(self, "_top"):
+            self._top = self._stages(self.largest)
+        stages, top = self._stages(spec), self._top
         kw, top_kw = spec.get("kwargs") or {}, self.largest.get("kwargs") or {}
         if len(stages) != len(top) or (kw.get("stem_width") is None) != (top_kw.get("stem_width") is None):
             raise ArchkdError(f"a path has {len(stages)} stages but the supernet {len(top)} (or a different stem)",

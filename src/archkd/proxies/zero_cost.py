@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from archkd.config import register_choices
 from archkd.data import DataBundle
 from archkd.errors import ArchkdError
+from archkd.measure import count_flops, count_params
 from archkd.models import build_from_spec
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -158,21 +159,18 @@ def grad_norm(probe: Probe) -> float:
 
 @register_proxy("params")
 def params(probe: Probe) -> float:
-    return float(sum(p.numel() for p in probe.student.parameters()))
+    return float(count_params(probe.student))
 
 
 @register_proxy("flops")
 def flops(probe: Probe) -> float:
-    from archkd.measure import count_flops
-
     return float(count_flops(probe.student, probe.input_shape).flops)
 
 
 def proxy_batches(data: DataBundle, n: int = 1, batch_size: int = 64, seed: int = 0) -> Batches:
     """``n`` batches of normalised, un-augmented training images drawn at random (seeded) — the same for every
     candidate, so scores compare architectures and not samples."""
-    m = min(len(data.train), n * batch_size)
-    sel = np.sort(np.random.default_rng(seed).permutation(len(data.train))[:m])
+    sel = data.train.sample(n * batch_size, seed)
     out = []
     for x8, y, _ in data.train.batches(batch_size, device=torch.device("cpu"), indices=sel):
         out.append((data.normalize(x8), y))

@@ -39,6 +39,7 @@ from archkd.distill import (Batch, DistillObjective, FitResult, StepContext, Tra
                             objective_from_config, recalibrate_bn, save_checkpoint)
 from archkd.distill.checkpoint import atomic_save, load_artifact
 from archkd.errors import ArchkdError
+from archkd.measure import count_params
 from archkd.models import model_spec
 from archkd.models.supernet import Supernet, create_supernet
 from archkd.spaces import CategoricalDim, IntDim, SearchSpace
@@ -145,7 +146,7 @@ class Pool:
 
 
 def _params(space: SearchSpace, config: dict, input_shape: tuple[int, ...], num_classes: int) -> int:
-    return sum(p.numel() for p in space.build(config, input_shape, num_classes).parameters())
+    return count_params(space.build(config, input_shape, num_classes))
 
 
 def _checked(space: SearchSpace, config: object, where: str) -> dict:
@@ -223,7 +224,7 @@ def make_pool(space: SearchSpace, sources: list[str], input_shape: tuple[int, ..
                     raise ArchkdError(f"found only {added} of {n} distinct pool students"
                                       + (f" within {max_params:,} parameters" if max_params else ""),
                                       "ask for fewer, or raise budget.max_params")
-                c = {d.name: d.sample(float(rng.random())) for d in space.arch_dims()}
+                c = space.sample_rng(rng)
                 key = json.dumps(c, sort_keys=True)
                 if key in configs or (max_params and _params(space, c, input_shape, num_classes) > max_params):
                     continue
@@ -287,8 +288,8 @@ class GenericTeacherHook(TrainHook):
     def loss_terms(self, ctx: StepContext, batch: Batch, s_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         t = s_logits  # the loop's model is the teacher
         z = self.supernet(batch.x)
-        student, _ = self.objective(z, batch.y, t.detach())
-        self.gap = float(self.objective.kd(z.detach(), t.detach()))
+        student, parts = self.objective(z, batch.y, t.detach())
+        self.gap = parts["kd"] / self.objective.kd_weight  # the path's KD loss: its distillation gap
         if self.condition == "kd":  # T²·KL(σ(z_T/T) ‖ σ(sg[z_S]/T)): gradients reach the teacher only
             condition = self.objective.kd(z.detach(), t)
         else:
@@ -404,7 +405,7 @@ def train_generic_teacher(teacher: nn.Module, data: DataBundle, pool: Pool, teac
         acc = evaluate(model, data.val, data.normalize, device)
         path = save_checkpoint(out_dir / "pool" / f"{i:02d}.pt", model, spec=spec,
                                extra={**(meta or {}), "pool_config": config, "val_acc": acc})
-        out.members.append(PoolMember(i, config, spec, sum(p.numel() for p in model.parameters()), float(probs[i]),
+        out.members.append(PoolMember(i, config, spec, count_params(model), float(probs[i]),
                                       acc, str(path)))
         if log:
             log(f"pool student {i}: {out.members[-1].params:,} params, p={float(probs[i]):.3f}, "
