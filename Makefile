@@ -1,9 +1,11 @@
-# Two commands: `make demo` runs the main job on the embedded digits data; `make test` runs the test suite.
+# `make demo` runs the main job on the embedded digits data; `make test` runs the test suite; `make bench` runs every
+# benchmark at small scale (under an hour on 2 CPU cores; SCALE=full for a GPU machine) and refreshes README's table.
 # Both create .venv and install archkd into it first. torch is pinned to the CPU build available here unless a torch
 # is already importable in the venv (set TORCH_SPEC to choose another build, e.g. a CUDA wheel on a GPU machine).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+SCALE ?= small
 
 .PHONY: venv demo test bench clean
 
@@ -22,7 +24,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) bench/kd_throughput.py
+	$(PY) bench/run.py --scale $(SCALE) --readme
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -239,6 +239,19 @@ CASES: list[Case] = [
         "nago_results.json", '{"search": {"space": "nago"}, "trials": []}')], "is a search of space 'nago'"),
     ("generic teacher fine-tuned from TorchScript", lambda c: ["teacher", "generic", T, c.script("gts", 1, 10, 8)],
      "needs an archkd checkpoint"),
+    # latency predictor
+    ("latency predictor file that is not one", lambda c: ["search", T, c.teacher, "--max-latency", "1ms",
+                                                          "budget.latency_source=predicted", "budget.latency_predictor="
+                                                          + c.file("pred.json", "[1, 2]")],
+     "is not an archkd latency predictor"),
+    ("latency predictor for another runtime", lambda c: ["search", T, c.teacher, "--max-latency", "1ms",
+                                                         "--runtime", "torch", "budget.latency_source=predicted",
+                                                         "budget.latency_predictor=" + c.file(
+                                                             "ort.json", '{"runtime": "onnxruntime"}')],
+     "but the budget measures torch"),
+    ("unknown latency source", lambda c: ["search", T, c.teacher, "budget.latency_source=guessed"],
+     "'budget.latency_source' is 'guessed'"),
+    ("latency predictor from too few samples", lambda c: ["predictor", "--samples", "3"], "at least 5 sampled"),
 ]
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 import warnings
 from copy import deepcopy
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -26,10 +27,11 @@ from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolv
 from archkd.distill import (MetricsLog, StopTraining, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
                             model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
 from archkd.errors import ArchkdError, ArchkdWarning
-from archkd.measure import format_budget, measure_model
+from archkd.measure import format_budget, measure_latency, measure_model
 from archkd.models import create_model, model_spec
 from archkd.progress import Progress
-from archkd.search import Budget, KDTrialObjective, Reward, create_sampler, pareto_front, run_search
+from archkd.search import (Budget, KDTrialObjective, Reward, create_sampler, fit_latency_predictor, pareto_front,
+                           predictor_file, run_search, search_predictor)
 from archkd.spaces import create_space
 from archkd.teacher import Teacher, check_teacher, load_teacher
 from archkd import process as _process, proxies as _proxies  # noqa: E402,F401  (their registries: config choices)
@@ -314,8 +316,7 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         "have seen)" + (f", test acc {t_test:.4f} (test split)" if t_test is not None else ""))
     rank0 = is_rank0()  # under torchrun the other processes train their shards and leave the rest to rank 0
     m = measure_model(model, data.input_shape, runtimes=(cfg.budget.latency_runtime,), latency=rank0,
-                      threads=cfg.budget.latency_threads, batch_size=cfg.budget.latency_batch_size, warmup=5,
-                      repeats=30)
+                      threads=cfg.budget.latency_threads, batch_size=cfg.budget.latency_batch_size)
     log(f"distilling {spec['name']} ({format_budget(m)}) from {teacher.name} for {cfg.train.epochs} epochs on {dev}"
         + (f"; teacher cache {cache.dir}" if cache else ""))
     if save_config:
@@ -421,6 +422,10 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     sc = cfg.search
     space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs).scale_to(cfg.budget.max_params)
     budget = Budget.from_config(cfg.budget)
+    if budget.latency_source == "predicted":
+        budget.predictor = search_predictor(cfg.budget, space, data.input_shape, data.num_classes, _cache_root(cfg),
+                                            cfg.seed, log)
+        n_blocks = len(budget.predictor.lut)
     sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
                              feasible=budget.feasibility(space, data.input_shape, data.num_classes),
                              **sc.sampler_options)
@@ -467,10 +472,17 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
             + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
         cost = sc.reward_metric if sc.reward_target is not None else ("latency_ms" if any(
             r.get("latency_ms") is not None for r in res.trials) else "params")
+        front = pareto_front(res.trials, cost)
+        if budget.predictor is not None:
+            _remeasure(budget, front, data.input_shape, log)
+            if len(budget.predictor.lut) > n_blocks:  # blocks first met in this search: keep their timings
+                budget.predictor.save(predictor_file(cfg.budget, space.name, data.input_shape, _cache_root(cfg)))
         out = {"space": space.name, "sampler": sc.method, "guide": sc.guide, "n_trials": sc.n_trials,
                "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
                "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
-               "pareto": {"cost": cost, "trials": [r["number"] for r in pareto_front(res.trials, cost)]},
+               "pareto": {"cost": cost, "trials": [r["number"] for r in front],
+                          **({"measured_ms": {r["number"]: r["latency_measured_ms"] for r in front}}
+                             if budget.predictor is not None else {})},
                "trials": res.trials, "seconds": time.perf_counter() - t0}
         if screened:
             out["prescreen"] = {**to_dict(sc.prescreen), "queued": [{"config": s.config, "score": s.score}
@@ -489,6 +501,45 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         if n_proc > 1:
             broadcast_object(None)  # the followers' cue to stop
     return out
+
+
+def _remeasure(budget: Budget, front: list[dict], input_shape: tuple[int, ...], log: Log) -> None:
+    """Time the Pareto set on the runtime after a search on predicted latency: the students a user picks from are
+    reported with measured numbers, and a winner the predictor put inside a latency budget it breaks is flagged."""
+    from archkd.models import build_from_spec
+
+    log(f"re-measuring the {len(front)} Pareto-optimal students on {budget.latency_runtime} (latency was predicted)")
+    for r in front:
+        r["latency_measured_ms"] = measure_latency(build_from_spec(r["spec"]), input_shape,
+                                                   runtime=budget.latency_runtime, batch_size=budget.latency_batch_size,
+                                                   threads=budget.latency_threads).median_ms
+        err = r["latency_ms"] / r["latency_measured_ms"] - 1
+        log(f"  trial #{r['number']}: predicted {r['latency_ms']:.3f} ms, measured {r['latency_measured_ms']:.3f} ms "
+            f"({err:+.1%})")
+        if budget.max_latency_ms is not None and r["latency_measured_ms"] > budget.max_latency_ms:
+            warnings.warn(f"trial #{r['number']} was predicted within the latency budget ({r['latency_ms']:.3f} ms) "
+                          f"but measures {r['latency_measured_ms']:.3f} ms > {budget.max_latency_ms} ms",
+                          ArchkdWarning, stacklevel=3)
+
+
+def latency_predictor(cfg: Config, log: Log | None = print) -> dict:
+    """Fit (or refit) this machine's latency predictor for ``search.space`` on ``budget``'s runtime, threads and
+    batch size, at the input shape of ``data``; save it where a search with ``budget.latency_source=predicted``
+    looks (or to ``budget.latency_predictor``) and return its held-out accuracy."""
+    log = _log(log)
+    _, data = prepare(cfg, log, need_teacher=False)
+    b = cfg.budget
+    space = create_space(cfg.search.space, **cfg.search.space_kwargs).scale_to(b.max_params)
+    t0 = time.perf_counter()
+    log(f"measuring {b.latency_predictor_samples} random '{space.name}' architectures on {b.latency_runtime} "
+        f"({b.latency_threads} thread(s), batch {b.latency_batch_size})")
+    pred = fit_latency_predictor(space, data.input_shape, data.num_classes, b.latency_runtime, b.latency_threads,
+                                 b.latency_batch_size, b.latency_predictor_samples, seed=cfg.seed, log=log)
+    path = pred.save(predictor_file(b, space.name, data.input_shape, _cache_root(cfg)))
+    log(f"saved {path}")
+    return {"path": str(path), "space": space.name, "runtime": b.latency_runtime, "threads": b.latency_threads,
+            "batch_size": b.latency_batch_size, "input_shape": list(data.input_shape), "samples": pred.n_fit,
+            "blocks": len(pred.lut), "validation": asdict(pred.validation), "seconds": time.perf_counter() - t0}
 
 
 def _prescreen(cfg: Config, space, teacher: Teacher, data: DataBundle, budget: Budget, log: Log) -> list:
@@ -732,7 +783,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"), "command": "archkd demo",
                "config": to_dict(cfg), "dataset": data.describe(),
                "teacher": {k: t_info.get(k) for k in ("name", "params", "val_acc", "test_acc", "checkpoint")},
-               "budget": {**vars(Budget.from_config(cfg.budget))},
+               "budget": to_dict(cfg.budget),
                "search": {k: s[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage", "best_trial",
                                             "reward", "pareto")},
                "trials": s["trials"], "final": final, "export": exp, "timings": timings}

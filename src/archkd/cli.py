@@ -30,6 +30,8 @@ FLAG_KEYS = {
     "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
     "transform": "process.transform", "quantize": "export.quantize", "student_init": "student.init", "pool": "generic.pool",
     "generic_space": "generic.space", "condition_weight": "generic.condition_weight",
+    "samples": "budget.latency_predictor_samples", "predictor_out": "budget.latency_predictor",
+    "threads": "budget.latency_threads",
 }
 
 
@@ -162,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--device")
+
+    p = sub.add_parser("predictor", help="fit this machine's latency predictor for a search space and report its "
+                       "held-out accuracy (a search with budget.latency_source=predicted then uses it)")
+    _common(p)
+    p.add_argument("--space", help="search space (default stages); input shape and classes come from --data")
+    p.add_argument("--runtime", help="onnxruntime (default) or torch")
+    p.add_argument("--threads", type=int, help="intra-op threads of the runtime (default 1)")
+    p.add_argument("--samples", type=int, help="random architectures measured (default 100; 20%% held out)")
+    p.add_argument("--out", dest="predictor_out", help="predictor file (default: this machine's cache entry)")
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + TorchScript with a parity check")
     _common(p)
@@ -307,6 +318,14 @@ def run(argv: list[str] | None = None) -> int:
             args.checkpoint = args.overrides.pop(0)
         cfg = _resolve(args)
         api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log)
+    elif args.verb == "predictor":
+        r = api.latency_predictor(_resolve(args), log=log)
+        v = r["validation"]
+        _print_table(f"latency predictor · {r['space']} · {r['runtime']}", [
+            ("file", r["path"]), ("architectures", f"{r['samples']} ({v['n']} held out)"),
+            ("blocks timed", str(r["blocks"])), ("within ±10 %", _pct(v["within_10pct"])),
+            ("median error", _pct(v["median_rel_error"])), ("worst error", _pct(v["max_rel_error"])),
+            ("Kendall τ", f"{v['kendall_tau']:.3f}"), ("time", f"{r['seconds']:.0f} s")])
     elif args.verb == "report":
         api.report(args.run_dir, log=print)
     elif args.verb == "config":

@@ -173,6 +173,12 @@ class BudgetConfig:
     latency_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     latency_threads: int = 1
     latency_batch_size: int = 1
+    # measured: every candidate is timed on the runtime; predicted: a per-block latency predictor for this machine,
+    # runtime and space (latency_predictor, or the cached one, fitted on latency_predictor_samples architectures when
+    # missing) stands in, and the search's Pareto set is re-measured at the end
+    latency_source: Literal["measured", "predicted"] = "measured"
+    latency_predictor: str | None = None
+    latency_predictor_samples: int = 100
     # constraint: an over-budget candidate is never trained (reward 0, an Optuna constraint); penalty: it is trained
     # and its value is reward − penalty · Σ relative excess over each limit (a soft budget the optimiser can cross)
     mode: Literal["constraint", "penalty"] = "constraint"
@@ -265,8 +271,8 @@ class MeasureConfig:
     runtimes: list = field(default_factory=lambda: ["torch", "onnxruntime"])
     threads: int = 1
     batch_size: int = 1
-    warmup: int = 10
-    repeats: int = 50
+    warmup: int = 10  # untimed calls before timing (archkd.measure.WARMUP, the protocol every latency uses)
+    repeats: int = 50  # timed calls; the median is reported (archkd.measure.REPEATS)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
 from archkd.errors import ArchkdError
-from archkd.measure.latency import time_onnx_file
+from archkd.measure.latency import REPEATS, time_onnx_file
 from archkd.measure.onnx_export import INPUT_NAME
 
 
@@ -79,7 +79,7 @@ class Int8Report:
 
 
 def compare_int8(fp32: Path, int8: Path, images: np.ndarray, labels: np.ndarray, split: str, calibration_images: int,
-                 threads: int = 1, repeats: int = 50) -> Int8Report:
+                 threads: int = 1, repeats: int = REPEATS) -> Int8Report:
     shape = tuple(images.shape[1:])
     return Int8Report(str(int8), split, onnx_accuracy(fp32, images, labels), onnx_accuracy(int8, images, labels),
                       fp32.stat().st_size, int8.stat().st_size,

@@ -17,7 +17,7 @@ Contract:
 from __future__ import annotations
 
 from archkd.measure.counting import FlopsResult, count_flops, count_params, peak_activation_memory
-from archkd.measure.latency import RUNTIMES, LatencyResult, measure_latency
+from archkd.measure.latency import REPEATS, RUNTIMES, WARMUP, LatencyResult, measure_latency
 from archkd.measure.onnx_export import INPUT_NAME, OUTPUT_NAME, to_onnx
 from archkd.measure.summary import format_budget, measure_model
 
@@ -26,7 +26,9 @@ __all__ = [
     "INPUT_NAME",
     "LatencyResult",
     "OUTPUT_NAME",
+    "REPEATS",
     "RUNTIMES",
+    "WARMUP",
     "count_flops",
     "count_params",
     "format_budget",

@@ -21,6 +21,11 @@ from archkd.measure._common import check_shape, parse_device, private_copy, rand
 from archkd.measure.onnx_export import INPUT_NAME, to_onnx
 
 RUNTIMES = ("torch", "onnxruntime")
+# The one protocol: every latency archkd reports (search budgets, reward terms, `archkd measure`, the predictor's
+# training data, the int8 comparison) comes from WARMUP untimed then REPEATS timed calls; `bench/latency.py` measures
+# its repeatability (coefficient of variation of the median over repeated measurements) against the cheaper 5/30.
+WARMUP = 10
+REPEATS = 50
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ def _time_session(session: Any, x: np.ndarray, warmup: int, repeats: int) -> lis
 
 
 def time_onnx_file(path: str | Path, input_shape: tuple[int, ...], batch_size: int = 1, threads: int = 1,
-                   warmup: int = 10, repeats: int = 50) -> LatencyResult:
+                   warmup: int = WARMUP, repeats: int = REPEATS) -> LatencyResult:
     """Latency of an ONNX file on ONNX Runtime (CPU) under the same protocol as ``measure_latency``: for a file that
     is not a PyTorch model, e.g. an int8 export beside its fp32 original."""
     shape = check_shape(input_shape, batch_size)
@@ -147,7 +152,7 @@ def time_onnx_file(path: str | Path, input_shape: tuple[int, ...], batch_size: i
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], runtime: str = "torch", device: str = "cpu",
-                    batch_size: int = 1, threads: int = 1, warmup: int = 10, repeats: int = 50) -> LatencyResult:
+                    batch_size: int = 1, threads: int = 1, warmup: int = WARMUP, repeats: int = REPEATS) -> LatencyResult:
     """Latency of one forward on a ``(batch_size, *input_shape)`` input.
 
     Protocol: private eval-mode copy; ``torch.inference_mode``; ``torch.set_num_threads(threads)``

@@ -14,10 +14,13 @@ Contract:
 - ``Budget``: parameter / FLOP / latency / memory limits checked before training, as constraint values.
 - ``KDTrialObjective``: the only place where search meets training.
 - ``TuRBOSampler`` (``--method trade``): TuRBO-1 trust-region BO on BoTorch, state replayed from the study.
+- ``fit_latency_predictor(space, ...)`` / ``search_predictor(budget, space, ...)``: a per-block latency predictor
+  fitted on a space's networks, or the one a ``budget.latency_source=predicted`` search uses (cached per machine).
 - ``prescreen(space, score, n, keep, seed, feasible) -> list[Screened]``: the best of ``n`` sampled candidates by a
   cheap score (a zero-cost proxy), which ``run_search(enqueue=...)`` asks first.
 """
 from archkd.search.budget import Budget
+from archkd.search.latency import Sample, fit_latency_predictor, predictor_file, sample_latencies, search_predictor
 from archkd.search.objective import KDTrialObjective, apply_recipe
 from archkd.search.prescreen import Screened, prescreen
 from archkd.search.reward import Reward
@@ -29,4 +32,5 @@ from archkd.search.trust_region import TuRBOSampler  # registers the "trade" sam
 __all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
            "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
            "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward",
-           "TuRBOSampler", "Screened", "prescreen"]
+           "TuRBOSampler", "Screened", "prescreen", "fit_latency_predictor", "predictor_file",
+           "search_predictor", "Sample", "sample_latencies"]

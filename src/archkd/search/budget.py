@@ -2,19 +2,23 @@
 
 Cheap measurements (parameters, FLOPs) run first; latency and memory are measured only when the budget names them,
 and (as hard constraints) only for candidates that already passed the cheap checks. With ``mode="penalty"`` every
-candidate is measured and trained, and its value is lowered by ``penalty`` per unit of relative excess.
+candidate is measured and trained, and its value is lowered by ``penalty`` per unit of relative excess. With
+``latency_source="predicted"`` a :class:`archkd.measure.predictor.LatencyPredictor` (set on ``predictor``) gives the
+latency instead of the runtime.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.nn as nn
 
 from archkd.config import BudgetConfig
+from archkd.errors import ArchkdError
 from archkd.measure import count_flops, count_params, measure_latency, peak_activation_memory
+from archkd.measure.predictor import LatencyPredictor
 from archkd.models import build_from_spec
 from archkd.spaces import SearchSpace
 
@@ -22,6 +26,8 @@ from archkd.spaces import SearchSpace
 @dataclass
 class Budget(BudgetConfig):
     """The ``budget`` config section, with the measurements and checks that enforce it."""
+
+    predictor: LatencyPredictor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> "Budget":
@@ -38,10 +44,15 @@ class Budget(BudgetConfig):
         if self._cheap_violations(m) and self.mode == "constraint":
             return m
         if latency or (latency is None and self.max_latency_ms is not None):
-            lat = measure_latency(model, tuple(input_shape), runtime=self.latency_runtime,
-                                  batch_size=self.latency_batch_size, threads=self.latency_threads,
-                                  warmup=5, repeats=30)
-            m["latency_ms"] = lat.median_ms
+            if self.latency_source == "predicted":
+                if self.predictor is None:
+                    raise ArchkdError("budget.latency_source=predicted but no latency predictor is loaded",
+                                      "set budget.latency_predictor, or run the search through archkd.api")
+                m["latency_ms"] = self.predictor.predict_ms(model, tuple(input_shape))
+            else:
+                m["latency_ms"] = measure_latency(model, tuple(input_shape), runtime=self.latency_runtime,
+                                                  batch_size=self.latency_batch_size,
+                                                  threads=self.latency_threads).median_ms
         if self.max_memory_mb is not None:
             m["memory_mb"] = peak_activation_memory(model, tuple(input_shape)) / 2**20
         return m
@@ -108,7 +119,8 @@ class Budget(BudgetConfig):
         if self.max_flops is not None:
             parts.append(f"FLOPs ≤ {self.max_flops:,}")
         if self.max_latency_ms is not None:
-            parts.append(f"latency ≤ {self.max_latency_ms} ms ({self.latency_runtime}, {self.latency_threads} thr)")
+            parts.append(f"latency ≤ {self.max_latency_ms} ms ({self.latency_runtime}, {self.latency_threads} thr"
+                         + (", predicted)" if self.latency_source == "predicted" else ")"))
         if self.max_memory_mb is not None:
             parts.append(f"memory ≤ {self.max_memory_mb} MB")
         soft = f" (soft: penalty {self.penalty:g} per unit of relative excess)" if self.mode == "penalty" and parts else ""
