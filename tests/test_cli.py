@@ -24,6 +24,7 @@ def test_config_and_measure_verbs(capsys):
     assert "float | null  (default null)" in lines["budget.max_latency_ms"]
     assert "— training images that re-estimate BatchNorm" in lines["train.bn_recalibration"]  # the field's comment
     assert len(lines) > 100
+    assert not [k for k, ln in lines.items() if "—" not in ln]  # every key has a line of help
     code, out, _ = run_cli(["measure", "resnet8", "--input-shape", "1,8,8", "--repeats", "3", "--json"], capsys)
     r = json.loads(out)
     assert code == 0 and r["params"] > 70_000 and set(r["latency"]) == {"torch", "onnxruntime"}

@@ -28,18 +28,21 @@ Normalization = Literal["softmax", "softmax_bias", "sigmoid", "scaled_biased_sof
 class AugmentConfig:
     """Batched, seeded augmentation. ``None`` means "pick per dataset" (digits: pad 1, no flip)."""
 
+    # pixels of zero padding before a random crop back to size (null: the dataset's default)
     crop_padding: int | None = None
-    flip: bool | None = None
-    cutout: int = 0
+    flip: bool | None = None  # random horizontal flips (null: the dataset's default; off for digits)
+    cutout: int = 0  # side in pixels of a random square zeroed per image (0: off)
 
 
 @dataclass
 class DataConfig:
-    source: str = "digits"
+    source: str = "digits"  # digits | a CIFAR python folder | an ImageFolder directory or .zip | an .npz file
+    # share of the training images held out for validation (what searches and early stopping read)
     val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    image_size: int | None = None
-    num_workers: int = 2
+    test_fraction: float = 0.2  # share held out as the test split when the source has none of its own
+    image_size: int | None = None  # resize images to this side in pixels (null: keep the source's size)
+    num_workers: int = 2  # background processes decoding images for a streamed dataset
+    # decoded datasets up to this size are kept in memory; larger ones are streamed from disk
     max_in_memory_mb: int = 4096
     skip_corrupt: bool = False  # an image that does not decode: error (default) or skip it with a warning
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -49,23 +52,26 @@ class DataConfig:
 class TrainConfig:
     """One training recipe; used for teachers, search trials (with fewer epochs) and final distillation."""
 
-    epochs: int = 20
-    batch_size: int = 128
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    epochs: int = 20  # passes over the (data_fraction of the) training images
+    batch_size: int = 128  # images per optimisation step
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # sgd (with momentum) or adamw
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (adamw keeps its own betas)
+    nesterov: bool = True  # Nesterov momentum for SGD
+    weight_decay: float = 5e-4  # L2 penalty (decoupled for adamw)
+    # learning-rate schedule after warm-up: cosine to 0, step (milestones), or constant
     schedule: Literal["cosine", "step", "constant"] = "cosine"
+    # fractions of the run where the step schedule multiplies the rate by step_gamma
     step_milestones: list = field(default_factory=lambda: [0.5, 0.75])
-    step_gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    eval_every: int = 1
+    step_gamma: float = 0.1  # factor of each step-schedule decay
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up length in epochs (may be fractional)
+    label_smoothing: float = 0.0  # label smoothing of the cross-entropy term
+    grad_clip: float | None = None  # clip the global gradient norm to this value (null: no clipping)
+    eval_every: int = 1  # validate every N epochs (the last epoch always)
+    # share of the training images used (a seeded subset, the same for every run with this seed)
     data_fraction: float = 1.0
-    amp: bool | None = None
-    channels_last: bool | None = None
+    amp: bool | None = None  # mixed precision (null: on for CUDA, off on CPU)
+    channels_last: bool | None = None  # channels-last memory format (null: on for CUDA, off on CPU)
     # training images that re-estimate BatchNorm statistics before each validation pass (0: off); see recalibrate_bn
     bn_recalibration: int = 0
     # also log each epoch's scalars to TensorBoard under runs/<name>/tensorboard/<run> (extra: tensorboard)
@@ -77,11 +83,14 @@ class TeacherConfig:
     """Where the teacher comes from: a file (archkd checkpoint, TorchScript), ``module:factory``, ``timm:name``,
     or a registry architecture to train with ``archkd teacher train``."""
 
+    # the teacher: archkd checkpoint, TorchScript file, module:factory or timm:name (null: none given)
     path: str | None = None
-    arch: str = "resnet20"
-    weights: str | None = None
+    arch: str = "resnet20"  # registry architecture that 'archkd teacher train' trains
+    weights: str | None = None  # state dict loaded into a module:factory or timm: teacher
     kwargs: dict = field(default_factory=dict)  # constructor arguments of a module:factory or timm: teacher
+    # per-channel input mean the teacher was trained with (null: from its checkpoint or estimated)
     mean: list | None = None
+    # per-channel input std the teacher was trained with (null: from its checkpoint or estimated)
     std: list | None = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=0.1))
 
@@ -91,10 +100,11 @@ class StudentConfig:
     """The student: a registry ``arch`` (with ``kwargs``), or the architecture of ``checkpoint``; ``init``: start
     from fresh weights (scratch) or from the checkpoint's own (checkpoint, e.g. a GTN pool member's supernet weights)."""
 
-    arch: str = "resnet8"
-    kwargs: dict = field(default_factory=dict)
+    arch: str = "resnet8"  # registry architecture of the student (see 'archkd config --keys' for the names)
+    kwargs: dict = field(default_factory=dict)  # constructor arguments of the student architecture
+    # take the student's architecture (and with init=checkpoint its weights) from this checkpoint
     checkpoint: str | None = None
-    init: Literal["scratch", "checkpoint"] = "scratch"
+    init: Literal["scratch", "checkpoint"] = "scratch"  # fresh weights, or the student checkpoint's own
 
 
 @dataclass
@@ -112,14 +122,16 @@ class GenericConfig:
     ``entropy_weight``. Pool members are extracted with BatchNorm recalibrated on ``bn_recalibration`` training images.
     """
 
-    space: str = "stages"
-    space_kwargs: dict = field(default_factory=dict)
+    space: str = "stages"  # search space whose supernet the generic teacher is trained against
+    space_kwargs: dict = field(default_factory=dict)  # arguments of that space (e.g. widths, depths)
+    # students the teacher is conditioned on: random:N | space | results.json[:K] | a YAML/JSON list
     pool: list = field(default_factory=lambda: ["random:8"])
+    # conditioning term: standardized (scale-blind KL) or kd (SFTN's KD toward the sampled student)
     condition: Literal["standardized", "kd"] = "standardized"
-    condition_weight: float = 0.1
-    arch_lr: float = 0.05
-    entropy_weight: float = 0.1
-    bn_recalibration: int = 2048
+    condition_weight: float = 0.1  # λ of the conditioning term in the teacher's loss
+    arch_lr: float = 0.05  # learning rate of the path distribution (REINFORCE)
+    entropy_weight: float = 0.1  # entropy bonus that keeps the path distribution from collapsing
+    bn_recalibration: int = 2048  # training images that recalibrate an extracted pool student's BatchNorm
 
 
 @dataclass
@@ -135,12 +147,13 @@ class FeatureLossConfig:
 class DistillConfig:
     """Hinton KD (``alpha`` weighs KD, ``1 - alpha`` weighs CE) plus optional feature losses on tap points."""
 
-    loss: str = "kd"
-    alpha: float = 0.9
-    temperature: float = 4.0
+    loss: str = "kd"  # logit loss: kd (Hinton), dkd, ... (registry names in 'archkd config --keys')
+    alpha: float = 0.9  # weight of the KD term; the cross-entropy term gets 1 - alpha
+    temperature: float = 4.0  # softmax temperature of the KD term
+    # feature losses on tap points: a list of {loss, student, teacher, weight, kwargs}
     features: list = field(default_factory=list)
-    cache: bool = True
-    process: str | None = None
+    cache: bool = True  # reuse teacher outputs across epochs and trials (TeacherCache) where the loss needs only logits
+    process: str | None = None  # a DistPro process.pt to replay (weighted teacher->student pathways over time)
 
 
 @dataclass
@@ -148,41 +161,43 @@ class ProcessConfig:
     """DistPro: pathways (forward: student stage ≥ teacher stage, or all), transform, distance, α normalisation
     during the search and at replay, meta-optimiser, τ-clipping and the replay mode (searched | final | equal)."""
 
+    # forward (student stage >= teacher stage) or all teacher->student stage pairs
     pathways: Literal["forward", "all"] = "forward"
-    transform: str = "attention"
-    distance: str = "hcl"
-    normalization: Normalization = "softmax"
-    replay_normalization: Normalization = "scaled_biased_softmax"
-    search_epochs: int = 2
-    meta_val_fraction: float = 0.2
-    alpha_lr: float = 0.1
-    alpha_betas: list = field(default_factory=lambda: [0.5, 0.999])
-    logit_kd: float = 0.0
-    tau: float | None = None
+    transform: str = "attention"  # how a student feature is mapped to the teacher's shape on each pathway
+    distance: str = "hcl"  # distance between transformed student and teacher features (hcl: hierarchical context loss)
+    normalization: Normalization = "softmax"  # how pathway weights α are normalised during the search
+    replay_normalization: Normalization = "scaled_biased_softmax"  # how α are normalised when the process is replayed
+    search_epochs: int = 2  # epochs of the bi-level process search
+    meta_val_fraction: float = 0.2  # share of the training images the meta (α) step validates on
+    alpha_lr: float = 0.1  # Adam learning rate of the pathway weights α
+    alpha_betas: list = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of the pathway weights α
+    logit_kd: float = 0.0  # weight of a logit KD term added to the pathway losses (0: off)
+    tau: float | None = None  # τ-clipping at replay: pathways whose weight falls below τ are dropped (null: off)
+    # searched (α over time), final (the last α throughout) or equal weights
     replay: Literal["searched", "final", "equal"] = "searched"
-    student_stages: list | None = None
-    teacher_stages: list | None = None
+    student_stages: list | None = None  # student stages with pathways (null: all)
+    teacher_stages: list | None = None  # teacher stages with pathways (null: all)
 
 
 @dataclass
 class BudgetConfig:
-    max_params: int | None = None
-    max_flops: int | None = None
-    max_latency_ms: float | None = None
-    max_memory_mb: float | None = None
-    latency_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
-    latency_threads: int = 1
-    latency_batch_size: int = 1
+    max_params: int | None = None  # hard limit on parameters (null: none)
+    max_flops: int | None = None  # hard limit on FLOPs of one forward, a multiply-add counted as 2 (null: none)
+    max_latency_ms: float | None = None  # hard limit on the median latency on latency_runtime (null: none)
+    max_memory_mb: float | None = None  # hard limit on peak activation memory (null: none)
+    latency_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"  # runtime latency is measured (or predicted) on
+    latency_threads: int = 1  # intra-op threads of that runtime
+    latency_batch_size: int = 1  # batch size of the latency measurement
     # measured: every candidate is timed on the runtime; predicted: a per-block latency predictor for this machine,
     # runtime and space (latency_predictor, or the cached one, fitted on latency_predictor_samples architectures when
     # missing) stands in, and the search's Pareto set is re-measured at the end
     latency_source: Literal["measured", "predicted"] = "measured"
-    latency_predictor: str | None = None
-    latency_predictor_samples: int = 100
+    latency_predictor: str | None = None  # predictor file (null: this machine's cached one)
+    latency_predictor_samples: int = 100  # random architectures measured to fit a predictor when none is cached
     # constraint: an over-budget candidate is never trained (reward 0, an Optuna constraint); penalty: it is trained
     # and its value is reward − penalty · Σ relative excess over each limit (a soft budget the optimiser can cross)
     mode: Literal["constraint", "penalty"] = "constraint"
-    penalty: float = 1.0
+    penalty: float = 1.0  # penalty mode: value lost per unit of relative excess over a limit
 
 
 @dataclass
@@ -196,11 +211,12 @@ class PrescreenConfig:
     trains only those; a learning sampler (tpe, gp, akd, trade, ...) starts from them and proposes the rest.
     """
 
-    proxy: str | None = None
-    factor: int = 10
-    keep: int | None = None
+    proxy: str | None = None  # zero-cost proxy that ranks candidates before any training (null: no pre-screen)
+    factor: int = 10  # candidates scored per trial to run (factor × n_trials in all)
+    keep: int | None = None  # best-scored candidates queued as the first trials (null: n_trials)
+    # reference network of the proxy: random (DisWOT's protocol) or the trained teacher
     teacher: Literal["random", "trained"] = "random"
-    batches: int = 2
+    batches: int = 2  # training batches each candidate is scored on
 
 
 @dataclass
@@ -224,31 +240,38 @@ class SearchConfig:
     gone) is re-queued, up to ``max_retries`` times, and continues from its last epoch checkpoint.
     """
 
-    method: str = "random"
+    method: str = "random"  # sampler: random | akd | tpe | gp | autokd | autokd-gp | trade
+    # options of the sampler (e.g. akd batch_size, TPE n_startup_trials)
     sampler_options: dict = field(default_factory=dict)
+    # kd: score candidates by KD-trained accuracy (AKD); ce: by CE-trained accuracy (NAS-then-KD)
     guide: Literal["kd", "ce"] = "kd"
-    space: str = "stages"
-    space_kwargs: dict = field(default_factory=dict)
+    space: str = "stages"  # search space of the students
+    space_kwargs: dict = field(default_factory=dict)  # arguments of the space (e.g. widths, depths, num_stages)
+    # training-recipe dimensions searched beside the architecture, {dotted key: choices or range}
     recipe: dict = field(default_factory=dict)
-    n_trials: int = 8
-    epochs: int = 3
-    data_fraction: float = 1.0
+    n_trials: int = 8  # trials within budget in the study (its total, across all workers)
+    epochs: int = 3  # training epochs of each trial (the search fidelity)
+    data_fraction: float = 1.0  # share of the training images each trial trains on
+    # study storage: sqlite:///file.db, journal:file.log or postgresql://... (null: the run's sqlite)
     storage: str | None = None
-    study_name: str | None = None
-    max_attempts_factor: int = 20
+    study_name: str | None = None  # name of the shared study (null: the run name)
+    max_attempts_factor: int = 20  # over-budget draws allowed in a row, per trial, before the search gives up
+    # stop weak trials early on their validation curve: none, median or hyperband
     pruner: Literal["none", "median", "hyperband"] = "none"
-    pruner_options: dict = field(default_factory=dict)
-    reward_target: float | None = None
-    reward_metric: str = "latency_ms"
+    pruner_options: dict = field(default_factory=dict)  # options of the Optuna pruner
+    reward_target: float | None = None  # target T of the reward ACC × (cost/T)^w (null: the reward is the accuracy)
+    reward_metric: str = "latency_ms"  # cost in the reward: latency_ms, flops or params
+    # soft: w = reward_alpha/beta; hard: w = 0 at or below T, -1 above
     reward_mode: Literal["soft", "hard"] = "soft"
-    reward_alpha: float = -0.07
-    reward_beta: float = -0.07
-    top_k: int = 0
+    reward_alpha: float = -0.07  # exponent w when the cost is at or below T
+    reward_beta: float = -0.07  # exponent w when the cost is above T
+    top_k: int = 0  # re-train the k best trials with the full recipe and test them (0: off)
+    # score each candidate by a short DistPro process search in its trial (joint student + process)
     process: bool = False
-    bn_recalibration: int = 2048
-    heartbeat_seconds: float = 10.0
-    stale_after_seconds: float = 60.0
-    max_retries: int = 3
+    bn_recalibration: int = 2048  # training images that re-estimate a trial's BatchNorm statistics before validation
+    heartbeat_seconds: float = 10.0  # how often a worker renews the lease on its running trial
+    stale_after_seconds: float = 60.0  # a lease older than this is taken over by another worker
+    max_retries: int = 3  # times an interrupted trial is re-queued
     prescreen: PrescreenConfig = field(default_factory=PrescreenConfig)
 
 
@@ -257,31 +280,33 @@ class ExportConfig:
     """Deployable files; ``quantize=int8`` adds an int8 ONNX model calibrated on ``calibration_images`` training
     images, reported against fp32 (accuracy on the test split, size, latency)."""
 
-    formats: list = field(default_factory=lambda: ["onnx", "torchscript"])
-    atol: float = 1e-4
-    checkpoint: str | None = None
-    quantize: Literal["none", "int8"] = "none"
-    calibration_images: int = 512
+    formats: list = field(default_factory=lambda: ["onnx", "torchscript"])  # files to write: onnx and/or torchscript
+    atol: float = 1e-4  # largest absolute output difference allowed between an export and the eager model
+    checkpoint: str | None = None  # checkpoint to export (null: the run's student/best.pt)
+    quantize: Literal["none", "int8"] = "none"  # int8: also a static-quantised ONNX model, vs fp32
+    calibration_images: int = 512  # training images that calibrate the int8 activation ranges
 
 
 @dataclass
 class MeasureConfig:
-    model: str | None = None
-    input_shape: list | None = None
+    model: str | None = None  # registry name or checkpoint to measure
+    input_shape: list | None = None  # per-sample input shape C,H,W (null: the checkpoint's, or 3,32,32)
+    # runtimes to time: torch and/or onnxruntime
     runtimes: list = field(default_factory=lambda: ["torch", "onnxruntime"])
-    threads: int = 1
-    batch_size: int = 1
+    threads: int = 1  # intra-op threads of the runtimes
+    batch_size: int = 1  # batch size of the measurement
     warmup: int = 10  # untimed calls before timing (archkd.measure.WARMUP, the protocol every latency uses)
     repeats: int = 50  # timed calls; the median is reported (archkd.measure.REPEATS)
 
 
 @dataclass
 class Config:
-    name: str = "run"
-    runs_dir: str = "runs"
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
+    name: str = "run"  # run name: outputs go to <runs_dir>/<name>/
+    runs_dir: str = "runs"  # parent directory of runs
+    seed: int = 0  # seed of data splits, subsets, initialisation and samplers
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
+    threads: int | None = None  # torch CPU threads (null: torch's default)
+    # teacher-output caches, decoded datasets and latency predictors (null: ~/.cache/archkd or $ARCHKD_CACHE)
     cache_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
