@@ -191,3 +191,26 @@ def test_joint_student_and_process_search(tmp_path, teacher_ckpt):
     from archkd.config import load_config
 
     assert load_config(cfg.run_dir / "config.yaml").distill.process is None  # the search's config is not rewritten
+
+
+def test_each_stage_pair_chooses_among_transforms(digits, teacher_ckpt, tmp_path):
+    """DistPro's candidate set is pathways × transforms: each gets its own α, and the search moves weight between the
+    transforms of one stage pair; the saved process replays each pathway with its own transform."""
+    teacher = GuardedTeacher(load_teacher(teacher_ckpt).module)
+    torch.manual_seed(0)
+    student = create_model("stagenet", num_classes=10, in_channels=1,
+                           stages=[{"depth": 1, "width": 8, "kernel": 3}, {"depth": 1, "width": 16, "kernel": 3}])
+    x8, _, _ = next(digits.train.batches(4, device=torch.device("cpu")))
+    obj = search_objective(student, teacher, digits.normalize(x8), ProcessConfig(transforms=["linear", "conv1x1"]))
+    pairs = sorted({(p.teacher, p.student) for p in obj.pathways})
+    assert len(obj.pathways) == 2 * len(pairs) == obj.alpha.numel()
+    assert [p.transform for p in obj.pathways[:2]] == ["linear", "conv1x1"] and obj.pathways[0].name().endswith(":linear")
+    r = search_process(student, teacher, digits, TrainConfig(epochs=1, batch_size=64, lr=0.1), obj, log=None)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in obj.transforms[1].modules())  # conv1x1 has its BN
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in obj.transforms[0].modules())  # linear has none
+    w = r.weights[-1]
+    gaps = [abs(float(w[2 * i] - w[2 * i + 1])) for i in range(len(pairs))]
+    assert max(gaps) > 1e-3  # every α started at 1 (equal weights): the search separated the two transforms
+    save_process(tmp_path / "p.pt", r, obj, {})
+    replay = replay_objective(load_process(tmp_path / "p.pt"), 10)
+    assert replay.pathways == obj.pathways

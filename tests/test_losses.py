@@ -154,3 +154,60 @@ def test_dkd_runs_from_the_config_with_the_teacher_cache(tmp_path, teacher_ckpt)
     assert out["val_acc"] > 0.1
     keys = {k for h in out["history"] for k in h}
     assert "loss_kd" in keys and "loss_pkt:layer3" in keys
+
+
+def _review_by_hand(loss, fs, ft):
+    """ReviewKD recomputed with plain functional calls on the module's own weights (eval-mode BN)."""
+    import torch.nn.functional as F
+
+    def bn(x, m):
+        return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    total, residual = 0.0, None
+    for i in range(len(fs) - 1, -1, -1):
+        abf = loss.abfs[i]
+        x = bn(F.conv2d(fs[i], abf.reduce[0].weight), abf.reduce[1])
+        if residual is not None:
+            y = F.interpolate(residual, size=x.shape[-2:], mode="nearest")
+            a = torch.sigmoid(F.conv2d(torch.cat([x, y], 1), abf.att.weight, abf.att.bias))
+            x = x * a[:, :1] + y * a[:, 1:]
+        out = bn(F.conv2d(x, abf.out[0].weight, padding=1), abf.out[1])
+        residual = x
+        t = ft[i]
+        levels = [lv for lv in (4, 2, 1) if lv < out.shape[-1]]
+        w = [0.5 ** (k + 1) for k in range(len(levels))]
+        hcl = F.mse_loss(out, t) + sum(wk * F.mse_loss(F.adaptive_avg_pool2d(out, lv), F.adaptive_avg_pool2d(t, lv))
+                                       for wk, lv in zip(w, levels))
+        total = total + hcl / (1 + sum(w))
+    return total
+
+
+def test_reviewkd_golden():
+    g = torch.Generator().manual_seed(0)
+    fs = [torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 6, 4, 4, generator=g)]
+    ft = [torch.randn(2, 5, 8, 8, generator=g), torch.randn(2, 7, 4, 4, generator=g)]
+    torch.manual_seed(0)
+    loss = create_loss("reviewkd", mid_channels=8)
+    loss.setup([f.shape for f in fs], [f.shape for f in ft])
+    loss.eval()
+    with torch.no_grad():
+        got, by_hand = float(loss(fs, ft)), float(_review_by_hand(loss, fs, ft))
+    assert got == pytest.approx(by_hand, rel=1e-5)
+    assert loss.abfs[0].att is not None and loss.abfs[1].att is None  # the deepest stage has nothing to fuse
+    assert got == pytest.approx(2.2903, abs=1e-3)  # frozen golden value
+
+
+def test_reviewkd_takes_lists_of_taps_in_the_objective():
+    obj = DistillObjective(ce_weight=1.0, features=[{"loss": "reviewkd", "student": ["a", "b"], "teacher": ["c", "d"]},
+                                                    {"loss": "at", "student": "b", "teacher": "d"}])
+    assert obj.student_taps == ["a", "b", "b"] and obj.teacher_taps == ["c", "d", "d"]
+    g = torch.Generator().manual_seed(1)
+    s = [torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 6, 4, 4, generator=g)]
+    t = [torch.randn(2, 5, 8, 8, generator=g), torch.randn(2, 7, 4, 4, generator=g)]
+    obj.setup(s + s[1:], t + t[1:])
+    total, parts = obj(torch.randn(2, 10), torch.tensor([1, 2]), None, s + s[1:], t + t[1:])
+    assert set(parts) == {"ce", "reviewkd:a,b", "at:b"} and total.requires_grad
+    with pytest.raises(ArchkdError, match="equally long lists"):
+        DistillObjective(features=[{"loss": "reviewkd", "student": ["a", "b"], "teacher": ["c"]}])
+    with pytest.raises(ArchkdError, match="give one of each"):
+        DistillObjective(features=[{"loss": "at", "student": ["a", "b"], "teacher": ["c", "d"]}])

@@ -164,6 +164,9 @@ class ProcessConfig:
     # forward (student stage >= teacher stage) or all teacher->student stage pairs
     pathways: Literal["forward", "all"] = "forward"
     transform: str = "attention"  # how a student feature is mapped to the teacher's shape on each pathway
+    # candidate transforms of every pathway: each pathway × transform gets its own α and the search chooses (DistPro's
+    # candidate set); empty: every pathway uses process.transform
+    transforms: list = field(default_factory=list)
     distance: str = "hcl"  # distance between transformed student and teacher features (hcl: hierarchical context loss)
     normalization: Normalization = "softmax"  # how pathway weights α are normalised during the search
     replay_normalization: Normalization = "scaled_biased_softmax"  # how α are normalised when the process is replayed
@@ -534,10 +537,11 @@ def check_choices(cfg: Config) -> None:
         for part in key.split("."):
             value = getattr(value, part)
         choices = sorted(names())
-        if value is not None and value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-            raise ArchkdError(f"config key '{key}' is {value!r}", f"choose one of {', '.join(choices)}"
-                              + (f" (did you mean '{close[0]}'?)" if close else ""))
+        for v in value if isinstance(value, list) else [value]:  # a list key: each of its entries is a choice
+            if v is not None and v not in choices:
+                close = difflib.get_close_matches(str(v), choices, n=1, cutoff=0.5)
+                raise ArchkdError(f"config key '{key}' is {value!r}", f"choose from {', '.join(choices)}"
+                                  + (f" (did you mean '{close[0]}'?)" if close else ""))
 
 
 def check_ranges(cfg: Config) -> None:
@@ -602,7 +606,8 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
 
     def spell(key: str, tp: Any) -> str:
         if key in REGISTRY_CHOICES:
-            return " | ".join(sorted(REGISTRY_CHOICES[key]()))
+            names = " | ".join(sorted(REGISTRY_CHOICES[key]()))
+            return f"list of ({names})" if tp is list else names
         args = typing.get_args(tp)
         if typing.get_origin(tp) is Literal:
             return " | ".join(str(a) for a in args)

@@ -12,7 +12,8 @@ Contract:
   do by default); ``epoch_steps`` (the batch size and steps per epoch every loop uses).
 - ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
 - ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry: logit losses ``kd``, ``dkd`` (decoupled
-  KD); feature losses ``fitnet``, ``at``, ``hcl``, ``rkd`` (distance + angle), ``pkt`` — one file per family.
+  KD); feature losses ``fitnet``, ``at``, ``hcl``, ``rkd`` (distance + angle), ``pkt``, ``reviewkd`` (several stages
+  at once: its ``student``/``teacher`` taps are equally long lists) — one file per family.
 - ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;
   ``cache_precision(amp)`` names the precision ``fit`` will check it against.
 - ``save_checkpoint`` / ``load_checkpoint`` / ``model_from_checkpoint``: self-describing, resumable checkpoints.
@@ -23,7 +24,7 @@ from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from archkd.distill.metrics import MetricsLog, read_metrics
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
-from archkd.distill import dkd as _dkd, relational as _relational  # noqa: E402,F401  (register dkd, rkd, pkt)
+from archkd.distill import dkd as _dkd, relational as _relational, reviewkd as _reviewkd  # noqa: E402,F401  (register dkd, rkd, pkt, reviewkd)
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
 from archkd.distill.trainer import (Batch, FitResult, StepContext, StopTraining, TrainHook, build_optimizer,
                                    epoch_steps, evaluate, fit, lr_factor, recalibrate_bn, teacher_accuracy)

@@ -114,9 +114,12 @@ def preactivation_paths(model: nn.Module, paths: list[str], example: torch.Tenso
 
 @dataclass
 class FeatureTerm:
+    """One feature loss and its taps: one student and one teacher path, or equally long lists of them for a loss
+    over several stages at once (``multi_stage``, e.g. ReviewKD)."""
+
     name: str
-    student: str
-    teacher: str
+    student: tuple[str, ...]
+    teacher: tuple[str, ...]
     weight: float
 
 
@@ -143,8 +146,13 @@ class DistillObjective(nn.Module):
             if not f.get("student") or not f.get("teacher"):
                 raise ArchkdError(f"feature loss '{f['loss']}' needs both tap points",
                                   "set student: <module path> and teacher: <module path>")
+            s_taps, t_taps = _paths(f["student"]), _paths(f["teacher"])
+            multi = getattr(loss, "multi_stage", False)
+            if (len(s_taps) != len(t_taps)) or (not multi and len(s_taps) > 1):
+                raise ArchkdError(f"feature loss '{f['loss']}' got {len(s_taps)} student and {len(t_taps)} teacher "
+                                  "tap points", "give one of each" if not multi else "give equally long lists")
             w = f.get("weight")
-            self.feature_terms.append(FeatureTerm(f["loss"], f["student"], f["teacher"],
+            self.feature_terms.append(FeatureTerm(f["loss"], s_taps, t_taps,
                                                   float(loss.default_weight if w is None else w)))
             self.feature_losses.append(loss)
         self._ready = not self.feature_terms
@@ -160,16 +168,26 @@ class DistillObjective(nn.Module):
 
     @property
     def student_taps(self) -> list[str]:
-        return [t.student for t in self.feature_terms]
+        return [p for t in self.feature_terms for p in t.student]
 
     @property
     def teacher_taps(self) -> list[str]:
-        return [t.teacher for t in self.feature_terms]
+        return [p for t in self.feature_terms for p in t.teacher]
+
+    def _per_term(self, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor]):  # noqa: ANN202 - a generator
+        """(term, loss, student feature(s), teacher feature(s)) in the order the taps were flattened."""
+        i = 0
+        for term, loss in zip(self.feature_terms, self.feature_losses):
+            n = len(term.student)
+            fs, ft = s_feats[i:i + n], t_feats[i:i + n]
+            i += n
+            yield (term, loss, fs, ft) if getattr(loss, "multi_stage", False) else (term, loss, fs[0], ft[0])
 
     def setup(self, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor]) -> None:
         """Size projectors from one example forward; must run before the optimizer is built."""
-        for loss, fs, ft in zip(self.feature_losses, s_feats, t_feats):
-            loss.setup(fs.shape, ft.shape)
+        for _, loss, fs, ft in self._per_term(s_feats, t_feats):
+            shapes = ([f.shape for f in fs], [f.shape for f in ft]) if isinstance(fs, list) else (fs.shape, ft.shape)
+            loss.setup(*shapes)
         self._ready = True
 
     def forward(self, s_logits: torch.Tensor, targets: torch.Tensor, t_logits: torch.Tensor | None = None,
@@ -183,10 +201,14 @@ class DistillObjective(nn.Module):
                                                            label_smoothing=self.label_smoothing)
         if self.kd is not None:
             parts["kd"] = self.kd_weight * self.kd(s_logits, t_logits, targets)
-        for term, loss, fs, ft in zip(self.feature_terms, self.feature_losses, s_feats or [], t_feats or []):
-            parts[f"{term.name}:{term.student}"] = term.weight * loss(fs, ft)
+        for term, loss, fs, ft in self._per_term(s_feats or [], t_feats or []) if self.feature_terms else ():
+            parts[f"{term.name}:{','.join(term.student)}"] = term.weight * loss(fs, ft)
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _paths(value: str | list) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def _temperature(distill: "DistillConfig") -> dict:  # noqa: F821

@@ -2,8 +2,9 @@
 
 Contract:
 - A process is a set of teacher→student stage ``Pathway``s (default: student stage ≥ teacher stage), a transform per
-  pathway (``register_transform``: ``conv1x1``, ``attention``, ``linear``), a distance (``hcl`` or ``mse``) and a
-  weight per pathway per step. ``ProcessObjective`` is a ``DistillObjective``, so the ordinary trainer replays it.
+  pathway (``register_transform``: ``conv1x1``, ``attention``, ``linear``; with ``process.transforms`` every stage pair
+  once per candidate transform, each with its own weight, so the search picks the transform too), a distance (``hcl``
+  or ``mse``) and a weight per pathway per step. ``ProcessObjective`` is a ``DistillObjective``, so the ordinary trainer replays it.
 - ``search_process(student, teacher, data, train_cfg, objective)`` learns α by bi-level optimisation (one-step
   unrolled student, finite-difference Hessian-vector product, validation CE on a held-out 20 % of the training
   data) and returns the α trajectory; ``hypergradient`` is the testable core. ``search_with_config`` builds the

@@ -39,18 +39,25 @@ def normalize(alpha: torch.Tensor, style: str, scale: float = 1.0) -> torch.Tens
 
 @dataclass(frozen=True)
 class Pathway:
+    """A teacher stage → student stage connection; ``transform`` names its own student-feature transform (``None``:
+    the objective's). DistPro's candidate set is pathways × transforms, each with its own weight."""
+
     teacher: int
     student: int
+    transform: str | None = None
 
     def name(self) -> str:
-        return f"t{self.teacher}→s{self.student}"
+        return f"t{self.teacher}→s{self.student}" + (f":{self.transform}" if self.transform else "")
 
 
-def make_pathways(n_teacher: int, n_student: int, mode: str = "forward") -> list[Pathway]:
-    """``forward``: every pair with student stage ≥ teacher stage (DistPro's default); ``all``: every pair."""
+def make_pathways(n_teacher: int, n_student: int, mode: str = "forward",
+                  transforms: list[str] | None = None) -> list[Pathway]:
+    """``forward``: every pair with student stage ≥ teacher stage (DistPro's default); ``all``: every pair. With
+    ``transforms``, each pair once per transform (the search then chooses among them by their weights)."""
     if mode not in ("forward", "all"):
         raise ArchkdError(f"unknown pathway mode '{mode}'", "use forward (s ≥ t) or all")
-    return [Pathway(t, s) for t in range(n_teacher) for s in range(n_student) if mode == "all" or s >= t]
+    pairs = [(t, s) for t in range(n_teacher) for s in range(n_student) if mode == "all" or s >= t]
+    return [Pathway(t, s, tr) for t, s in pairs for tr in (transforms or [None])]
 
 
 def interpolate(trajectory: torch.Tensor, total_steps: int) -> torch.Tensor:
@@ -103,8 +110,8 @@ class ProcessObjective(DistillObjective):
 
     def setup(self, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor]) -> None:
         self.transforms = nn.ModuleList(
-            create_transform(self.transform_name, s_feats[p.student].shape[1], t_feats[p.teacher].shape[1],
-                             tuple(t_feats[p.teacher].shape[-2:])) for p in self.pathways)
+            create_transform(p.transform or self.transform_name, s_feats[p.student].shape[1],
+                             t_feats[p.teacher].shape[1], tuple(t_feats[p.teacher].shape[-2:])) for p in self.pathways)
         self._ready = True
 
     def weights(self) -> torch.Tensor:

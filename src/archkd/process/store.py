@@ -37,7 +37,8 @@ def search_objective(student: nn.Module, teacher: nn.Module, example: torch.Tens
     """A fresh searchable process over every pathway of the two networks."""
     s_taps = stage_taps(student, cfg.student_stages, example, "student")
     t_taps = stage_taps(teacher, cfg.teacher_stages, example, "teacher")
-    return ProcessObjective(s_taps, t_taps, make_pathways(len(t_taps), len(s_taps), cfg.pathways),
+    return ProcessObjective(s_taps, t_taps, make_pathways(len(t_taps), len(s_taps), cfg.pathways,
+                                                          cfg.transforms or None),
                             transform=cfg.transform, distance=cfg.distance, normalization=cfg.normalization,
                             logit_kd=cfg.logit_kd, label_smoothing=label_smoothing)
 
@@ -57,7 +58,8 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
     x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
     objective = search_objective(student, teacher, data.normalize(x8), cfg, train.label_smoothing)
     if log:
-        log(f"process search: {len(objective.pathways)} pathways ({cfg.pathways}), transform {cfg.transform}, "
+        log(f"process search: {len(objective.pathways)} pathways ({cfg.pathways}), transform "
+            f"{' | '.join(cfg.transforms) if cfg.transforms else cfg.transform}, "
             f"distance {cfg.distance}, {train.epochs} epochs on {device}")
     res = search_process(student, teacher, data, train, objective, seed=seed, device=device,
                          meta_val_fraction=cfg.meta_val_fraction, alpha_lr=cfg.alpha_lr,
@@ -68,7 +70,7 @@ def search_with_config(student: nn.Module, teacher: nn.Module, data: DataBundle,
 
 def save_process(path: str | Path, result: ProcessSearchResult, objective: ProcessObjective, meta: dict) -> Path:
     payload = {"format": FORMAT, "trajectory": result.trajectory, "weights": result.weights,
-               "pathways": [[q.teacher, q.student] for q in result.pathways], "student_taps": result.student_taps,
+               "pathways": [[q.teacher, q.student] + ([q.transform] if q.transform else []) for q in result.pathways], "student_taps": result.student_taps,
                "teacher_taps": result.teacher_taps, "transform": objective.transform_name,
                "distance": objective.distance_name, "normalization": objective.normalization,
                "logit_kd": objective.kd_weight, "steps_per_epoch": result.steps_per_epoch, "epochs": result.epochs,
@@ -98,7 +100,7 @@ def replay_objective(proc: dict, total_steps: int, *, mode: str = "searched", no
         schedule, norm = torch.ones(1, traj.shape[1]), "none"
     else:
         raise ArchkdError(f"unknown process replay mode '{mode}'", "use searched, final or equal")
-    return ProcessObjective(proc["student_taps"], proc["teacher_taps"], [Pathway(t, s) for t, s in proc["pathways"]],
+    return ProcessObjective(proc["student_taps"], proc["teacher_taps"], [Pathway(*p) for p in proc["pathways"]],
                             transform=proc["transform"], distance=proc["distance"], normalization=norm,
                             schedule=schedule, tau=tau, logit_kd=float(proc.get("logit_kd", 0.0)),
                             label_smoothing=label_smoothing)

@@ -16,6 +16,7 @@ from archkd.registry import lookup
 
 TRANSFORMS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {}
 register_choices("process.transform", lambda: TRANSFORMS)
+register_choices("process.transforms", lambda: TRANSFORMS)
 
 
 def register_transform(name: str) -> Callable:
