@@ -49,7 +49,7 @@ from archkd import api
 from archkd.config import Config
 from archkd.data import DataBundle
 from archkd.distill import evaluate
-from archkd.measure import measure_latency
+from archkd.measure import REPEATS, WARMUP, measure_latency
 from archkd.models import build_from_spec
 from archkd.search import Reward
 from archkd.spaces import create_space
@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CIFAR_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
 CIFAR_TEACHER = REPO.parent / "shared" / "teachers" / "cifar10_resnet_w32.torchscript.pt"
-RUNTIME, LAT_THREADS, LAT_WARMUP, LAT_REPEATS = "onnxruntime", 1, 5, 30  # the protocol Budget.measure uses
+RUNTIME, LAT_THREADS = "onnxruntime", 1  # with archkd.measure's one protocol (WARMUP/REPEATS), as Budget.measure
 
 # method -> (search.method, search.guide, search.process). The *-joint methods score each candidate by a short DistPro
 # process search instead of plain KD and finalise the winner with its trial's process: with the same sampler and seed
@@ -111,7 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="trials per PPO update of the AKD controller (library default 8 would give 8-trial searches "
                         "no update at all)")
     p.add_argument("--reward-mode", choices=["soft", "hard"], default="soft")
-    p.add_argument("--target-ms", type=float, help="latency target T; default: median of --probe-n random configs")
+    p.add_argument("--target-ms", type=float, nargs="+",
+                   help="latency target(s) T; default: the --target-quantiles of --probe-n random configs")
+    p.add_argument("--target-quantiles", type=float, nargs="+", default=[0.5],
+                   help="targets as quantiles of the probed latencies (0.5: the median; 0.25 0.75: two targets)")
     p.add_argument("--probe-n", type=int, default=20, help="random mnas configs measured to set T")
     p.add_argument("--probe-seed", type=int, default=0)
     p.add_argument("--teacher", help="teacher file (default: digits: resnet20 trained once and cached in "
@@ -205,7 +208,7 @@ def probe_target(cfg: Config, data: DataBundle, n: int, seed: int) -> tuple[floa
     for _ in range(n):
         model = space.build(space.sample_rng(rng), data.input_shape, data.num_classes)
         lats.append(measure_latency(model, data.input_shape, runtime=RUNTIME, threads=LAT_THREADS,
-                                    warmup=LAT_WARMUP, repeats=LAT_REPEATS).median_ms)
+                                    warmup=WARMUP, repeats=REPEATS).median_ms)
     return float(np.median(lats)), lats
 
 
@@ -214,13 +217,27 @@ def teacher_test_acc(teacher: Teacher, data: DataBundle) -> float | None:
     return evaluate(teacher.module, data.test, data.normalize, "cpu") if data.test is not None else None
 
 
+def best_so_far(trials: list[dict]) -> list[float]:
+    """The best search reward after each trained trial, in trial order (over-budget draws cost no training and are
+    skipped; with the soft reward there are none)."""
+    out, best = [], float("-inf")
+    for t in sorted(trials, key=lambda t: t["number"]):
+        if t["state"] != "COMPLETE" or t.get("reward") is None:
+            continue
+        best = max(best, t["reward"])
+        out.append(best)
+    return out
+
+
 def run_one(base: Config, method: str, seed: int, teacher: Teacher, data: DataBundle, target: float,
             log: Log) -> dict:
     """Search with one strategy and seed, then distill its single winner with the full recipe and score it."""
     cfg = copy.deepcopy(base)
-    cfg.name = f"{method}-s{seed}"
+    cfg.name = f"{method}-s{seed}-T{target:.4f}"
     cfg.seed = seed
     cfg.search.method, cfg.search.guide, cfg.search.process = METHODS[method]
+    if cfg.search.method != "akd":
+        cfg.search.sampler_options = {}  # the controller batch size is the akd sampler's option only
     cfg.search.reward_target = target
     t0 = time.perf_counter()
     log(f"===== {cfg.name}: search.method={cfg.search.method} guide={cfg.search.guide} process={cfg.search.process} "
@@ -236,7 +253,10 @@ def run_one(base: Config, method: str, seed: int, teacher: Teacher, data: DataBu
                          cfg.search.reward_beta)
     done = [t for t in found["trials"] if t["state"] == "COMPLETE"]
     return {
-        "method": method, "seed": seed, "search_method": cfg.search.method, "guide": cfg.search.guide,
+        "method": method, "seed": seed, "target_ms": target, "best_so_far": best_so_far(found["trials"]),
+        "policy_updates": (len(done) // cfg.search.sampler_options.get("batch_size", 8)
+                           if cfg.search.method == "akd" else None),
+        "search_method": cfg.search.method, "guide": cfg.search.guide,
         "search_process": cfg.search.process, "final_process": final["process"],
         "best_trial": best["number"], "best_config": best["config"], "params": best["params"],
         "flops": best["flops"], "search_val_acc": best["val_acc"], "search_reward": best["reward"],
@@ -318,6 +338,27 @@ def format_table(summary: dict, target: float, title: str) -> str:
     return "\n".join(lines)
 
 
+def format_curves(rows: list[dict], methods: list[str], trials: int) -> str:
+    """Best-so-far search reward after n trials (mean ± std over seeds) at n = 8, 16, 32, ... up to the trial count."""
+    points = [n for n in (4, 8, 16, 32, 64, 128) if n <= trials] or [trials]
+    head = f"{'best-so-far after n trials':<26}" + "".join(f"{f'n={n}':>17}" for n in points)
+    lines = [head]
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m and r["best_so_far"]]
+        if not rs:
+            continue
+        cells = []
+        for n in points:
+            vals = [r["best_so_far"][min(n, len(r["best_so_far"])) - 1] for r in rs]
+            mu, sd = _mean_std(vals)
+            cells.append(f"{mu:>9.4f} ± {sd:<5.4f}")
+        upd = [r["policy_updates"] for r in rs if r.get("policy_updates") is not None]
+        lines.append(f"{m:<26}" + "".join(f"{c:>17}" for c in cells)
+                     + (f"  ({min(upd)} policy updates)" if upd else ""))
+    lines.append("(nas-then-kd's rewards come from CE-trained accuracy, the others' from KD-trained accuracy)")
+    return "\n".join(lines)
+
+
 def machine_info() -> dict:
     """Versions and machine state: timings only compare under the same load and builds."""
     import onnxruntime
@@ -373,33 +414,39 @@ def main(argv: list[str] | None = None) -> None:
               f"{len(data.train)} train / {len(data.val)} val / {len(data.test) if data.test else 0} test, input "
               f"{'x'.join(map(str, data.input_shape))}; setup {t_setup:.0f} s", flush=True)
         if args.target_ms is not None:
-            target, probe = args.target_ms, []
-            print(f"T = {target:.4f} ms (given)", flush=True)
+            targets, probe = list(args.target_ms), []
+            print(f"T = {', '.join(f'{t:.4f}' for t in targets)} ms (given)", flush=True)
         else:
-            target, probe = probe_target(cfg, data, args.probe_n, args.probe_seed)
-            print(f"T = {target:.4f} ms: median {RUNTIME} latency (1 thread, batch 1) of {len(probe)} random mnas "
-                  f"configs at {'x'.join(map(str, data.input_shape))} (range {min(probe):.4f}-{max(probe):.4f} ms)",
-                  flush=True)
+            _, probe = probe_target(cfg, data, args.probe_n, args.probe_seed)
+            targets = [float(np.quantile(probe, q)) for q in args.target_quantiles]
+            print(f"T = {', '.join(f'{t:.4f}' for t in targets)} ms: quantiles {args.target_quantiles} of the "
+                  f"{RUNTIME} latency (1 thread, batch 1) of {len(probe)} random mnas configs at "
+                  f"{'x'.join(map(str, data.input_shape))} (range {min(probe):.4f}-{max(probe):.4f} ms)", flush=True)
         cache = api.make_cache(cfg, teacher, data)
         print(f"teacher-output cache: {cache.dir.parent if cache else None} — shared by all runs and the final "
               "distillations (keyed by teacher, data, augmentation and seed, so runs with the same seed reuse each "
               "other's logits; the nas-then-kd search trains with CE and does not read it, its final KD does)",
               flush=True)
-        payload.update({"target_ms": target, "target_probe_ms": probe, "teacher": {"path": teacher_path, **teacher_info},
+        payload.update({"targets_ms": targets, "target_probe_ms": probe, "teacher": {"path": teacher_path, **teacher_info},
                         "data": data.describe(), "teacher_cache_root": str(cache.dir.parent) if cache else None,
                         "setup_seconds": t_setup, "rows": []})
-        for seed in args.seeds:
-            for method in args.methods:
-                row = run_one(cfg, method, seed, teacher, data, target, log)
-                payload["rows"].append(row)
-                print(progress_line(row, time.perf_counter() - t_start), flush=True)
-                payload["summary"] = summarize(payload["rows"], args.methods)
-                write_json(out_path, payload)
-        summary = summarize(payload["rows"], args.methods)
+        for target in targets:
+            for seed in args.seeds:
+                for method in args.methods:
+                    row = run_one(cfg, method, seed, teacher, data, target, log)
+                    payload["rows"].append(row)
+                    print(progress_line(row, time.perf_counter() - t_start), flush=True)
+                    write_json(out_path, payload)
         total = time.perf_counter() - t_start
-        table = format_table(summary, target, f"AKD benchmark — {args.dataset}, {args.trials} trials per search, "
-                             f"{len(args.seeds)} seeds, total {total / 60:.1f} min")
-        payload.update({"summary": summary, "table": table, "total_seconds": total,
+        summaries, tables = {}, []
+        for target in targets:
+            rows = [r for r in payload["rows"] if r["target_ms"] == target]
+            summaries[f"{target:.4f}"] = summary = summarize(rows, args.methods)
+            tables.append(format_table(summary, target, f"AKD benchmark — {args.dataset}, T = {target:.4f} ms, "
+                                       f"{args.trials} trials per search, {len(args.seeds)} seeds"))
+            tables.append(format_curves(rows, args.methods, args.trials))
+        table = "\n\n".join(tables) + f"\ntotal {total / 60:.1f} min"
+        payload.update({"summary": summaries, "table": table, "total_seconds": total,
                         "loadavg_end": list(os.getloadavg()), "complete": True})
         write_json(out_path, payload)
         print("\n" + table + f"\nwrote {out_path}", flush=True)

@@ -8,7 +8,15 @@ with, at every budget in ``--epochs``:
 2. ``vanilla-kd``:   Hinton KD (``distill.process=None``, alpha 0.9, T 4);
 3. ``equal``:        the same pathways, every weight 1 (``process.replay=equal``);
 4. ``final``:        the final weights α_T held constant (``process.replay=final``);
-5. ``searched-tau``: as 1 with τ-clipping (``process.tau=--tau``): reports the share of pathway losses saved.
+5. ``searched-tau``: as 1 with τ-clipping (``process.tau=--tau``): reports the share of pathway losses saved;
+6. ``searched-softmax``: as 1 but replayed at the search's own scale (softmax, weights summing to 1) instead of the
+                     scaled biased softmax (≈ N× larger in total): the α-scale ablation;
+7. ``reviewkd``:     ReviewKD (attention-based fusion of the student's stages + HCL, ``distill.features`` with the
+                     ``reviewkd`` loss on the same pre-activation stage taps), the paper's main comparison;
+8. ``searched-transforms``: a second search whose candidates are pathways × {attention, conv1x1, linear}
+                     (``process.transforms``), each with its own α, replayed as 1 (``-softmax``: as 6);
+9. ``transfer``:     a process searched for another student (``--transfer-student``, same number of stages) replayed
+                     on this one (its taps re-derived from this student's stages).
 
 It also reports the search's cost relative to one distillation: search seconds / seconds of one vanilla-KD epoch, and
 / seconds of the ``searched`` replay run at as many epochs as the search. Everything goes through ``archkd.api``:
@@ -60,7 +68,9 @@ from _common import load_avg  # noqa: E402  (bench/ is on sys.path when run as a
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CIFAR_ZIP = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
-METHODS = ("searched", "vanilla-kd", "equal", "final", "searched-tau")
+METHODS = ("searched", "vanilla-kd", "equal", "final", "searched-tau", "searched-softmax", "reviewkd",
+           "searched-transforms", "searched-transforms-softmax", "transfer")
+TRANSFORM_SET = ["attention", "conv1x1", "linear"]
 # per-dataset defaults: (epochs, data fraction, teacher epochs, teacher data fraction)
 DEFAULTS = {"digits": dict(epochs=[1, 3, 10], data_fraction=1.0, teacher_epochs=30, teacher_data_fraction=1.0),
             "cifar10": dict(epochs=[1, 3], data_fraction=0.1, teacher_epochs=6, teacher_data_fraction=0.3)}
@@ -74,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, nargs="+", default=None,
                    help="distillation budgets (default: digits 1 3 10; cifar10 1 3)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS[:5]))
+    p.add_argument("--transfer-student", default="resnet14", help="student the transferred process is searched for")
     p.add_argument("--search-epochs", type=int, default=1, help="process.search_epochs of the DistPro search")
     p.add_argument("--tau", type=float, default=0.5, help="τ of the searched-tau replay")
     p.add_argument("--transform", default=None, help="process.transform (default: ProcessConfig's)")
@@ -212,8 +223,9 @@ def fresh_student(a: argparse.Namespace, data, seed: int) -> torch.nn.Module:
     return create_model(a.student, num_classes=data.num_classes, in_channels=data.input_shape[0])
 
 
-def run_search(a, teacher, data, seed: int, student0, log) -> dict:
-    cfg = base_config(a, seed, f"seed{seed}_search")
+def run_search(a, teacher, data, seed: int, student0, log, tag: str = "", transforms: list | None = None) -> dict:
+    cfg = base_config(a, seed, f"seed{seed}_search{tag}")
+    cfg.process.transforms = list(transforms or [])
     t0 = time.perf_counter()
     r = api.process_search(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
     wall = time.perf_counter() - t0
@@ -229,16 +241,42 @@ def run_search(a, teacher, data, seed: int, student0, log) -> dict:
             "replay_weights_final": replay_w, "process_config": to_dict(cfg.process)}
 
 
+def transferred(process_path: str, student0, teacher, data, out: Path) -> str:
+    """A process searched for another student with this student's taps: pathways name stage indices, so a process
+    moves between students with as many stages once its taps point at this student's stages."""
+    from archkd.process import load_process
+    from archkd.process.store import stage_taps
+
+    proc = load_process(process_path)
+    x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
+    taps = stage_taps(copy.deepcopy(student0), None, data.normalize(x8), "student")
+    if len(taps) != len(proc["student_taps"]):
+        raise SystemExit(f"--transfer-student has {len(proc['student_taps'])} stages, the student {len(taps)}")
+    torch.save({**proc, "student_taps": taps, "transferred_from": process_path}, out)
+    return str(out)
+
+
 def run_distill(a, teacher, data, seed: int, method: str, epochs: int, student0, process_path: str, log,
-                tag: str = "") -> dict:
+                tag: str = "", processes: dict | None = None) -> dict:
     cfg = base_config(a, seed, f"seed{seed}_{method}_e{epochs}{tag}")
     cfg.train.epochs = epochs
     if method == "vanilla-kd":
         cfg.distill.process = None
+    elif method == "reviewkd":  # CE + the review loss on the stage taps the processes use; no logit KD (the paper's)
+        from archkd.process.store import stage_taps
+
+        x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
+        x = data.normalize(x8)
+        cfg.distill.process, cfg.distill.alpha = None, 0.0
+        cfg.distill.features = [{"loss": "reviewkd", "weight": 1.0,
+                                 "student": stage_taps(copy.deepcopy(student0), None, x, "student"),
+                                 "teacher": stage_taps(teacher.module, None, x, "teacher")}]
     else:
-        cfg.distill.process = process_path
-        cfg.process.replay = {"searched-tau": "searched"}.get(method, method)
+        cfg.distill.process = (processes or {}).get(method, process_path)
+        cfg.process.replay = method if method in ("equal", "final") else "searched"
         cfg.process.tau = a.tau if method == "searched-tau" else None
+        if method.endswith("-softmax"):
+            cfg.process.replay_normalization = "softmax"
     t0 = time.perf_counter()
     r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
     wall = time.perf_counter() - t0
@@ -294,7 +332,7 @@ def summarise(a, rows: list[dict], searches: list[dict], extra: list[dict]) -> d
     for e in a.epochs:
         means = {t["method"]: t["test_acc_mean"] for t in table if t["epochs"] == e}
         if "searched" in means:
-            others = {m: v for m, v in means.items() if m not in ("searched", "searched-tau")}
+            others = {m: v for m, v in means.items() if not m.startswith("searched") and m != "transfer"}
             best = max(others, key=others.get) if others else None
             verdict.append({"epochs": e, "searched": means["searched"], "best_baseline": best,
                             "best_baseline_acc": others.get(best), "searched_beats_all_baselines":
@@ -304,8 +342,8 @@ def summarise(a, rows: list[dict], searches: list[dict], extra: list[dict]) -> d
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{'method':<13} {'epochs':>6}  {'test acc (mean ± std)':>22}  {'seconds':>8}  {'n':>2}  {'saved':>6}",
-             "-" * 66]
+    lines = [f"{'method':<19} {'epochs':>6}  {'test acc (mean ± std)':>22}  {'seconds':>8}  {'n':>2}  {'saved':>6}",
+             "-" * 72]
     last = None
     for t in summary["table"]:
         if last is not None and t["method"] != last:
@@ -313,7 +351,7 @@ def format_table(summary: dict) -> str:
         last = t["method"]
         saved = f"{100 * t['pathway_loss_saved_mean']:5.1f}%" if t["method"] == "searched-tau" and \
             t["pathway_loss_saved_mean"] is not None else ""
-        lines.append(f"{t['method']:<13} {t['epochs']:>6}  {100 * t['test_acc_mean']:>12.2f} ± {100 * t['test_acc_std']:5.2f} %"
+        lines.append(f"{t['method']:<19} {t['epochs']:>6}  {100 * t['test_acc_mean']:>12.2f} ± {100 * t['test_acc_std']:5.2f} %"
                      f"  {t['seconds_mean']:>8.1f}  {t['n']:>2}  {saved:>6}")
     return "\n".join(lines)
 
@@ -340,11 +378,25 @@ def main(argv: list[str] | None = None) -> int:
     searches: list[dict] = []
     extra: list[dict] = []
     inits: dict[int, str] = {}
-    need_search = any(m != "vanilla-kd" for m in a.methods)
+    need_search = any(m in ("searched", "equal", "final", "searched-tau", "searched-softmax") for m in a.methods)
     for seed in a.seeds:
         student0 = fresh_student(a, data, seed)
         inits[seed] = state_hash(student0)
-        proc_path = None
+        proc_path, processes = None, {}
+        if any(m.startswith("searched-transforms") for m in a.methods):
+            say(f"seed {seed}: process search over pathways × {TRANSFORM_SET}")
+            s = run_search(a, teacher, data, seed, student0, alog, tag="_transforms", transforms=TRANSFORM_SET)
+            processes["searched-transforms"] = processes["searched-transforms-softmax"] = s["process"]
+            say(f"seed {seed}: transforms search {s['seconds']:.1f}s; α_T: " + " ".join(
+                f"{n}={w:.2f}" for n, w in zip(s["pathways"], s["final_weights_search"])))
+        if "transfer" in a.methods:
+            other = copy.deepcopy(a)
+            other.student = a.transfer_student
+            s = run_search(other, teacher, data, seed, fresh_student(other, data, seed), alog, tag="_transfer")
+            processes["transfer"] = transferred(s["process"], student0, teacher, data,
+                                                Path(a.runs_dir) / f"seed{seed}_transfer_process.pt")
+            say(f"seed {seed}: process searched for {a.transfer_student} ({s['seconds']:.1f}s), re-tapped for "
+                f"{a.student}")
         if need_search:
             say(f"seed {seed}: process search ({a.search_epochs} epoch(s))")
             s = run_search(a, teacher, data, seed, student0, alog)
@@ -355,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                s["replay_weights_final"])))
         for e in a.epochs:
             for method in a.methods:
-                r = run_distill(a, teacher, data, seed, method, e, student0, proc_path, alog)
+                r = run_distill(a, teacher, data, seed, method, e, student0, proc_path, alog, processes=processes)
                 rows.append(r)
                 say(f"seed {seed} {method:<12} {e:>3} ep: test acc {r['test_acc']:.4f}, {r['seconds']:.1f}s"
                     + (f", saved {100 * r['pathway_loss_saved']:.1f}%" if method == "searched-tau" else ""))

@@ -1,0 +1,149 @@
+"""Teacher dependence (AKD's title claim): is the best student for KD a function of the teacher?
+
+Two teachers of different families (``--teachers``, default a ResNet and a MobileNetV2), trained here by archkd on the
+same data and seed. Per seed:
+
+1. a KD-guided search with each teacher over the same space and budget. With ``--method random`` (the default) both
+   searches draw *the same* candidates (same sampler seed), so the only difference between them is the teacher whose
+   KD-trained accuracy ranks the candidates — a paired design; ``--method akd`` lets each controller steer;
+2. each search's winner distilled from *both* teachers with the full recipe and tested: the 2×2 table of test
+   accuracies (rows: the teacher that searched; columns: the teacher that distils).
+
+The claim predicts a dominant diagonal: each teacher's own winner distils better from it than the other teacher's
+winner does. Reported per seed and as the mean diagonal advantage
+``[(A←A − B←A) + (B←B − A←B)] / 2`` (points), with how many seeds picked the same winner under both teachers (then the
+table says nothing about the claim).
+
+    python bench/teacher_dependence.py --dataset digits      # ~10 min on 2 cores
+    python bench/teacher_dependence.py --dataset cifar10     # ../shared data, low fidelity
+
+Writes ``bench/results/teacher_dependence_<dataset>.json`` after every seed.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from typing import Any
+
+from _common import RESULTS, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
+from akd import CIFAR_DATA  # noqa: E402
+
+from archkd import api  # noqa: E402
+from archkd.config import Config, load_config  # noqa: E402
+from archkd.models import build_from_spec  # noqa: E402
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"teacher_epochs": 30, "teacher_fraction": 1.0, "trials": 16, "trial_epochs": 2,
+               "search_data_fraction": 1.0, "final_epochs": 15, "final_data_fraction": 1.0, "max_params": 30_000,
+               "val_fraction": 0.1},
+    # CIFAR-10 at CPU scale: teachers see 30 % of the images 4 times; a trial one epoch on 5 %
+    "cifar10": {"teacher_epochs": 4, "teacher_fraction": 0.3, "trials": 8, "trial_epochs": 1,
+                "search_data_fraction": 0.05, "final_epochs": 2, "final_data_fraction": 0.2, "max_params": 100_000,
+                "val_fraction": 0.05},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p.add_argument("--teachers", nargs=2, default=["resnet20", "mobilenetv2"], help="two registry architectures")
+    p.add_argument("--method", default="random", help="search.method of both searches (random: paired candidates)")
+    p.add_argument("--space", default="mnas")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    for k, v in PRESETS["digits"].items():
+        p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(v), default=None)
+    p.add_argument("--out", help="JSON output (default bench/results/teacher_dependence_<dataset>.json)")
+    return fill_presets(p.parse_args(argv), PRESETS, "teacher_dependence")
+
+
+def base(args: argparse.Namespace, seed: int, name: str) -> Config:
+    root = RESULTS / f"teacher_dependence_{args.dataset}"
+    data = "digits" if args.dataset == "digits" else str(CIFAR_DATA)
+    return load_config(overrides=[
+        f"name={name}_s{seed}", f"runs_dir={root}", f"cache_dir={root / 'cache'}", f"seed={seed}", f"data.source={data}",
+        f"data.val_fraction={args.val_fraction}", f"teacher.train.epochs={args.teacher_epochs}",
+        f"teacher.train.data_fraction={args.teacher_fraction}", f"train.epochs={args.final_epochs}",
+        f"train.data_fraction={args.final_data_fraction}", f"budget.max_params={args.max_params}",
+        f"search.method={args.method}", f"search.space={args.space}", f"search.n_trials={args.trials}",
+        f"search.epochs={args.trial_epochs}", f"search.data_fraction={args.search_data_fraction}",
+        "budget.latency_runtime=torch"])
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> dict:
+    teachers, winners = {}, {}
+    for arch in args.teachers:
+        cfg = base(args, seed, f"teacher_{arch}")
+        cfg.teacher.arch = arch
+        teachers[arch] = api.train_teacher(cfg, None)
+    for arch in args.teachers:
+        cfg = base(args, seed, f"search_{arch}")
+        shutil.rmtree(cfg.run_dir, ignore_errors=True)  # the teacher was just trained again: a new study
+        cfg.teacher.path = teachers[arch]["checkpoint"]
+        found = api.search(cfg, None)
+        winners[arch] = {"trial": found["best"]["number"], "config": found["best"]["config"],
+                         "spec": found["best"]["student_spec"], "params": found["best"]["params"],
+                         "search_val_acc": found["best"]["val_acc"]}
+    table: dict[str, dict[str, float]] = {}
+    for searched_by, w in winners.items():
+        table[searched_by] = {}
+        for distilled_by in args.teachers:
+            cfg = base(args, seed, f"kd_{searched_by}_from_{distilled_by}")
+            cfg.teacher.path = teachers[distilled_by]["checkpoint"]
+            r = api.distill(cfg, None, student=build_from_spec(w["spec"]))
+            table[searched_by][distilled_by] = r["test_acc"]
+    a, b = args.teachers
+    same = winners[a]["config"] == winners[b]["config"]
+    advantage = ((table[a][a] - table[b][a]) + (table[b][b] - table[a][b])) / 2
+    print(f"  seed {seed}: teachers {a} {teachers[a]['test_acc']:.4f}, {b} {teachers[b]['test_acc']:.4f}; "
+          f"{a}-searched: {table[a][a]:.4f} from {a}, {table[a][b]:.4f} from {b}; {b}-searched: {table[b][a]:.4f} "
+          f"from {a}, {table[b][b]:.4f} from {b}; diagonal advantage {100 * advantage:+.2f} points"
+          + (" (same winner)" if same else ""), flush=True)
+    return {"seed": seed, "teachers": {k: {m: v[m] for m in ("test_acc", "val_acc", "params", "seconds")}
+                                       for k, v in teachers.items()},
+            "winners": {k: {m: v[m] for m in ("trial", "config", "params", "search_val_acc")} for k, v in winners.items()},
+            "table": table, "same_winner": same, "diagonal_advantage": advantage}
+
+
+def summarise(args: argparse.Namespace, runs: list[dict]) -> dict:
+    a, b = args.teachers
+    cells = {f"{s}<-{d}": [r["table"][s][d] for r in runs] for s in (a, b) for d in (a, b)}
+    adv = [r["diagonal_advantage"] for r in runs]
+    return {"cells": {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for k, v in cells.items()},
+            "diagonal_advantage": (statistics.mean(adv), statistics.stdev(adv) if len(adv) > 1 else 0.0),
+            "diagonal_wins": sum(x > 0 for x in adv), "same_winner": sum(r["same_winner"] for r in runs),
+            "teacher_test": {t: statistics.mean(r["teachers"][t]["test_acc"] for r in runs) for t in (a, b)}}
+
+
+def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float) -> str:
+    a, b = args.teachers
+    pct = lambda m: f"{100 * m[0]:.2f} ± {100 * m[1]:.2f} %"  # noqa: E731
+    lines = [f"Teacher dependence — {args.dataset}, {n} seeds, {args.method} search ({args.trials} trials) in "
+             f"'{args.space}' within {args.max_params:,} params, {minutes:.0f} min",
+             f"| winner searched with ↓ / distilled from → | {a} (test {100 * s['teacher_test'][a]:.2f} %) | "
+             f"{b} (test {100 * s['teacher_test'][b]:.2f} %) |", "|---|---|---|",
+             f"| {a} | **{pct(s['cells'][f'{a}<-{a}'])}** | {pct(s['cells'][f'{a}<-{b}'])} |",
+             f"| {b} | {pct(s['cells'][f'{b}<-{a}'])} | **{pct(s['cells'][f'{b}<-{b}'])}** |", "",
+             f"diagonal advantage {100 * s['diagonal_advantage'][0]:+.2f} ± {100 * s['diagonal_advantage'][1]:.2f} "
+             f"points (positive in {s['diagonal_wins']}/{n} seeds); same winner under both teachers in "
+             f"{s['same_winner']}/{n} seeds"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    t0 = time.perf_counter()
+    runs = []
+    for seed in args.seeds:
+        runs.append(one_seed(args, seed))
+        write_result(args.out, {"args": vars(args), "runs": runs, "summary": summarise(args, runs)})
+    s = summarise(args, runs)
+    text = table_text(args, s, len(runs), (time.perf_counter() - t0) / 60)
+    print("\n" + text, flush=True)
+    write_result(args.out, {"args": vars(args), "runs": runs, "summary": s, "table": text,
+                            "seconds": time.perf_counter() - t0})
+
+
+if __name__ == "__main__":
+    main()
