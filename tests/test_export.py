@@ -190,3 +190,22 @@ def test_int8_export_is_smaller_and_about_as_accurate(tmp_path: Path, teacher_ck
     assert session.run(None, {"input": np.zeros((2, 1, 8, 8), np.float32)})[0].shape == (2, 10)
     sidecar = json.loads((path.parent / "student.json").read_text())
     assert sidecar["int8"]["path"] == "student.int8.onnx" and sidecar["int8"]["int8_acc"] == q["int8_acc"]
+
+
+def test_dynamo_exporter_route(tmp_path: Path, teacher_ckpt: str) -> None:
+    """``export.onnx_exporter=dynamo``: torch.export + the dynamo ONNX exporter, with the same parity check and a
+    dynamic batch axis; the sidecar names the route."""
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript (the 'dynamo' extra)")
+    import onnxruntime as ort
+
+    from archkd import api
+    from archkd.config import load_config
+
+    cfg = load_config(overrides=[f"runs_dir={tmp_path}", "name=d", "export.onnx_exporter=dynamo",
+                                 "export.formats=[onnx]"])
+    out = api.export(cfg, checkpoint=teacher_ckpt, log=None)
+    sidecar = json.loads((Path(out["onnx"]).parent / "student.json").read_text())
+    assert sidecar["onnx_exporter"] == "dynamo" and sidecar["onnx_opset"] >= 18
+    assert sidecar["parity"]["onnx"]["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(out["onnx"], providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": np.zeros((5, 1, 8, 8), np.float32)})[0].shape == (5, 10)

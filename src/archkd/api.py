@@ -703,7 +703,8 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
     formats = tuple(cfg.export.formats)
     if cfg.export.quantize == "int8" and "onnx" not in formats:
         formats += ("onnx",)  # the int8 model is made from the fp32 ONNX one
-    res = export_model(model, out, example, meta, formats=formats, atol=cfg.export.atol)
+    res = export_model(model, out, example, meta, formats=formats, atol=cfg.export.atol,
+                       onnx_exporter=cfg.export.onnx_exporter)
     d = res.to_dict()
     d = {**{k: str(v) for k, v in d.get("paths", {}).items()}, "max_abs_diff": d.get("max_abs_diff", {}),
          "metadata": str(d.get("metadata_path"))}

@@ -286,6 +286,9 @@ class ExportConfig:
     formats: list = field(default_factory=lambda: ["onnx", "torchscript"])  # files to write: onnx and/or torchscript
     atol: float = 1e-4  # largest absolute output difference allowed between an export and the eager model
     checkpoint: str | None = None  # checkpoint to export (null: the run's student/best.pt)
+    # torchscript: the tracing exporter (fast, no extra dependency); dynamo: torch.export + the dynamo exporter
+    # (PyTorch's current path; needs onnxscript, the 'dynamo' extra)
+    onnx_exporter: Literal["torchscript", "dynamo"] = "torchscript"
     quantize: Literal["none", "int8"] = "none"  # int8: also a static-quantised ONNX model, vs fp32
     calibration_images: int = 512  # training images that calibrate the int8 activation ranges
 

@@ -85,13 +85,14 @@ def _max_abs_diff(fmt: str, ref: np.ndarray, got: np.ndarray) -> float:
 
 def export_model(model: nn.Module, out_dir: str | Path, example: torch.Tensor, metadata: dict[str, Any],
                  formats: Sequence[str] = FORMATS, atol: float = 1e-4, basename: str = "student",
-                 opset: int = 17) -> ExportResult:
+                 opset: int = 17, onnx_exporter: str = "torchscript") -> ExportResult:
     """Export ``model`` to ``out_dir`` as ``<basename>.onnx`` / ``<basename>.torchscript.pt`` plus ``<basename>.json``.
 
     Each exported file is reloaded on its own (onnxruntime / ``torch.jit.load``) and run on the
     real ``example`` batch (normalised inputs); the max abs difference to the eager model must be
     ``<= atol`` or an ArchkdError names the format. Why: a silently wrong deployed file is worse
-    than no file. The JSON sidecar (caller ``metadata`` + files, parity, torch version, opset)
+    than no file. ``onnx_exporter`` picks the ONNX route (``archkd.measure.to_onnx``). The JSON sidecar (caller
+    ``metadata`` + files, parity, torch version, opset, exporter)
     is written only after all checks pass, so its presence marks a verified export. The
     caller's model is never modified (exports run on a private eval-mode CPU copy).
     """
@@ -131,7 +132,7 @@ def export_model(model: nn.Module, out_dir: str | Path, example: torch.Tensor, m
     parity: dict[str, dict[str, Any]] = {}
     for fmt in formats:
         if fmt == "onnx":
-            path = to_onnx(clone, x, out / f"{basename}.onnx", opset=opset)
+            path = to_onnx(clone, x, out / f"{basename}.onnx", opset=opset, exporter=onnx_exporter)
             got, extra = _run_onnx(path, x_np), {}
         else:
             path = out / f"{basename}.torchscript.pt"
@@ -153,7 +154,8 @@ def export_model(model: nn.Module, out_dir: str | Path, example: torch.Tensor, m
         "files": {fmt: p.name for fmt, p in result.paths.items()},
         "parity": parity,
         "torch_version": torch.__version__,
-        "onnx_opset": int(opset) if "onnx" in formats else None,
+        "onnx_opset": (max(18, int(opset)) if onnx_exporter == "dynamo" else int(opset)) if "onnx" in formats else None,
+        "onnx_exporter": onnx_exporter if "onnx" in formats else None,
     }
     meta_path.write_text(json.dumps(sidecar, indent=2) + "\n")
     return result
