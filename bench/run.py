@@ -47,6 +47,10 @@ PLAN: dict[str, tuple[str, list[str], list[str]]] = {
     "proxy": ("proxy.py", ["--spaces", "stages", "--parts", "rank", "search", "--seeds", "0", "--n-archs", "16",
                            "--ref-epochs", "6", "--teacher-epochs", "10"], ["--dataset", "cifar10"]),
     "chaos": ("chaos.py", ["--kills", "4", "--n-trials", "6", "--trial-epochs", "2", "--final-epochs", "8"], []),
+    "teacher_dependence": ("teacher_dependence.py", ["--seeds", "0", "--trials", "6", "--trial-epochs", "1",
+                                                     "--final-epochs", "8", "--teacher-epochs", "10"],
+                           ["--dataset", "cifar10"]),
+    "losses": ("losses.py", ["--dataset", "digits", "--seeds", "0", "--epochs", "4", "--teacher-epochs", "15"], []),
 }
 
 
