@@ -34,7 +34,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PLAN: dict[str, tuple[str, list[str], list[str]]] = {
     "kd_throughput": ("kd_throughput.py", ["--quick", "--threads", "1", "--repeats", "3"], ["--repeats", "3"]),
     "workers": ("workers.py", ["--n-trials", "8", "--trial-epochs", "3"], ["--n-trials", "32"]),
-    "latency": ("latency.py", ["--samples", "100", "--nago-samples", "40", "--networks", "6", "--rounds", "4"], []),
+    "latency": ("latency.py", ["--samples", "60", "--nago-samples", "20", "--networks", "4", "--rounds", "3"], []),
     "akd": ("akd.py", ["--seeds", "0", "--trials", "8", "--trial-epochs", "2", "--final-epochs", "10",
                        "--teacher-epochs", "15"], ["--dataset", "cifar10"]),
     "autokd": ("autokd.py", ["--seeds", "0", "--networks", "8", "--trial-epochs", "2", "--final-epochs", "10",
