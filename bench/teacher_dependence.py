@@ -36,7 +36,7 @@ from archkd.models import build_from_spec  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"teacher_epochs": 30, "teacher_fraction": 1.0, "trials": 16, "trial_epochs": 2,
-               "search_data_fraction": 1.0, "final_epochs": 15, "final_data_fraction": 1.0, "max_params": 30_000,
+               "search_data_fraction": 1.0, "final_epochs": 15, "final_data_fraction": 1.0, "max_params": 100_000,
                "val_fraction": 0.1},
     # CIFAR-10 at CPU scale: teachers see 30 % of the images 4 times; a trial one epoch on 5 %
     "cifar10": {"teacher_epochs": 4, "teacher_fraction": 0.3, "trials": 8, "trial_epochs": 1,
