@@ -539,7 +539,8 @@ def latency_predictor(cfg: Config, log: Log | None = print) -> dict:
     log(f"saved {path}")
     return {"path": str(path), "space": space.name, "runtime": b.latency_runtime, "threads": b.latency_threads,
             "batch_size": b.latency_batch_size, "input_shape": list(data.input_shape), "samples": pred.n_fit,
-            "blocks": len(pred.lut), "validation": asdict(pred.validation), "seconds": time.perf_counter() - t0}
+            "blocks": len(pred.lut), "validation": asdict(pred.validation), "busy_share": pred.busy_share,
+            "seconds": time.perf_counter() - t0}
 
 
 def _prescreen(cfg: Config, space, teacher: Teacher, data: DataBundle, budget: Budget, log: Log) -> list:

@@ -325,7 +325,8 @@ def run(argv: list[str] | None = None) -> int:
             ("file", r["path"]), ("architectures", f"{r['samples']} ({v['n']} held out)"),
             ("blocks timed", str(r["blocks"])), ("within ±10 %", _pct(v["within_10pct"])),
             ("median error", _pct(v["median_rel_error"])), ("worst error", _pct(v["max_rel_error"])),
-            ("Kendall τ", f"{v['kendall_tau']:.3f}"), ("time", f"{r['seconds']:.0f} s")])
+            ("Kendall τ", f"{v['kendall_tau']:.3f}"), ("measured while busy", _pct(r["busy_share"])),
+            ("time", f"{r['seconds']:.0f} s")])
     elif args.verb == "report":
         api.report(args.run_dir, log=print)
     elif args.verb == "config":

@@ -205,6 +205,7 @@ class LatencyPredictor:
     space: str | None = None
     input_shape: list[int] | None = None
     n_fit: int = 0
+    busy_share: float = 0.0  # share of its training measurements taken while the machine was busy
     validation: Validation | None = None
 
     def _time(self, module: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> float:

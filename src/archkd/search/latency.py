@@ -30,6 +30,7 @@ class Sample:
     spec: dict
     features: dict[str, float]
     latency_ms: float
+    busy: bool = False  # measured while the machine's load exceeded its cores (archkd.measure's load warning)
 
 
 def sample_latencies(pred: LatencyPredictor, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int,
@@ -49,9 +50,10 @@ def sample_latencies(pred: LatencyPredictor, space: SearchSpace, input_shape: tu
             continue
         seen.add(key)
         model = build_from_spec(spec)
-        out.append(Sample(spec, pred.features(model, input_shape),
-                          measure_latency(model, input_shape, runtime=pred.runtime, batch_size=pred.batch_size,
-                                          threads=pred.threads).median_ms))
+        feats = pred.features(model, input_shape)
+        lat = measure_latency(model, input_shape, runtime=pred.runtime, batch_size=pred.batch_size,
+                              threads=pred.threads)
+        out.append(Sample(spec, feats, lat.median_ms, lat.load_warning is not None))
         if log and len(out) % 20 == 0:
             log(f"  latency predictor: {len(out)}/{samples} architectures measured "
                 f"({time.perf_counter() - t0:.0f} s, {len(pred.lut)} blocks timed)")
@@ -77,6 +79,10 @@ def fit_latency_predictor(space: SearchSpace, input_shape: tuple[int, ...], num_
         raise ArchkdError(f"space '{space.name}' has only {len(drawn)} distinct architectures to fit on",
                           "lower budget.latency_predictor_samples or use measured latency")
     feats, lats = [s.features for s in drawn], [s.latency_ms for s in drawn]
+    pred.busy_share = sum(s.busy for s in drawn) / len(drawn)
+    if pred.busy_share > 0 and log:
+        log(f"  warning: {pred.busy_share:.0%} of the latency measurements ran on a busy machine (load above the "
+            "core count); the predictor is only as good as its measurements — refit it on an idle machine")
     pred.fit(feats[:-n_test], lats[:-n_test])
     pred.validation = pred.validate(feats[-n_test:], lats[-n_test:])
     return pred.fit(feats, lats)
