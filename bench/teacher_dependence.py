@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", default="random", help="search.method of both searches (random: paired candidates)")
     p.add_argument("--space", default="mnas")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--fixed-teachers", action="store_true",
+                   help="train each teacher once (seed 0) and reuse it for every seed (default: one per seed)")
     for k, v in PRESETS["digits"].items():
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(v), default=None)
     p.add_argument("--out", help="JSON output (default bench/results/teacher_dependence_<dataset>.json)")
@@ -71,12 +73,19 @@ def base(args: argparse.Namespace, seed: int, name: str) -> Config:
         "budget.latency_runtime=torch"])
 
 
+FIXED: dict[str, dict] = {}  # --fixed-teachers: each teacher's training result, trained at the first seed
+
+
 def one_seed(args: argparse.Namespace, seed: int) -> dict:
     teachers, winners = {}, {}
     for arch in args.teachers:
-        cfg = base(args, seed, f"teacher_{arch}")
+        t_seed = 0 if args.fixed_teachers else seed
+        if args.fixed_teachers and arch in FIXED:
+            teachers[arch] = FIXED[arch]
+            continue
+        cfg = base(args, t_seed, f"teacher_{arch}")
         cfg.teacher.arch = arch
-        teachers[arch] = api.train_teacher(cfg, None)
+        teachers[arch] = FIXED[arch] = api.train_teacher(cfg, None)
     for arch in args.teachers:
         cfg = base(args, seed, f"search_{arch}")
         shutil.rmtree(cfg.run_dir, ignore_errors=True)  # the teacher was just trained again: a new study
