@@ -32,6 +32,7 @@ from akd import CIFAR_DATA  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config, load_config  # noqa: E402
+from archkd.device import seed_everything  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", default="random", help="search.method of both searches (random: paired candidates)")
     p.add_argument("--space", default="mnas")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--teacher-paths", nargs=2, help="archkd checkpoints of the two teachers, instead of training them")
     p.add_argument("--fixed-teachers", action="store_true",
                    help="train each teacher once (seed 0) and reuse it for every seed (default: one per seed)")
     for k, v in PRESETS["digits"].items():
@@ -78,7 +80,9 @@ FIXED: dict[str, dict] = {}  # --fixed-teachers: each teacher's training result,
 
 def one_seed(args: argparse.Namespace, seed: int) -> dict:
     teachers, winners = {}, {}
-    for arch in args.teachers:
+    for arch, path in zip(args.teachers, args.teacher_paths or []):
+        teachers[arch] = {"checkpoint": path, "test_acc": None, "val_acc": None, "params": None, "seconds": None}
+    for arch in [] if args.teacher_paths else args.teachers:
         t_seed = 0 if args.fixed_teachers else seed
         if args.fixed_teachers and arch in FIXED:
             teachers[arch] = FIXED[arch]
@@ -100,8 +104,10 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
         for distilled_by in args.teachers:
             cfg = base(args, seed, f"kd_{searched_by}_from_{distilled_by}")
             cfg.teacher.path = teachers[distilled_by]["checkpoint"]
+            seed_everything(seed)  # one initialisation per (seed, architecture): the cells differ by teacher only
             r = api.distill(cfg, None, student=build_from_spec(w["spec"]))
             table[searched_by][distilled_by] = r["test_acc"]
+            teachers[distilled_by].update(test_acc=r["teacher_test_acc"], val_acc=r["teacher_val_acc"])
     a, b = args.teachers
     same = winners[a]["config"] == winners[b]["config"]
     advantage = ((table[a][a] - table[b][a]) + (table[b][b] - table[a][b])) / 2
