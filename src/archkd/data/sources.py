@@ -394,7 +394,7 @@ def _cached(path: Path, image_size: int | None, max_mb: int, cache_dir: str | No
     raw = load_image_folder(path, image_size, max_mb, progress, skip_corrupt)
     if cfile is not None and raw.x_train is not None:
         cfile.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfile.with_suffix(".tmp.npz")
+        tmp = cfile.with_name(f"{cfile.stem}.{os.getpid()}.tmp.npz")  # per process: workers may decode at once
         arrays = dict(name=raw.name, x_train=raw.x_train, y_train=raw.y_train, classes=np.array(raw.classes),
                       fingerprint=raw.fingerprint, pad=raw.defaults["crop_padding"], flip=raw.defaults["flip"])
         if raw.x_test is not None:
