@@ -43,6 +43,18 @@ def write_result(path: str | Path, payload: dict) -> dict:
     return payload
 
 
+def bench_config(bench: str, dataset: str, name: str, seed: int, val_fraction: float, overrides: list[str]):
+    """A benchmark run's config: its run and cache directories under ``results/<bench>_<dataset>/``, the dataset
+    (digits, or the CIFAR-10 zip in ../shared), seed and validation split, then the benchmark's own ``overrides``."""
+    from archkd.config import load_config
+
+    root = RESULTS / f"{bench}_{dataset}"
+    data = "digits" if dataset == "digits" else str(Path(__file__).resolve().parents[2] / "shared" / "data" /
+                                                      "cifar10-jpeg.zip")
+    return load_config(overrides=[f"name={name}", f"runs_dir={root}", f"cache_dir={root / 'cache'}", f"seed={seed}",
+                                  f"data.source={data}", f"data.val_fraction={val_fraction}", *overrides])
+
+
 def fill_presets(args, presets: dict, bench: str):
     """Flags left unset take the dataset's preset; the JSON goes to ``results/<bench>_<dataset>.json`` by default."""
     for k, v in presets[args.dataset].items():

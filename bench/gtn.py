@@ -24,14 +24,12 @@ import argparse
 import shutil
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
-from akd import CIFAR_DATA  # noqa: E402
+from _common import bench_config, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from archkd import api  # noqa: E402
-from archkd.config import Config, load_config, set_key  # noqa: E402
+from archkd.config import Config, set_key  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"arch": "resnet20", "teacher_epochs": 20, "student_epochs": 20, "data_fraction": 1.0,
@@ -62,11 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def base(args: argparse.Namespace, seed: int, name: str) -> Config:
-    root = RESULTS / f"gtn_{args.dataset}"
-    data = "digits" if args.dataset == "digits" else str(CIFAR_DATA)
-    return load_config(overrides=[
-        f"name={name}_s{seed}", f"runs_dir={root}", f"cache_dir={root / 'cache'}", f"seed={seed}", f"data.source={data}",
-        f"data.val_fraction={args.val_fraction}", f"teacher.arch={args.arch}",
+    return bench_config("gtn", args.dataset, f"{name}_s{seed}", seed, args.val_fraction, [
+        f"teacher.arch={args.arch}",
         f"teacher.train.epochs={args.teacher_epochs}", f"teacher.train.data_fraction={args.teacher_fraction}",
         f"train.epochs={args.student_epochs}", f"train.data_fraction={args.data_fraction}",
         f"budget.max_params={args.max_params}", f"search.space_kwargs={{widths: {WIDTHS}}}",

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
-from akd import CIFAR_DATA  # noqa: E402
+from _common import bench_config, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from archkd import api  # noqa: E402
-from archkd.config import Config, load_config  # noqa: E402
+from archkd.config import Config  # noqa: E402
 from archkd.device import seed_everything  # noqa: E402
 from archkd.models import create_model  # noqa: E402
 
@@ -66,11 +65,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def base(args: argparse.Namespace, name: str, seed: int) -> Config:
-    root = RESULTS / f"losses_{args.dataset}"
-    data = "digits" if args.dataset == "digits" else str(CIFAR_DATA)
-    return load_config(overrides=[
-        f"name={name}", f"runs_dir={root}", f"cache_dir={root / 'cache'}", f"seed={seed}", f"data.source={data}",
-        f"data.val_fraction={args.val_fraction}", f"train.epochs={args.epochs}",
+    return bench_config("losses", args.dataset, name, seed, args.val_fraction, [
+        f"train.epochs={args.epochs}",
         f"train.data_fraction={args.data_fraction}", f"student.arch={args.student}", "teacher.arch=resnet20",
         f"teacher.train.epochs={args.teacher_epochs}", "budget.latency_runtime=torch"])
 

@@ -27,11 +27,10 @@ import statistics
 import time
 from typing import Any
 
-from _common import RESULTS, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
-from akd import CIFAR_DATA  # noqa: E402
+from _common import bench_config, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from archkd import api  # noqa: E402
-from archkd.config import Config, load_config  # noqa: E402
+from archkd.config import Config  # noqa: E402
 from archkd.device import seed_everything  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
 
@@ -63,11 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def base(args: argparse.Namespace, seed: int, name: str) -> Config:
-    root = RESULTS / f"teacher_dependence_{args.dataset}"
-    data = "digits" if args.dataset == "digits" else str(CIFAR_DATA)
-    return load_config(overrides=[
-        f"name={name}_s{seed}", f"runs_dir={root}", f"cache_dir={root / 'cache'}", f"seed={seed}", f"data.source={data}",
-        f"data.val_fraction={args.val_fraction}", f"teacher.train.epochs={args.teacher_epochs}",
+    return bench_config("teacher_dependence", args.dataset, f"{name}_s{seed}", seed, args.val_fraction, [
+        f"teacher.train.epochs={args.teacher_epochs}",
         f"teacher.train.data_fraction={args.teacher_fraction}", f"train.epochs={args.final_epochs}",
         f"train.data_fraction={args.final_data_fraction}", f"budget.max_params={args.max_params}",
         f"search.method={args.method}", f"search.space={args.space}", f"search.n_trials={args.trials}",

@@ -93,10 +93,26 @@ def test_budget_uses_the_predictor_instead_of_the_runtime(monkeypatch):
     assert "predicted" in budget.describe()
 
 
-def test_one_latency_protocol_everywhere():
+def test_one_latency_protocol_everywhere(monkeypatch):
+    """Config defaults, measure_latency's defaults and what a search budget asks for are the one protocol: the test
+    fails if a budget passes its own warm-up or repeat count again (it used 5/30)."""
+    import inspect
+
     from archkd.config import MeasureConfig
+    from archkd.measure import LatencyResult, measure_latency
 
     assert (MeasureConfig().warmup, MeasureConfig().repeats) == (WARMUP, REPEATS) == (10, 50)
+    params = inspect.signature(measure_latency).parameters
+    assert (params["warmup"].default, params["repeats"].default) == (WARMUP, REPEATS)
+    seen = {}
+
+    def fake(model, shape, **kw):
+        seen.update(kw)
+        return LatencyResult("onnxruntime", "cpu", 1, 1, REPEATS, 0.5, 0.0, 0.5, 0.5)
+
+    monkeypatch.setattr("archkd.search.budget.measure_latency", fake)
+    assert Budget(max_latency_ms=1.0).measure(_Net(), (3, 16, 16))["latency_ms"] == 0.5
+    assert "warmup" not in seen and "repeats" not in seen
 
 
 def test_search_on_predicted_latency_remeasures_its_pareto_set(tmp_path, teacher_ckpt, capsys):
