@@ -207,6 +207,30 @@ def test_bn_recalibration_gives_exact_statistics_of_the_current_weights(digits):
     assert len(batch) == 32 and int(batch.max()) > int(idx[40])
 
 
+def test_a_short_training_without_bn_recalibration_is_warned(digits):
+    """Under SHORT_RUN_STEPS steps a BatchNorm model is warned (its eval mode can collapse to one class); the warning
+    names the fix, and goes away with the fix, with a longer run, or for a model without BatchNorm."""
+    from archkd.distill import SHORT_RUN_STEPS, epoch_steps
+
+    def warnings_of(model, **train):
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, digits, TrainConfig(**{"epochs": 1, "batch_size": 64, **train}), seed=0, device="cpu", log=None)
+        return [str(w.message) for w in caught if issubclass(w.category, ArchkdWarning)
+                and "BatchNorm's running averages" in str(w.message)]
+
+    _, steps = epoch_steps(len(digits.train), 64)
+    assert steps < SHORT_RUN_STEPS
+    (line,) = warnings_of(_student())
+    assert f"({steps} steps)" in line and "train.bn_recalibration=2048" in line
+    assert warnings_of(_student(), bn_recalibration=256) == []
+    assert warnings_of(_student(), epochs=-(-SHORT_RUN_STEPS // steps), data_fraction=1.0) == []
+    no_bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    assert warnings_of(no_bn) == []
+
+
 def test_search_trials_recalibrate_bn_and_final_training_does_not(tmp_path):
     """Search fidelity carries search.bn_recalibration; the final recipe keeps train.bn_recalibration (off)."""
     from conftest import small_config

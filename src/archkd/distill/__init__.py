@@ -9,7 +9,8 @@ Contract:
   and LR-schedule builder. ``evaluate(model, split, normalize, device) -> accuracy``;
   ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (BatchNorm statistics
   re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials
-  do by default); ``epoch_steps`` (the batch size and steps per epoch every loop uses).
+  do by default; ``fit`` warns a BatchNorm model trained fewer than ``SHORT_RUN_STEPS`` steps without it);
+  ``epoch_steps`` (the batch size and steps per epoch every loop uses).
 - ``DistillObjective``: CE + Hinton KD + feature losses on tap points (``Taps``: forward hooks by module path).
 - ``register_loss(name)`` / ``create_loss(name, **kw)``: the loss registry: logit losses ``kd``, ``dkd`` (decoupled
   KD); feature losses ``fitnet``, ``at``, ``hcl``, ``rkd`` (distance + angle), ``pkt``, ``reviewkd`` (several stages
@@ -26,10 +27,10 @@ from archkd.distill.metrics import MetricsLog, read_metrics
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill import dkd as _dkd, relational as _relational, reviewkd as _reviewkd  # noqa: E402,F401  (register dkd, rkd, pkt, reviewkd)
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
-from archkd.distill.trainer import (Batch, FitResult, StepContext, StopTraining, TrainHook, build_optimizer,
+from archkd.distill.trainer import (SHORT_RUN_STEPS, Batch, FitResult, StepContext, StopTraining, TrainHook, build_optimizer,
                                    epoch_steps, evaluate, fit, lr_factor, recalibrate_bn, teacher_accuracy)
 
 __all__ = ["MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
            "objective_from_config", "Batch", "FitResult", "StepContext", "StopTraining", "TrainHook", "build_optimizer", "epoch_steps",
-           "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy"]
+           "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy", "SHORT_RUN_STEPS"]
