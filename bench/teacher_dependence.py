@@ -17,14 +17,17 @@ table says nothing about the claim).
     python bench/teacher_dependence.py --dataset digits      # ~10 min on 2 cores
     python bench/teacher_dependence.py --dataset cifar10     # ../shared data, low fidelity
 
-Writes ``bench/results/teacher_dependence_<dataset>.json`` after every seed.
+Writes ``bench/results/teacher_dependence_<dataset>.json`` after every seed. Seeds run as separate processes
+(``--seeds 1 --out ..._s1.json``) are pooled with ``--combine a.json b.json ...``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from _common import bench_config, fill_presets, write_result  # noqa: E402  (bench/ is on sys.path when run as a script)
@@ -63,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for k, v in PRESETS["digits"].items():
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(v), default=None)
     p.add_argument("--out", help="JSON output (default bench/results/teacher_dependence_<dataset>.json)")
+    p.add_argument("--combine", nargs="+", metavar="JSON",
+                   help="train nothing: pool the seeds of these outputs (e.g. one process per seed) into one table")
     args = fill_presets(p.parse_args(argv), PRESETS, "teacher_dependence")
     args.teachers = args.teachers or TEACHERS[args.dataset]
     return args
@@ -150,8 +155,25 @@ def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float) -> str
     return "\n".join(lines)
 
 
+def combine(args: argparse.Namespace) -> None:
+    """One table from several outputs of the same benchmark (seeds run as separate processes)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.combine]
+    args.teachers = parts[0]["args"]["teachers"]
+    for k in ("dataset", "method", "trials", "space", "max_params"):
+        if len({str(p["args"][k]) for p in parts}) > 1:
+            raise SystemExit(f"--combine: the outputs differ in {k}; pool runs of one configuration only")
+        setattr(args, k, parts[0]["args"][k])
+    runs = sorted((r for p in parts for r in p["runs"]), key=lambda r: r["seed"])
+    s = summarise(args, runs)
+    text = table_text(args, s, len(runs), sum(p.get("seconds", 0.0) for p in parts) / 60)
+    print(text, flush=True)
+    write_result(args.out, {"args": vars(args), "runs": runs, "summary": s, "table": text, "combined": args.combine})
+
+
 def main() -> None:
     args = parse_args()
+    if args.combine:
+        return combine(args)
     t0 = time.perf_counter()
     runs = []
     for seed in args.seeds:
