@@ -57,6 +57,7 @@ def test_threads_follow_idle_cores(monkeypatch):
 
     from archkd.device import configure_threads
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 0.0, 0.0))
     assert configure_threads() == 1 and torch.get_num_threads() == 1
@@ -65,6 +66,11 @@ def test_threads_follow_idle_cores(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
     assert configure_threads() == 1
     assert configure_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's word beats the load average, and an explicit value beats it
+    assert configure_threads() == 3 and torch.get_num_threads() == 3
+    assert configure_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: as if unset
+    assert configure_threads() == 1
     torch.set_num_threads(1)
 
 

@@ -311,7 +311,7 @@ class Config:
     runs_dir: str = "runs"  # parent directory of runs
     seed: int = 0  # seed of data splits, subsets, initialisation and samplers
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
-    threads: int | None = None  # torch CPU threads (null: torch's default)
+    threads: int | None = None  # torch CPU threads (null: $OMP_NUM_THREADS if set, else the idle cores)
     # teacher-output caches, decoded datasets and latency predictors (null: ~/.cache/archkd or $ARCHKD_CACHE)
     cache_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
