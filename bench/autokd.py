@@ -46,11 +46,13 @@ METHODS: dict[str, list[str]] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"networks": 12, "trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 20,
-               "final_data_fraction": 1.0, "max_params": 100_000, "val_fraction": 0.1},
+               "final_data_fraction": 1.0, "max_params": 100_000, "val_fraction": 0.1, "final_bn_recalibration": 0},
     # CIFAR-10 at CPU scale: a NAGO network at 1M params trains at 1.2-4.7 s per 128 images on one thread (3 to 10
     # nodes per level), so a trial sees 2 % of the training images once and 2 % is held out for validation
     "cifar10": {"networks": 4, "trial_epochs": 1, "search_data_fraction": 0.02, "final_epochs": 1,
-                "final_data_fraction": 0.05, "max_params": 1_000_000, "val_fraction": 0.02},
+                "final_data_fraction": 0.05, "max_params": 1_000_000, "val_fraction": 0.02,
+                # a final KD of ~18 steps: BatchNorm statistics re-estimated before validation, or it collapses
+                "final_bn_recalibration": 2048},
 }
 
 
@@ -66,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--search-data-fraction", type=float)
     p.add_argument("--final-epochs", type=int)
     p.add_argument("--final-data-fraction", type=float)
+    p.add_argument("--final-bn-recalibration", type=int, help="train.bn_recalibration of the final trainings")
     p.add_argument("--max-params", type=int)
     p.add_argument("--val-fraction", type=float, help="data.val_fraction: the split searches read")
     p.add_argument("--teacher", help="teacher file (digits: resnet20 trained once and cached; cifar10: ../shared)")
@@ -86,6 +89,7 @@ def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
     cfg.budget.max_params = args.max_params
     cfg.train.epochs = args.final_epochs
     cfg.train.data_fraction = args.final_data_fraction
+    cfg.train.bn_recalibration = args.final_bn_recalibration
     cfg.teacher.arch = "resnet20"
     cfg.teacher.train.epochs = args.teacher_epochs
     return cfg
