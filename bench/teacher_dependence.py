@@ -36,6 +36,7 @@ from archkd import api  # noqa: E402
 from archkd.config import Config  # noqa: E402
 from archkd.device import seed_everything  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
+from archkd.proxies import rank_correlation  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"teacher_epochs": 30, "teacher_fraction": 1.0, "trials": 16, "trial_epochs": 2,
@@ -87,6 +88,25 @@ def base(args: argparse.Namespace, seed: int, name: str) -> Config:
 FIXED: dict[str, dict] = {}  # --fixed-teachers: each teacher's training result, trained at the first seed
 
 
+def ranking(args: argparse.Namespace, seed: int) -> dict | None:
+    """How much the teacher reorders the candidates: the two searches of a seed scored the same configurations (paired
+    random search), so Kendall's τ between their validation accuracies is 1 when the teacher changes nothing.
+    Read from the searches' ``results.json``, so it is also computed for runs written before it existed."""
+    a, b = args.teachers
+    acc = []
+    for arch in (a, b):
+        path = base(args, seed, f"search_{arch}").run_dir / "results.json"
+        if not path.exists():
+            return None
+        acc.append({json.dumps(t["config"], sort_keys=True): t["val_acc"] for t in json.loads(path.read_text())["trials"]
+                    if t["state"] == "COMPLETE" and t["val_acc"] is not None})
+    paired = sorted(set(acc[0]) & set(acc[1]))
+    if len(paired) < 3:
+        return None
+    r = rank_correlation([acc[0][k] for k in paired], [acc[1][k] for k in paired])
+    return {"kendall_tau": r.kendall_tau, "paired_trials": r.n}
+
+
 def one_seed(args: argparse.Namespace, seed: int) -> dict:
     teachers, winners = {}, {}
     for arch, path in zip(args.teachers, args.teacher_paths or []):
@@ -127,17 +147,19 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     return {"seed": seed, "teachers": {k: {m: v[m] for m in ("test_acc", "val_acc", "params", "seconds")}
                                        for k, v in teachers.items()},
             "winners": {k: {m: v[m] for m in ("trial", "config", "params", "search_val_acc")} for k, v in winners.items()},
-            "table": table, "same_winner": same, "diagonal_advantage": advantage}
+            "table": table, "same_winner": same, "diagonal_advantage": advantage, "ranking": ranking(args, seed)}
 
 
 def summarise(args: argparse.Namespace, runs: list[dict]) -> dict:
     a, b = args.teachers
     cells = {f"{s}<-{d}": [r["table"][s][d] for r in runs] for s in (a, b) for d in (a, b)}
     adv = [r["diagonal_advantage"] for r in runs]
+    taus = [r["ranking"]["kendall_tau"] for r in runs if r.get("ranking")]
     return {"cells": {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for k, v in cells.items()},
             "diagonal_advantage": (statistics.mean(adv), statistics.stdev(adv) if len(adv) > 1 else 0.0),
             "diagonal_wins": sum(x > 0 for x in adv), "same_winner": sum(r["same_winner"] for r in runs),
-            "teacher_test": {t: statistics.mean(r["teachers"][t]["test_acc"] for r in runs) for t in (a, b)}}
+            "teacher_test": {t: statistics.mean(r["teachers"][t]["test_acc"] for r in runs) for t in (a, b)},
+            "ranking_tau": (statistics.mean(taus), statistics.stdev(taus) if len(taus) > 1 else 0.0) if taus else None}
 
 
 def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float) -> str:
@@ -151,19 +173,24 @@ def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float) -> str
              f"| {b} | {pct(s['cells'][f'{b}<-{a}'])} | **{pct(s['cells'][f'{b}<-{b}'])}** |", "",
              f"diagonal advantage {100 * s['diagonal_advantage'][0]:+.2f} ± {100 * s['diagonal_advantage'][1]:.2f} "
              f"points (positive in {s['diagonal_wins']}/{n} seeds); same winner under both teachers in "
-             f"{s['same_winner']}/{n} seeds"]
+             f"{s['same_winner']}/{n} seeds"
+             + (f"; Kendall τ between the two teachers' rankings of the same candidates {s['ranking_tau'][0]:.2f} ± "
+                f"{s['ranking_tau'][1]:.2f}" if s["ranking_tau"] else "")]
     return "\n".join(lines)
 
 
 def combine(args: argparse.Namespace) -> None:
     """One table from several outputs of the same benchmark (seeds run as separate processes)."""
     parts = [json.loads(Path(f).read_text()) for f in args.combine]
-    args.teachers = parts[0]["args"]["teachers"]
-    for k in ("dataset", "method", "trials", "space", "max_params"):
-        if len({str(p["args"][k]) for p in parts}) > 1:
+    for k, v in parts[0]["args"].items():
+        if k in ("seeds", "out", "combine"):
+            continue
+        if len({str(p["args"].get(k)) for p in parts}) > 1:
             raise SystemExit(f"--combine: the outputs differ in {k}; pool runs of one configuration only")
-        setattr(args, k, parts[0]["args"][k])
+        setattr(args, k, v)
     runs = sorted((r for p in parts for r in p["runs"]), key=lambda r: r["seed"])
+    for r in runs:
+        r["ranking"] = r.get("ranking") or ranking(args, r["seed"])
     s = summarise(args, runs)
     text = table_text(args, s, len(runs), sum(p.get("seconds", 0.0) for p in parts) / 60)
     print(text, flush=True)
