@@ -30,6 +30,20 @@ def test_config_and_measure_verbs(capsys):
     assert code == 0 and r["params"] > 70_000 and set(r["latency"]) == {"torch", "onnxruntime"}
 
 
+def test_overrides_may_sit_between_flags(capsys):
+    """`--seed 2 train.epochs=3 --name x data.val_fraction=0.2` keeps both overrides (argparse alone rejects the
+    second); a stray word or unknown flag is still an error."""
+    import yaml
+
+    code, out, _ = run_cli(["config", "--seed", "2", "train.epochs=3", "--name", "x", "data.val_fraction=0.2"], capsys)
+    cfg = yaml.safe_load(out)
+    assert code == 0 and cfg["seed"] == 2 and cfg["name"] == "x"
+    assert cfg["train"]["epochs"] == 3 and cfg["data"]["val_fraction"] == 0.2
+    for bad in (["--bogus", "1"], ["train.epochs=3", "--name", "x", "stray"]):
+        code, _, err = run_cli(["config", "--seed", "2", *bad], capsys)
+        assert code == 2 and "unrecognized arguments" in err
+
+
 def test_demo_end_to_end(tmp_path):
     """The demo verb in a subprocess, as a user runs it, on a tiny recipe."""
     cmd = [sys.executable, "-m", "archkd", "demo", "--runs-dir", str(tmp_path), "--name", "d",

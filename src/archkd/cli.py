@@ -1,6 +1,6 @@
 """The ``archkd`` command: a thin layer over ``archkd.api``.
 
-Every verb accepts ``--config FILE.yaml`` and trailing ``key.sub=value`` overrides; its flags are shorthands for
+Every verb accepts ``--config FILE.yaml`` and ``key.sub=value`` overrides (anywhere among the flags); its flags are shorthands for
 config keys. A user error prints one line (problem — fix) and exits with status 2; nothing computed is lost.
 """
 from __future__ import annotations
@@ -225,7 +225,14 @@ def run(argv: list[str] | None = None) -> int:
     from archkd import api
 
     ap = build_parser()
-    args = ap.parse_args(argv)
+    # overrides may sit between flags (`--epochs 3 train.lr=0.1 --name x`): argparse stops collecting a positional
+    # list at the first flag, and its intermixed parsing does not support sub-commands, so the stray ones join here
+    args, extra = ap.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        ap.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
     if args.verb is None:
         ap.print_help()
         return 0
