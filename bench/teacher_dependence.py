@@ -129,6 +129,10 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
                          "search_val_acc": found["best"]["val_acc"]}
     table: dict[str, dict[str, float]] = {}
     for searched_by, w in winners.items():
+        twin = next((k for k in table if winners[k]["config"] == w["config"]), None)
+        if twin is not None:  # the same winner, initialisation and teachers: the same trainings, so the same row
+            table[searched_by] = dict(table[twin])
+            continue
         table[searched_by] = {}
         for distilled_by in args.teachers:
             cfg = base(args, seed, f"kd_{searched_by}_from_{distilled_by}")
