@@ -17,7 +17,8 @@ table says nothing about the claim).
     python bench/teacher_dependence.py --dataset digits      # ~10 min on 2 cores
     python bench/teacher_dependence.py --dataset cifar10     # ../shared data, low fidelity
 
-Writes ``bench/results/teacher_dependence_<dataset>.json`` after every seed. Seeds run as separate processes
+Writes ``bench/results/teacher_dependence_<dataset>.json`` after every seed. With ``--teacher-paths`` a re-run resumes:
+finished searches and trainings are read back, an interrupted one continues from its last epoch. Seeds run as separate processes
 (``--seeds 1 --out ..._s1.json``) are pooled with ``--combine a.json b.json ...``.
 """
 from __future__ import annotations
@@ -121,7 +122,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
         teachers[arch] = FIXED[arch] = api.train_teacher(cfg, None)
     for arch in args.teachers:
         cfg = base(args, seed, f"search_{arch}")
-        shutil.rmtree(cfg.run_dir, ignore_errors=True)  # the teacher was just trained again: a new study
+        if not args.teacher_paths:  # the teacher was just trained again: a new study
+            shutil.rmtree(cfg.run_dir, ignore_errors=True)
         cfg.teacher.path = teachers[arch]["checkpoint"]
         found = api.search(cfg, None)
         winners[arch] = {"trial": found["best"]["number"], "config": found["best"]["config"],
@@ -138,7 +140,7 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
             cfg = base(args, seed, f"kd_{searched_by}_from_{distilled_by}")
             cfg.teacher.path = teachers[distilled_by]["checkpoint"]
             seed_everything(seed)  # one initialisation per (seed, architecture): the cells differ by teacher only
-            r = api.distill(cfg, None, student=build_from_spec(w["spec"]))
+            r = api.distill(cfg, None, student=build_from_spec(w["spec"]), resume=bool(args.teacher_paths))
             table[searched_by][distilled_by] = r["test_acc"]
             teachers[distilled_by].update(test_acc=r["teacher_test_acc"], val_acc=r["teacher_val_acc"])
     a, b = args.teachers
@@ -166,11 +168,11 @@ def summarise(args: argparse.Namespace, runs: list[dict]) -> dict:
             "ranking_tau": (statistics.mean(taus), statistics.stdev(taus) if len(taus) > 1 else 0.0) if taus else None}
 
 
-def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float) -> str:
+def table_text(args: argparse.Namespace, s: dict, n: int, minutes: float | None) -> str:
     a, b = args.teachers
     pct = lambda m: f"{100 * m[0]:.2f} ± {100 * m[1]:.2f} %"  # noqa: E731
     lines = [f"Teacher dependence — {args.dataset}, {n} seeds, {args.method} search ({args.trials} trials) in "
-             f"'{args.space}' within {args.max_params:,} params, {minutes:.0f} min",
+             f"'{args.space}' within {args.max_params:,} params" + (f", {minutes:.0f} min" if minutes is not None else ""),
              f"| winner searched with ↓ / distilled from → | {a} (test {100 * s['teacher_test'][a]:.2f} %) | "
              f"{b} (test {100 * s['teacher_test'][b]:.2f} %) |", "|---|---|---|",
              f"| {a} | **{pct(s['cells'][f'{a}<-{a}'])}** | {pct(s['cells'][f'{a}<-{b}'])} |",
@@ -196,7 +198,7 @@ def combine(args: argparse.Namespace) -> None:
     for r in runs:
         r["ranking"] = r.get("ranking") or ranking(args, r["seed"])
     s = summarise(args, runs)
-    text = table_text(args, s, len(runs), sum(p.get("seconds", 0.0) for p in parts) / 60)
+    text = table_text(args, s, len(runs), None)  # the parts ran side by side, maybe resumed: no one duration
     print(text, flush=True)
     write_result(args.out, {"args": vars(args), "runs": runs, "summary": s, "table": text, "combined": args.combine})
 
