@@ -390,7 +390,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     if not cfg.bn_recalibration and total_steps < SHORT_RUN_STEPS and running_bns(model) and rank == 0:
         warnings.warn(f"a short training ({total_steps} steps): BatchNorm's running averages trail the weights, so the "
                       "validated model can fall far below what it learned (even to one class); set "
-                      "train.bn_recalibration=2048", ArchkdWarning, stacklevel=2)
+                      "train.bn_recalibration=2048 (teacher.train.bn_recalibration for a teacher)", ArchkdWarning,
+                      stacklevel=2)
     opt, sched = build_optimizer(params, cfg, total_steps, steps_per_epoch)
     t_opt = t_sched = None
     if teacher_train is not None:
