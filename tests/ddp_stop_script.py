@@ -1,11 +1,9 @@
 """Run under torchrun by test_ddp: rank 0's on_epoch stops training after epoch 1; every rank must stop with it."""
-import sys
-
 import torch
 
 from archkd.config import TrainConfig
 from archkd.data import load_data
-from archkd.device import close_distributed, init_distributed, world
+from archkd.device import close_distributed, exit_process, init_distributed, world
 from archkd.distill import StopTraining, fit
 from archkd.models import create_model
 
@@ -18,7 +16,7 @@ def stop(epoch, row):
     raise Pruned
 
 
-init_distributed()
+distributed = init_distributed()
 rank, n = world()
 torch.set_num_threads(1)
 data = load_data("digits", seed=0)
@@ -32,4 +30,4 @@ except StopTraining:
     outcome = "stopped"
 print(f"rank {rank}/{n}: {outcome}", flush=True)
 close_distributed(wait=True)
-sys.exit(0)
+exit_process(0, distributed)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archkd.config import Config, describe_keys, load_config, to_dict
-from archkd.device import close_distributed, configure_threads, init_distributed, is_rank0
+from archkd.device import close_distributed, configure_threads, exit_process, init_distributed, is_rank0
 from archkd.errors import ArchkdError, ArchkdWarning
 
 # flag dest -> config key
@@ -383,8 +383,9 @@ def _one_line_warnings() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; under ``torchrun --nproc-per-node N`` each process joins the group and trains its shard."""
     _one_line_warnings()
+    distributed = False
     try:
-        init_distributed()
+        distributed = init_distributed()
         code = run(argv)
         close_distributed(wait=True)
     except ArchkdError as e:
@@ -399,6 +400,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     finally:
         close_distributed()
-    sys.exit(code)
+    exit_process(code, distributed)
 
 
