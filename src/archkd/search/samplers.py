@@ -3,7 +3,10 @@
 Why state from the study: a restarted search, or many workers on one storage, must continue the same sampling
 process. The random sampler therefore draws the ``k``-th fresh trial's values from a hash of ``(seed, k, parameter)``:
 nothing to persist, and a resumed run proposes exactly what the uninterrupted run would have (``sample_index`` skips
-retries of interrupted trials, which re-run the parameters of the trial they replace). Samplers never train.
+retries of interrupted trials, which re-run the parameters of the trial they replace). Optuna's own samplers (TPE,
+GP) keep a random generator seeded once, at construction: a restarted process would replay their draws from the
+start and propose earlier trials again. :class:`Replayed` therefore gives every fresh trial its own instance seeded by
+``(seed, k)``; their other state is the study itself. Samplers never train.
 
 Budget-aware sampling: ``feasible(config) -> bool`` (parameters and FLOPs, milliseconds per candidate) lets the random
 and AKD samplers draw again until a candidate fits the budget, so a search whose space holds feasible architectures
@@ -13,7 +16,7 @@ constraint values every trial records.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -102,6 +105,47 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
         return from_uniform(param_distribution, _uniform(self.seed, self._index[1], param_name))
 
 
+class Replayed(optuna.samplers.BaseSampler):
+    """An Optuna sampler rebuilt for each trial, seeded by ``(seed, sample_index)``: its proposals depend only on the
+    study's history and the trial's place in it, as the random, AKD and TuRBO samplers' do.
+
+    Why a new instance per trial rather than one reseeded: samplers carry more than their generator between calls
+    (the GP sampler warm-starts its kernel fit from the previous trial's), and any such carried state would make a
+    restarted process propose differently from the uninterrupted one.
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int = 0) -> None:
+        self.make, self.seed = make, int(seed)
+        make(self.seed)  # options that do not fit the sampler fail now, not at the first trial
+        self._current: tuple[int, optuna.samplers.BaseSampler] | None = None  # (trial number, its sampler)
+
+    def _for(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
+        if self._current is None or self._current[0] != trial.number:
+            index = sample_index(study, trial)
+            self._current = (trial.number, self.make(int(np.random.default_rng([self.seed, index]).integers(2**31))))
+        return self._current[1]
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
+        return self._for(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict) -> dict:
+        return self._for(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._for(study, trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._for(study, trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:  # the seed is (seed, trial index) by design; nothing to reseed
+        pass
+
+
 @register_sampler("random")
 def _random(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
             max_draws: int = MAX_DRAWS) -> optuna.samplers.BaseSampler:
@@ -122,14 +166,14 @@ def _akd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | N
 def _tpe(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
          **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones)."""
-    return optuna.samplers.TPESampler(seed=seed, **options)
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **options), seed)
 
 
 @register_sampler("gp")
 def _gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
         **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's Gaussian-process sampler; it models each budget constraint with a GP of its own."""
-    return optuna.samplers.GPSampler(seed=seed, **options)
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **options), seed)
 
 
 @register_sampler("autokd")
@@ -138,7 +182,8 @@ def _autokd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible 
     """AutoKD's BOHB-style optimiser, model part: a multivariate TPE over the generator and KD recipe (the preset
     pairs it with Hyperband over trained epochs). Multivariate because generator dimensions interact (a graph's K
     only matters with its node count); 5 random start-up trials instead of 10, since each trial trains k networks."""
-    return optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 5, **options})
+    kw = {"multivariate": True, "n_startup_trials": 5, **options}
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed)
 
 
 @register_sampler("autokd-gp")
@@ -146,4 +191,5 @@ def _autokd_gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasib
                **options: Any) -> optuna.samplers.BaseSampler:
     """AutoKD with GP-based BO: Optuna's GPSampler (Matérn-5/2 kernel, log expected improvement) over the same
     vector, 5 random start-up trials."""
-    return optuna.samplers.GPSampler(seed=seed, **{"n_startup_trials": 5, **options})
+    kw = {"n_startup_trials": 5, **options}
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed)

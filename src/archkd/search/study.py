@@ -456,7 +456,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     for t in finished:
         table.row(trial_row(t))
     complete_at_start = len(finished) >= n_trials
-    infeasible_in_a_row = 0
+    infeasible_in_a_row = repeated_in_a_row = 0
     max_attempts = max_attempts or 20 * n_trials
     ran = waiting_note = 0
     while True:
@@ -499,6 +499,17 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                     trial.set_user_attr("reason", f"{type(e).__name__}: {str(e)[:200]}")
                     study.tell(trial, state=TrialState.FAIL)
                 raise
+        if row["state"] == "DUPLICATE":
+            repeated_in_a_row += 1
+            if log:
+                log(f"     trial {row['number']} proposed trial {row['duplicate_of']}'s configuration again: not "
+                    "trained, not counted; asking the sampler again")
+            if repeated_in_a_row >= max_attempts:
+                raise ArchkdError(f"the sampler proposed {repeated_in_a_row} already-trained configurations in a row "
+                                  f"({done} of {n_trials} trials done): the space looks exhausted",
+                                  "lower --n-trials or widen the space (search.space_kwargs)")
+            continue
+        repeated_in_a_row = 0
         if row["state"] == "INFEASIBLE":
             infeasible_in_a_row += 1
             continue
@@ -522,6 +533,12 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
     t0 = time.perf_counter()
     trial.set_user_attr("archkd_state", "")  # a retry inherits its original's attributes: reset the outcome
     config = space.suggest(trial)
+    twin = _twin(study, trial, config)
+    if twin is not None:  # a known result: not trained, not counted; the loop asks the sampler again
+        trial.set_user_attr("archkd_state", "DUPLICATE")
+        trial.set_user_attr("duplicate_of", twin.number)
+        study.tell(trial, state=TrialState.FAIL)
+        return {"state": "DUPLICATE", "number": trial.number, "duplicate_of": twin.number}
     # 2. build and measure: milliseconds, and every budget limit becomes an Optuna constraint
     spec = space.spec(config, input_shape, num_classes)
     model = space.build(config, input_shape, num_classes)
@@ -552,10 +569,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
         if trial.should_prune():
             raise optuna.TrialPruned()
 
-    twin = _twin(study, trial, config)
     try:
-        outcome = (TrialOutcome(twin.user_attrs["val_acc"], {"duplicate_of": twin.number}) if twin is not None
-                   else evaluate(candidate, report))
+        outcome = evaluate(candidate, report)
     except optuna.TrialPruned:
         trial.set_user_attr("val_acc", last["acc"])
         trial.set_user_attr("reward", reward(last["acc"], metrics))
@@ -564,7 +579,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
         return trial_row(_frozen(study, trial))
     # 4. tell
     value = budget.penalised(reward(outcome.val_acc, metrics), metrics)
-    for k, v in {"duplicate_of": None, **outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
+    for k, v in {**outcome.attrs, "val_acc": outcome.val_acc, "reward": value,
                  "seconds": time.perf_counter() - t0}.items():
         trial.set_user_attr(k, v)
     study.tell(trial, value)
@@ -572,10 +587,18 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
 
 
 def _twin(study: optuna.Study, trial: optuna.Trial, config: dict) -> optuna.trial.FrozenTrial | None:
-    """An earlier completed trial with exactly these values: its accuracy is reused rather than trained again."""
+    """An earlier trial trained (or being trained) with exactly these values, unless ``trial`` re-runs an
+    interrupted one: a sampler that proposes it again learns nothing new from a second training.
+
+    Why not reuse its result as a new trial: a twin that counted towards ``n_trials`` made a restarted TPE search
+    spend its budget on copies (its generator started over), and a model-based sampler told the same point twice
+    grows over-confident there."""
+    if _frozen(study, trial).system_attrs.get("failed_trial") is not None:
+        return None
     key = json.dumps(config, sort_keys=True)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.number != trial.number and not is_infeasible(t) and "val_acc" in t.user_attrs \
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                                         TrialState.WAITING)):
+        if t.number != trial.number and not is_infeasible(t) and t.user_attrs.get("archkd_state") != "DUPLICATE" \
                 and json.dumps(t.params, sort_keys=True) == key:
             return t
     return None

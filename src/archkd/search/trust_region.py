@@ -119,7 +119,7 @@ def thompson(X: np.ndarray, Y: np.ndarray, state: TrustRegion, batch: int, seed:
     """Fit the GP on (X, Y) and return candidates ordered by Thompson preference (``batch`` rows first).
 
     Rows after the first ``batch`` are the next-best by the first posterior sample: fallbacks when a proposal
-    decodes to an over-budget configuration."""
+    decodes to an over-budget configuration or to one already tried."""
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Standardize
@@ -147,7 +147,7 @@ def thompson(X: np.ndarray, Y: np.ndarray, state: TrustRegion, batch: int, seed:
     for s in samples:
         order = [i for i in np.argsort(-s) if i not in chosen]
         chosen.append(int(order[0]))
-    rest = [int(i) for i in np.argsort(-samples[0]) if int(i) not in chosen][:50]
+    rest = [int(i) for i in np.argsort(-samples[0]) if int(i) not in chosen][:500]
     return cand[chosen + rest]
 
 
@@ -247,26 +247,35 @@ class TuRBOSampler(optuna.samplers.BaseSampler):
         last = done[-1].number if done else -1
         pending = sum(1 for t in trials if t.state == TrialState.RUNNING and last < t.number < trial.number)
         state, restart, current = self.replay(observed)
+        seen = {self._key(t.params) for t in trials if t.number != trial.number and t.params}
         if len(current) + pending < self.n_init:
             design = sobol_design(self.n_init, self.encoding.dim, hash((self.seed, restart)) % 2**31)
-            return self._first_feasible([design[len(current) + pending]], (restart, len(current) + pending))
+            return self._first_feasible([design[len(current) + pending]], (restart, len(current) + pending), seen)
         batch_index = (len(current) - self.n_init) // self.batch_size
         X = np.stack([x for x, _ in current])
         Y = np.array([y for _, y in current])
         seed = hash((self.seed, restart, batch_index)) % 2**31
         pts = thompson(X, Y, state, max(self.batch_size, pending + 1), seed, self.n_candidates)
-        return self._first_feasible(list(pts[pending:]), (restart, batch_index, pending))
+        return self._first_feasible(list(pts[pending:]), (restart, batch_index, pending), seen)
 
-    def _first_feasible(self, points: list[np.ndarray], key: tuple) -> dict:
-        """The first point whose configuration fits the budget; else seeded random draws (as the random sampler)."""
+    def _key(self, config: dict) -> bytes:
+        """A configuration's identity as the GP sees it (inactive conditional knobs do not tell two apart)."""
+        return np.round(self.encoding.encode(config), 9).tobytes()
+
+    def _first_feasible(self, points: list[np.ndarray], key: tuple, seen: set[bytes]) -> dict:
+        """The first point whose configuration is new to the study and fits the budget; else seeded random draws
+        (as the random sampler).
+
+        Why skip configurations already tried: a continuous proposal near the incumbent often rounds back to the
+        incumbent itself in a discrete space, and proposing it again would spend a trial on a known result."""
         for x in points:
             config = self.encoding.decode(x)
-            if self.feasible is None or self.feasible(config):
+            if self._key(config) not in seen and (self.feasible is None or self.feasible(config)):
                 return config
         rng = np.random.default_rng([self.seed, *key])
         for _ in range(2000):
             config = self.space.sample_rng(rng)
-            if self.feasible(config):
+            if self._key(config) not in seen and (self.feasible is None or self.feasible(config)):
                 return config
         return self.encoding.decode(points[0])
 
