@@ -121,11 +121,24 @@ class StreamingImageSet(ImageSet):
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, sampler=order.tolist(),
                                              num_workers=self.num_workers, drop_last=drop_last,
                                              pin_memory=device.type == "cuda", persistent_workers=False)
-        for x, y, idx in loader:
-            yield (x.to(device, non_blocking=True), y.to(device, non_blocking=True), idx.to(device))
+        try:
+            for x, y, idx in loader:
+                yield (x.to(device, non_blocking=True), y.to(device, non_blocking=True), idx.to(device))
+        except ArchkdError as e:
+            raise _from_worker(e) from None
 
     def first_image(self) -> np.ndarray:
         return self.dataset[0][0].numpy()
+
+
+def _from_worker(err: ArchkdError) -> ArchkdError:
+    """A worker's ``ArchkdError`` (e.g. an undecodable image) as the one line it was raised with: the DataLoader
+    re-raises it in this process as ``ArchkdError("Caught ArchkdError in DataLoader worker process 0.\\nOriginal
+    Traceback ...")``, whose last line is ``archkd.errors.ArchkdError: <problem — fix>``."""
+    text = str(err)
+    if not text.startswith("Caught "):
+        return err
+    return ArchkdError(text.strip().splitlines()[-1].partition(": ")[2])
 
 
 @dataclass
@@ -179,10 +192,12 @@ def _channels(n: int) -> str:
 
 def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: int = 0,
               cache_dir: str | None = None, mean: list[float] | None = None, std: list[float] | None = None,
-              progress: Callable[[str, int], Any] | None = None) -> DataBundle:
+              progress: Callable[[str, int], Any] | None = None, teacher: bool = True) -> DataBundle:
     """Open a data source and split it into train / val / test.
 
     ``mean``/``std`` set the normalisation (e.g. the teacher's); otherwise it is computed from the training images.
+    ``teacher``: whether a teacher will read these inputs — the note on an estimated normalisation then advises giving
+    the teacher's own; without one (training a teacher, fitting a predictor) it says the trained model records it.
     The val split is drawn with ``seed``; a held-out test split (when the source has none) always uses seed 0 so that
     test accuracy is comparable across runs.
     """
@@ -230,7 +245,8 @@ def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: in
     pad = aug_cfg.crop_padding if aug_cfg.crop_padding is not None else raw.defaults.get("crop_padding", 0)
     flip = aug_cfg.flip if aug_cfg.flip is not None else raw.defaults.get("flip", False)
     note = None
-    how = "give the teacher's own with teacher.mean=[...] teacher.std=[...]"
+    how = ("give the teacher's own with teacher.mean=[...] teacher.std=[...]" if teacher else
+           "the trained model's checkpoint records it; set it with teacher.mean=[...] teacher.std=[...]")
     if mean is None or std is None:
         if streaming:
             mean, std = [0.485, 0.456, 0.406][: input_shape[0]], [0.229, 0.224, 0.225][: input_shape[0]]

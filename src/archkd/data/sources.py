@@ -10,8 +10,10 @@ import hashlib
 import io
 import os
 import pickle
+import stat
 import warnings
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +23,28 @@ import numpy as np
 from archkd.errors import ArchkdError, ArchkdWarning
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
+
+# Limits on one image file. Why: a dataset is untrusted input, and archkd shrinks every image to data.image_size
+# (usually tens of pixels) anyway, so nothing near these sizes is a useful training image, only a mistake or an attack.
+# 64 MiB of encoded bytes is more than any camera's JPEG or an 8192² PNG; a zip member is checked against it from its
+# header before a byte is inflated, and read with a bounded read, so a 1.6 MB zip cannot expand to 1.5 GB in memory.
+MAX_IMAGE_BYTES = 64 * 2**20
+# A zip member over 1 MiB that inflates more than this many times is a zip bomb: deflate cannot exceed ~1032:1, and
+# real images (already compressed, or photos in BMP/TIFF) stay far below it.
+MAX_COMPRESSION_RATIO = 1000
+# 64 Mi pixels (8192×8192) holds any camera photo up to 64 MP; decoding one costs up to 256 MiB (4 bytes a pixel for
+# RGBA or 16-bit) per decoding process. Checked from the header, before the pixels are decoded. Below PIL's own bomb
+# threshold (~89 M pixels), so PIL's DecompressionBombWarning never fires on an image archkd accepts.
+MAX_IMAGE_PIXELS = 64 * 2**20
+# Modes whose first image makes an image folder grayscale (1 channel); any other mode makes it RGB.
+GRAY_MODES = ("L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N")
+# Integer modes holding 16-bit samples (PNG decodes 16-bit grayscale to "I;16", older PIL to "I"): scaled to 8 bits.
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+# Bumped whenever decoding changes the pixels a file yields (v2: 16-bit scaling), so that decoded caches and data
+# fingerprints (which key the teacher cache) built by an older decoder are not reused.
+DECODE_VERSION = 2
+# Images whose modes are surveyed when a folder is streamed (decoding them all up front is what streaming avoids).
+MODE_SAMPLE = 256
 
 
 @dataclass
@@ -38,6 +62,7 @@ class RawData:
     stream_train: list[tuple[Any, int]] | None = None
     stream_test: list[tuple[Any, int]] | None = None
     opener: Callable[[Any], Any] | None = None
+    conversion_note: str | None = None  # the warning about images converted to the dataset's mode (repeated from cache)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -49,15 +74,44 @@ def _file_key(path: Path) -> str:
     return _fingerprint(path.resolve(), st.st_size, int(st.st_mtime))
 
 
+def _walk_files(root: Path) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under ``root`` as (``/``-separated relative path, stat of the file), in sorted path order.
+
+    Why not ``rglob``/``os.walk``: they skip symlinked folders, and a class folder that is a symlink (a common way to
+    assemble a dataset) would silently vanish. Symlinks to folders and files are followed; a folder link back to one
+    of its own ancestors (a loop) is not entered; broken links and non-regular files (FIFOs, devices) are left out.
+    A folder that cannot be listed is an error, not a silently missing class."""
+    out: list[tuple[str, os.stat_result]] = []
+
+    def visit(folder: str, rel: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise ArchkdError(f"cannot list folder {folder} ({e.strerror or type(e).__name__})",
+                              "make it readable, or move it out of the dataset") from None
+        for e in entries:
+            try:
+                st = os.stat(e.path)  # follows symlinks
+            except OSError:  # a broken link, or one that loops on itself
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in ancestors:
+                    visit(e.path, f"{rel}{e.name}/", ancestors | {(st.st_dev, st.st_ino)})
+            elif stat.S_ISREG(st.st_mode):
+                out.append((f"{rel}{e.name}", st))
+
+    top = os.stat(root)
+    visit(str(root), "", frozenset({(top.st_dev, top.st_ino)}))
+    return out
+
+
 def _tree_key(path: Path) -> str:
     """Every file under ``path``: its relative name, size and modification time (ns). A stat per file is cheap next
     to decoding it, and anything less (the first N files, the folder's own mtime) misses in-place replacements."""
     h = hashlib.sha256(str(path.resolve()).encode())
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for f in sorted(files):
-            st = os.stat(os.path.join(root, f))
-            h.update(f"{os.path.relpath(os.path.join(root, f), path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for rel, st in _walk_files(path):
+        h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -207,11 +261,67 @@ def _scan_folder(names: list[str]) -> tuple[dict[str, list[tuple[str, str]]], li
     return splits, classes
 
 
-def _decode(data: bytes, mode: str, size: int | None) -> np.ndarray:
+def _open(data: bytes, where: str) -> Any:
+    """Open an image (header only) and refuse one over ``MAX_IMAGE_PIXELS`` before its pixels are decoded.
+
+    PIL's own DecompressionBombWarning (a raw multi-line warning) is silenced here, and its DecompressionBombError
+    (over twice PIL's limit) becomes the same one-line error: both only concern images over archkd's lower limit."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert(mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise _too_many_pixels(where, f"over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels") from None
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise _too_many_pixels(where, f"{w}×{h} = {w * h:,} pixels")
+    return im
+
+
+def _too_many_pixels(where: str, how_big: str) -> ArchkdError:
+    return ArchkdError(f"image {where} is {how_big}, over the limit of {MAX_IMAGE_PIXELS:,} pixels",
+                       "resize the images first (archkd shrinks them to data.image_size anyway), or remove this one")
+
+
+def _source_mode(im: Any) -> str:
+    """How a conversion warning names an image's mode: a palette with transparency is told apart from one without."""
+    return "P with transparency" if im.mode == "P" and "transparency" in im.info else im.mode
+
+
+def _native(source_mode: str, mode: str) -> bool:
+    """Whether an image of ``source_mode`` is in the dataset's ``mode`` already (16-bit grayscale counts as "L": it
+    is only rescaled), i.e. decodes without a conversion worth a warning."""
+    return source_mode == mode or (mode == "L" and source_mode in SIXTEEN_BIT_MODES)
+
+
+def _convert(im: Any, mode: str) -> Any:
+    """``im`` in ``mode`` ("RGB" or "L").
+
+    16-bit samples are scaled to 8 bits (round(v / 257), so 65535 → 255) rather than clipped, which would turn every
+    non-zero pixel white. Transparency is dropped, keeping the colour under it — as torchvision's ImageFolder loader
+    does, so a teacher trained that way saw the same pixels; a palette image with transparency goes through RGBA to
+    get there (PIL warns on a direct conversion), and so the same rule holds for P, PA, LA and RGBA images."""
+    from PIL import Image
+
+    if im.mode in SIXTEEN_BIT_MODES:
+        v = np.asarray(im).astype(np.int64)
+        im = Image.fromarray(np.clip((v + 128) // 257, 0, 255).astype(np.uint8))
+    elif im.mode == "PA" or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _decode(data: bytes, mode: str, size: int | None, where: str) -> tuple[np.ndarray, str | None]:
+    """The image as uint8 CHW in ``mode``, resized and centre-cropped to ``size``; and its original mode when it was
+    converted (for the one warning per dataset), else None."""
+    from PIL import Image
+
+    with _open(data, where) as src:
+        source_mode = _source_mode(src)
+        im = _convert(src, mode)
         if size is not None and im.size != (size, size):
             w, h = im.size
             s = size / min(w, h)
@@ -220,11 +330,16 @@ def _decode(data: bytes, mode: str, size: int | None) -> np.ndarray:
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
         a = np.array(im, dtype=np.uint8)
-    return np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    chw = np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    return chw, None if _native(source_mode, mode) else source_mode
 
 
 class _Reader:
-    """Reads image bytes from a folder or a zip; picklable so DataLoader workers can stream from it."""
+    """Reads image bytes from a folder or a zip; picklable so DataLoader workers can stream from it.
+
+    No read returns more than ``MAX_IMAGE_BYTES``: a zip member is checked against it (and against
+    ``MAX_COMPRESSION_RATIO``) from its header before it is inflated, a file from its size, and both are then read with
+    a bounded read, so a header that lies about the size cannot make a read allocate more either."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -235,14 +350,39 @@ class _Reader:
         if self.is_zip:
             with zipfile.ZipFile(self.root) as z:
                 return [i.filename for i in z.infolist() if not i.is_dir()]
-        return [str(p.relative_to(self.root)).replace(os.sep, "/") for p in sorted(self.root.rglob("*")) if p.is_file()]
+        return [rel for rel, _ in _walk_files(self.root)]
 
     def read(self, name: str) -> bytes:
         if self.is_zip:
             if self._zip is None:
                 self._zip = zipfile.ZipFile(self.root)
-            return self._zip.read(name)
-        return (self.root / name).read_bytes()
+            info = self._zip.getinfo(name)
+            self._check_member(info)
+            with self._zip.open(info) as f:
+                data = f.read(MAX_IMAGE_BYTES + 1)
+        else:
+            with open(self.root / name, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_IMAGE_BYTES:
+                    raise self._too_large(name, f"{size:,} bytes")
+                data = f.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise self._too_large(name, f"more than {MAX_IMAGE_BYTES:,} bytes")
+        return data
+
+    def _check_member(self, info: zipfile.ZipInfo) -> None:
+        """Refuse a member from its header alone, before a byte of it is inflated."""
+        if info.file_size > MAX_IMAGE_BYTES:
+            raise self._too_large(info.filename, f"{info.file_size:,} bytes uncompressed")
+        if info.file_size > 2**20 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise ArchkdError(f"{self.root} member {info.filename} inflates {info.compress_size:,} → "
+                              f"{info.file_size:,} bytes, over {MAX_COMPRESSION_RATIO}:1, which no image does "
+                              "(a zip bomb?)", "remove it from the archive, or re-create the archive from the images")
+
+    def _too_large(self, name: str, how_big: str) -> ArchkdError:
+        where = f"{self.root} member {name}" if self.is_zip else str(self.root / name)
+        return ArchkdError(f"image {where} is {how_big}, over the limit of {MAX_IMAGE_BYTES:,} bytes per image",
+                           "remove it, or resize it first (archkd shrinks images to data.image_size anyway)")
 
     def __getstate__(self) -> dict:
         return {"root": self.root, "is_zip": self.is_zip, "_zip": None}
@@ -264,14 +404,51 @@ def _corrupt(path: Path, name: str, err: Exception, skip: bool) -> None:
     warnings.warn(f"skipping undecodable image {path / name} ({_why(err)})", ArchkdWarning, stacklevel=2)
 
 
+def _conversion_note(path: Path, mode: str, converted: Counter[str], n: int,
+                     sampled_from: int | None = None) -> str | None:
+    """The one warning per dataset about images converted to its mode, e.g. "converted 3 of 40 images in d.zip to RGB
+    (CMYK: 1, LA: 1, P with transparency: 1)"; None when none were. ``sampled_from``: ``n`` is a sample of that many."""
+    k = sum(converted.values())
+    if not k:
+        return None
+    target = "grayscale (L)" if mode == "L" else "RGB"
+    modes = ", ".join(f"{m}: {c}" for m, c in sorted(converted.items()))
+    of = f"{n} images" if sampled_from is None else f"a sample of {n} of {sampled_from:,} images (streamed)"
+    alpha = any(m.endswith(("A", "a")) or "transparency" in m for m in converted)  # LA, PA, RGBA, RGBa, ...
+    return (f"converted {k} of {of} in {path} to {target} ({modes}), as the dataset's first image is {target}"
+            + ("; transparency is dropped" if alpha else ""))
+
+
+def _survey_modes(reader: _Reader, items: list[tuple[str, int]], mode: str, path: Path) -> str | None:
+    """The conversion warning of a streamed dataset, from the headers of ``MODE_SAMPLE`` evenly spaced images: its
+    images are decoded in DataLoader workers, batch by batch and epoch after epoch, where a warning would repeat and
+    bypass the one-line format, so the mix of modes is told once, up front, from a sample."""
+    sample = items[:: max(1, len(items) // MODE_SAMPLE)][:MODE_SAMPLE]
+    converted: Counter[str] = Counter()
+    for n, _ in sample:
+        try:
+            with _open(reader.read(n), str(path / n)) as im:
+                source_mode = _source_mode(im)
+        except ArchkdError:
+            raise
+        except Exception:  # noqa: BLE001, S112 - a damaged file fails when it is streamed, as documented
+            continue
+        if not _native(source_mode, mode):
+            converted[source_mode] += 1
+    return _conversion_note(path, mode, converted, len(sample), len(items) if len(sample) < len(items) else None)
+
+
 def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
                       progress: Callable[[str, int], Any] | None = None, skip_corrupt: bool = False) -> RawData:
     """ImageFolder layout (``[train|test]/<class>/<image>``), as a directory or a ``.zip``.
 
     A file that does not decode is an error naming it, or with ``skip_corrupt`` a warning and the file is left out
-    (of in-memory data; a streamed set fails on the file when it is read)."""
-    from PIL import Image
+    (of in-memory data; a streamed set fails on the file when it is read). A file over the size or pixel limits
+    (``MAX_IMAGE_BYTES``, ``MAX_IMAGE_PIXELS``) is always an error: it is not damaged, and skipping it would hide
+    that the data holds images archkd will not decode.
 
+    The first image that opens decides the dataset's mode (grayscale or RGB); images in other modes are converted
+    (see ``_convert``) and one ``ArchkdWarning`` per load counts them by mode — for a streamed set, in a sample."""
     reader = _Reader(path)
     try:
         names = reader.names()
@@ -288,32 +465,42 @@ def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
     first = None
     for n, _ in train:  # the first image that opens decides colour mode and size
         try:
-            first = Image.open(io.BytesIO(reader.read(n)))
+            first = _open(reader.read(n), str(path / n))
             break
+        except ArchkdError:
+            raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
             _corrupt(path, n, e, skip_corrupt)
     if first is None:
         raise ArchkdError(f"no training image in {path} can be decoded", "check the files are images")
-    mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+    mode = "L" if first.mode in GRAY_MODES else "RGB"
     size = image_size or (first.size[0] if first.size[0] == first.size[1] else min(first.size))
     chans = 1 if mode == "L" else 3
-    fp = _fingerprint(_source_key(path), size, mode, skip_corrupt)
+    fp = _fingerprint(_source_key(path), size, mode, skip_corrupt, DECODE_VERSION)
     est_mb = (len(train) + len(test)) * chans * size * size / 2**20
     defaults = {"crop_padding": max(1, size // 8), "flip": True}
     items_tr = [(n, cidx[c]) for n, c in train]
     items_te = [(n, cidx[c]) for n, c in test]
     if est_mb > max_in_memory_mb:
+        note = _survey_modes(reader, items_tr + items_te, mode, path)
+        if note:
+            warnings.warn(note, ArchkdWarning, stacklevel=2)
         return RawData(path.stem, None, np.array([y for _, y in items_tr], dtype=np.int64), None,
                        np.array([y for _, y in items_te], dtype=np.int64) if items_te else None, classes, fp, defaults,
                        stream_train=items_tr, stream_test=items_te or None,
-                       opener=_StreamOpener(reader, mode, size))
+                       opener=_StreamOpener(reader, mode, size), conversion_note=note)
+    converted: Counter[str] = Counter()
 
     def decode_all(items: list[tuple[str, int]], label: str) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(items), chans, size, size), dtype=np.uint8)
         kept = np.ones(len(items), dtype=bool)
         for k, (n, _) in enumerate(items):
             try:
-                out[k] = _decode(reader.read(n), mode, size)
+                out[k], source_mode = _decode(reader.read(n), mode, size, str(path / n))
+                if source_mode is not None:
+                    converted[source_mode] += 1
+            except ArchkdError:
+                raise
             except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
                 _corrupt(path, n, e, skip_corrupt)
                 kept[k] = False
@@ -323,16 +510,24 @@ def load_image_folder(path: Path, image_size: int | None, max_in_memory_mb: int,
 
     x_tr, y_tr = decode_all(items_tr, "train")
     x_te, y_te = decode_all(items_te, "test") if items_te else (None, None)
-    return RawData(path.stem, x_tr, y_tr, x_te, y_te, classes, fp, defaults)
+    note = _conversion_note(path, mode, converted, len(x_tr) + (0 if x_te is None else len(x_te)))
+    if note:
+        warnings.warn(note, ArchkdWarning, stacklevel=2)
+    return RawData(path.stem, x_tr, y_tr, x_te, y_te, classes, fp, defaults, conversion_note=note)
 
 
 class _StreamOpener:
+    """Decodes one streamed image exactly as the in-memory path does (same ``_decode``), without a warning: the
+    conversions were told once at load time (``_survey_modes``)."""
+
     def __init__(self, reader: _Reader, mode: str, size: int) -> None:
         self.reader, self.mode, self.size = reader, mode, size
 
     def __call__(self, name: str) -> np.ndarray:
         try:
-            return _decode(self.reader.read(name), self.mode, self.size)
+            return _decode(self.reader.read(name), self.mode, self.size, str(self.reader.root / name))[0]
+        except ArchkdError:
+            raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
             raise _undecodable(self.reader.root, name, e) from None
 
@@ -381,16 +576,23 @@ def open_source(source: str, image_size: int | None = None, max_in_memory_mb: in
 
 def _cached(path: Path, image_size: int | None, max_mb: int, cache_dir: str | None,
             progress: Callable[[str, int], Any] | None, skip_corrupt: bool = False) -> RawData:
-    key = _fingerprint(_source_key(path), image_size, skip_corrupt)
+    """``load_image_folder`` through the decoded cache; a cache hit repeats the load's conversion warning, so that every
+    load of a mixed-mode dataset says so, not only the first."""
+    key = _fingerprint(_source_key(path), image_size, skip_corrupt, DECODE_VERSION)
     cfile = Path(cache_dir) / "decoded" / f"{path.stem}-{key}.npz" if cache_dir else None
     if cfile is not None and cfile.exists():
         try:
             z = np.load(cfile, allow_pickle=False)
-            return RawData(str(z["name"]), z["x_train"], z["y_train"], z["x_test"] if "x_test" in z.files else None,
-                           z["y_test"] if "y_test" in z.files else None, [str(c) for c in z["classes"]],
-                           str(z["fingerprint"]), {"crop_padding": int(z["pad"]), "flip": bool(z["flip"])})
+            raw = RawData(str(z["name"]), z["x_train"], z["y_train"], z["x_test"] if "x_test" in z.files else None,
+                          z["y_test"] if "y_test" in z.files else None, [str(c) for c in z["classes"]],
+                          str(z["fingerprint"]), {"crop_padding": int(z["pad"]), "flip": bool(z["flip"])},
+                          conversion_note=str(z["conversion_note"]) if "conversion_note" in z.files else None)
         except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never fatal
             cfile.unlink(missing_ok=True)
+        else:
+            if raw.conversion_note:
+                warnings.warn(raw.conversion_note, ArchkdWarning, stacklevel=2)
+            return raw
     raw = load_image_folder(path, image_size, max_mb, progress, skip_corrupt)
     if cfile is not None and raw.x_train is not None:
         cfile.parent.mkdir(parents=True, exist_ok=True)
@@ -399,6 +601,8 @@ def _cached(path: Path, image_size: int | None, max_mb: int, cache_dir: str | No
                       fingerprint=raw.fingerprint, pad=raw.defaults["crop_padding"], flip=raw.defaults["flip"])
         if raw.x_test is not None:
             arrays.update(x_test=raw.x_test, y_test=raw.y_test)
+        if raw.conversion_note:
+            arrays.update(conversion_note=raw.conversion_note)
         np.savez(tmp, **arrays)
         os.replace(tmp, cfile)
     return raw
