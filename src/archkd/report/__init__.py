@@ -20,8 +20,8 @@ Contract
     section must be imported before ``write_report`` runs. Helpers for fragments: ``archkd.report.fmt``
     (escaping, number formats, tables) and ``archkd.report.plots`` (``line_plot``, ``figure_img``).
 
-Built-in sections, in order: ``summary``, ``generic teacher pool``, ``final student``, ``trials table``, ``accuracy-vs-params plot``,
-``budget``, ``timings``, ``epoch curves``, ``curves``.
+Built-in sections, in order: ``summary``, ``generic teacher pool``, ``final student``, ``trials table``,
+``search progress``, ``accuracy-vs-params plot``, ``budget``, ``timings``, ``epoch curves``, ``curves``, ``finalists``.
 
 Results schema (every key optional except ``"name"``; sections skip what is absent)::
 
@@ -29,10 +29,12 @@ Results schema (every key optional except ``"name"``; sections skip what is abse
     dataset{name, num_classes, input_shape, train, val, test}
     teacher{name, params, val_acc, test_acc, pool[{index, config, params, probability, supernet_val_acc,
             checkpoint}]}   (pool: a generic teacher's students)
-    budget{max_params, max_flops, max_latency_ms, latency_runtime}
-    search{space, sampler, n_trials, fidelity{epochs, data_fraction}, storage, best_trial}
+    budget{max_params, max_flops, max_latency_ms, latency_runtime, latency_source: measured|predicted}
+    search{space, sampler, n_trials, fidelity{epochs, data_fraction}, storage, best_trial,
+           pareto{cost, trials[...], measured_ms{trial number: ms}}}   (measured_ms: when latency was predicted)
     trials[{number, state: COMPLETE|PRUNED|FAIL|INFEASIBLE, config{...}, params, flops, latency_ms,
-            val_acc, reason, seconds}]
+            val_acc, reward, reason, seconds}]
+    top_k[{trial, search_reward, val_acc, test_acc, final_reward, params, flops, latency_ms, checkpoint}]
     final{spec{...}, params, flops, macs, latency{runtime: {median_ms, iqr_ms}}, val_acc, test_acc, epochs,
           history[{epoch, train_loss, val_acc, ...}]}
     export{onnx, torchscript, max_abs_diff{onnx, torchscript}}
@@ -40,7 +42,10 @@ Results schema (every key optional except ``"name"``; sections skip what is abse
     curves{title, x[...], series{name: [...]}, xlabel?, ylabel?}   (or a list of such dicts)
     metrics[{run, epoch, train_loss, val_acc, lr, images_per_s, seconds, losses{...}}]   (the run's metrics.csv)
 
-Accuracies are fractions in [0, 1] (shown as percentages). The best trial is ``search.best_trial`` or, when
+Accuracies are fractions in [0, 1] (shown as percentages). A latency may be a number of ms, one measurement
+(``median_ms``, ``runtime``, ...) or ``{runtime: measurement}``: cells show its median and runtime. When
+``budget.latency_source`` (or ``config.budget.latency_source``) is ``predicted`` the report says so and sets the
+Pareto set's re-measured latencies beside the predicted ones. The best trial is ``search.best_trial`` or, when
 absent, the COMPLETE trial with the highest ``val_acc``.
 """
 from __future__ import annotations

@@ -36,15 +36,31 @@ def fmt_int(x: Any) -> str:
     return f"{int(round(x)):,}"
 
 
+_PREFIXES = ("", "k", "M", "G", "T")
+
+
+def si_split(x: float, digits: int = 3) -> tuple[float, str]:
+    """(mantissa, SI prefix) of ``x``, the prefix chosen *after* rounding to ``digits`` significant digits: 999,744
+    is 1.00 M, not a 999.744 k that prints as '1e+03 k'. Beyond T the mantissa grows."""
+    k = 0
+    while k + 1 < len(_PREFIXES) and abs(float(f"{x / 1000 ** k:.{digits}g}")) >= 1000:
+        k += 1
+    return x / 1000 ** k, _PREFIXES[k]
+
+
 def fmt_si(x: Any, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (+unit); small values as plain numbers."""
+    """3 significant digits with an SI prefix (+unit): 999744 -> '1.00 M', 12345 -> '12.3 k', 1.5e9 -> '1.50 G';
+    values under 1000 as plain numbers (0 -> '0', 950 -> '950')."""
     if not is_num(x):
         return _fallback(x)
-    ax = abs(x)
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if ax >= factor:
-            return esc(f"{x / factor:.3g} {prefix}{unit}".rstrip())
-    return esc(f"{x:.4g} {unit}".rstrip())
+    mantissa, prefix = si_split(x)
+    if not prefix:
+        text = f"{x:.3g}"
+    elif abs(mantissa) < 1000:
+        text = f"{mantissa:#.3g}".rstrip(".")  # '#' keeps the zeros of 1.50 G (and the '.' of 950., dropped)
+    else:  # past the largest prefix
+        text = f"{mantissa:,.0f}"
+    return esc(f"{text} {prefix}{unit}".rstrip())
 
 
 def fmt_pct(x: Any, digits: int = 2) -> str:
@@ -56,10 +72,43 @@ def fmt_pct(x: Any, digits: int = 2) -> str:
 
 
 def fmt_ms(x: Any) -> str:
-    """Milliseconds with 3 significant digits: '0.512 ms'."""
+    """Milliseconds with 3 significant digits ('0.512 ms'), whole ones from 1000 on ('1,234 ms', not '1.23e+03 ms')."""
     if not is_num(x):
         return _fallback(x)
-    return esc(f"{x:.3g} ms")
+    return esc(f"{x:,.0f} ms" if abs(x) >= 999.5 else f"{x:.3g} ms")
+
+
+def latency_median(lat: Any, runtime: Any = None) -> tuple[Any, Any]:
+    """(runtime, median ms) of a latency as archkd records it: a number of ms, one measurement
+    (``LatencyResult.to_dict()``: ``median_ms``, ``runtime``, ...) or ``{runtime: measurement | ms}`` (a distilled
+    student's ``latency``). ``runtime`` picks the entry of a per-runtime dict (the budget's runtime), else the first is
+    taken; the median is ``None`` when there is no number."""
+    if is_num(lat):
+        return runtime, lat
+    if not isinstance(lat, Mapping) or not lat:
+        return runtime, None
+    if "median_ms" in lat:
+        return lat.get("runtime") or runtime, lat["median_ms"] if is_num(lat["median_ms"]) else None
+    key = runtime if runtime in lat else next(iter(lat))
+    return key, latency_median(lat[key], key)[1]
+
+
+def fmt_latency(x: Any, runtime: Any = None) -> str:
+    """A latency cell: a number as ``fmt_ms``; a measurement or per-runtime dict as its median with the runtime it was
+    measured on, '0.123 ms (onnxruntime)', never the raw dict."""
+    if not isinstance(x, Mapping):
+        return fmt_ms(x)
+    rt, ms = latency_median(x, runtime)
+    if ms is None:
+        return DASH
+    return fmt_ms(ms) + (f" ({esc(rt)})" if rt else "")
+
+
+def fmt_change(x: Any) -> str:
+    """A relative change as a signed whole percentage with a true minus sign: 0.39 -> '+39 %', -0.15 -> '−15 %'."""
+    if not is_num(x):
+        return _fallback(x)
+    return f"{100 * x:+.0f} %".replace("-", "\u2212")
 
 
 def fmt_seconds(x: Any) -> str:
@@ -111,8 +160,8 @@ def fmt_value(x: Any) -> str:
         return "yes" if x else "no"
     if isinstance(x, int):
         return fmt_int(x)
-    if isinstance(x, float):
-        return esc(f"{x:.4g}")
+    if isinstance(x, float):  # large ones whole with separators: '12,346', not '1.235e+04'
+        return esc(f"{x:.4g}") if abs(x) < 1e4 else fmt_int(x)
     if isinstance(x, (list, tuple, Mapping)):
         return f"<code>{esc(compact_text(x))}</code>"
     return esc(x)

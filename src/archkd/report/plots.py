@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter, PercentFormatter
 from matplotlib.transforms import blended_transform_factory
 
-from .fmt import esc, is_num
+from .fmt import esc, is_num, si_split
 
 __all__ = ["new_figure", "figure_img", "line_plot", "acc_vs_params_plot", "history_plot"]
 
@@ -35,7 +35,9 @@ _STYLE = {
     "grid.linewidth": 0.6,
     "legend.fontsize": 8.5,
     "legend.framealpha": 0.9,
-    "axes.prop_cycle": matplotlib.cycler(
+    # 10 colours, then the same 10 dashed, dash-dotted, dotted: 40 series before a colour + style pair repeats (a
+    # run directory's epoch curves easily hold a teacher, a dozen trials and the finalists)
+    "axes.prop_cycle": matplotlib.cycler(linestyle=["-", "--", "-.", ":"]) * matplotlib.cycler(
         color=["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
                "#4b5563", "#65a30d"]
     ),
@@ -62,10 +64,9 @@ def figure_img(fig: Figure, alt: str, dpi: int = 144) -> str:
 
 
 def _human(x: float) -> str:
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= factor:
-            return f"{x / factor:g}{suffix}"
-    return f"{x:g}"
+    """A tick label: 6k, 20k, 1.5M (the report's SI prefixes, without the space of table cells)."""
+    mantissa, prefix = si_split(x)
+    return f"{mantissa:.3g}{prefix}"
 
 
 class _HumanLogFormatter(Formatter):

@@ -15,7 +15,9 @@ from .fmt import (
     compact_text,
     details,
     esc,
+    fmt_change,
     fmt_int,
+    fmt_latency,
     fmt_ms,
     fmt_pct,
     fmt_seconds,
@@ -23,6 +25,7 @@ from .fmt import (
     fmt_value,
     is_num,
     kv_table,
+    latency_median,
     pretty_json,
     table,
 )
@@ -87,18 +90,26 @@ def _badge(state: str) -> str:
     return f'<span class="badge badge-{cls}">{esc(state or "?")}</span>'
 
 
-def _median_latency(final: Mapping[str, Any], runtime: Any = None) -> tuple[Any, Any]:
-    """(runtime, median_ms) of the final student for ``runtime``, or of its only/first runtime."""
-    lat = final.get("latency")
-    if is_num(lat):
-        return runtime, lat
-    if not isinstance(lat, Mapping) or not lat:
-        return runtime, None
-    key = runtime if runtime in lat else next(iter(lat))
-    entry = lat.get(key)
-    if isinstance(entry, Mapping):
-        return key, entry.get("median_ms")
-    return key, entry if is_num(entry) else None
+def _latency(row: Mapping[str, Any]) -> Any:
+    """A trial's or finalist's latency: ``latency_ms`` (a search row), else ``latency`` (a distill result's dict)."""
+    return row.get("latency_ms") if row.get("latency_ms") is not None else row.get("latency")
+
+
+def _latency_predicted(results: Mapping[str, Any]) -> bool:
+    """Whether the search's latencies came from the latency predictor (``budget.latency_source``, also in the
+    config): those numbers and the budget check on them are estimates, which the report must say."""
+    sources = (_dict(results, "budget").get("latency_source"),
+               _dict(_dict(results, "config"), "budget").get("latency_source"))
+    return "predicted" in sources
+
+
+def _reward(x: Any) -> str:
+    return f"{x:.4f}" if is_num(x) else DASH
+
+
+def _sort_keys(values: list[Any]) -> list[Any]:
+    """A table row's sort keys (``fmt.table``): numbers and strings as they are, anything else sorts last."""
+    return [v if is_num(v) or isinstance(v, str) else None for v in values]
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -256,17 +267,20 @@ def trials_section(results: dict[str, Any]) -> str | None:
         number = esc(t.get("number", DASH))
         if is_best:
             number += ' <span class="star" title="best trial">★ best</span>'
+        # an over-budget trial's reward is the 0 the study was told in its place, not a score
+        reward = t.get("reward") if is_num(t.get("reward")) and _state(t) != "INFEASIBLE" else None
         cells = [number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_si(t.get("macs")),
-                 fmt_ms(t.get("latency_ms")),
-                 fmt_pct(t.get("val_acc")) + (f" · r {t['reward']:.3f}" if is_num(t.get("reward")) else ""),
+                 fmt_latency(_latency(t)),
+                 fmt_pct(t.get("val_acc")) + (f" · r {reward:.3f}" if reward is not None else ""),
                  _fidelity(t), fmt_seconds(t.get("seconds")), compact(t.get("config")),
                  esc(t.get("reason")) if t.get("reason") else ""]
-        keys = [t.get("number"), _state(t), t.get("params"), t.get("flops"), t.get("macs"), t.get("latency_ms"),
-                t.get("reward") if is_num(t.get("reward")) else t.get("val_acc"), t.get("steps"), t.get("seconds"),
-                compact_text(t.get("config") or {}), t.get("reason")]
-        return cells, [k if is_num(k) or isinstance(k, str) else None for k in keys], "best" if is_best else None
+        keys = [t.get("number"), _state(t), t.get("params"), t.get("flops"), t.get("macs"),
+                latency_median(_latency(t))[1], reward if reward is not None else t.get("val_acc"), t.get("steps"),
+                t.get("seconds"), compact_text(t.get("config") or {}), t.get("reason")]
+        return cells, _sort_keys(keys), "best" if is_best else None
 
-    headers = ["#", "state", "params", "FLOPs", "MACs", "latency", "val acc", "epochs", "time", "architecture", "note"]
+    latency = "latency (predicted)" if _latency_predicted(results) else "latency"
+    headers = ["#", "state", "params", "FLOPs", "MACs", latency, "val acc", "epochs", "time", "architecture", "note"]
     numeric = (0, 2, 3, 4, 5, 6, 7, 8)
 
     def grid(subset: list[Mapping[str, Any]]) -> str:
@@ -277,11 +291,12 @@ def trials_section(results: dict[str, Any]) -> str | None:
     trained = [t for t in trials if _state(t) != "INFEASIBLE"]
     skipped = [t for t in trials if _state(t) == "INFEASIBLE"]
     best_note = f" Best trial: <strong>#{esc(best)}</strong> (highlighted)." if best is not None else ""
-    parts = [f'<p>{len(trials)} trials: {esc(summary)}.{best_note} Click a column header to sort.</p>']
+    parts = [f'<p>{len(trials)} trials: {esc(summary)}, numbered as in the study.{best_note} '
+             'Click a column header to sort.</p>']
     if trained:
         parts.append(f'<div class="scroll">{grid(trained)}</div>')
     if skipped:  # over-budget candidates cost no training: one folded block, however many there are
-        parts.append(details(f"{len(skipped)} over-budget candidates (rejected before training)",
+        parts.append(details(f"{len(skipped)} over-budget candidates (rejected before training; the note says why)",
                              f'<div class="scroll">{grid(skipped)}</div>'))
     return "".join(parts)
 
@@ -330,10 +345,11 @@ def acc_vs_params_section(results: dict[str, Any]) -> str | None:
 @register_section("budget", title="Budget")
 def budget_section(results: dict[str, Any]) -> str | None:
     budget = results.get("budget")
+    predicted = _predicted_latency(results) if _latency_predicted(results) else ""
     if not isinstance(budget, Mapping):
-        return None
+        return predicted or None
     final = _dict(results, "final")
-    runtime, median = _median_latency(final, budget.get("latency_runtime"))
+    runtime, median = latency_median(final.get("latency"), budget.get("latency_runtime"))
 
     rows = []
     for label, limit, value, fmt in (
@@ -357,7 +373,9 @@ def budget_section(results: dict[str, Any]) -> str | None:
                            cls="grid narrow"))
     else:
         parts.append("<p>No constraints were set.</p>")
-    if budget.get("latency_runtime") is not None:
+    if predicted:
+        parts.append(predicted)
+    elif budget.get("latency_runtime") is not None:
         parts.append(f"<p>Latency is measured with <code>{esc(budget['latency_runtime'])}</code>.</p>")
     trials = _trials(results)
     n_inf = sum(_state(t) == "INFEASIBLE" for t in trials)
@@ -368,6 +386,37 @@ def budget_section(results: dict[str, Any]) -> str | None:
     if extra:
         parts.append(kv_table([(str(k).replace("_", " "), fmt_value(v)) for k, v in extra.items()]))
     return "".join(parts)
+
+
+def _predicted_latency(results: Mapping[str, Any]) -> str:
+    """Says the search's latencies were predicted, and shows the Pareto set's re-measured latencies beside the
+    predicted ones (``search.pareto.measured_ms``): how far off the predictor was for the students a user picks from,
+    and whether one it put within the latency budget breaks it."""
+    budget = _dict(results, "budget") or _dict(_dict(results, "config"), "budget")
+    runtime = budget.get("latency_runtime")
+    on = f" of <code>{esc(runtime)}</code>" if runtime else ""
+    note = (f"<p>Latency was <strong>predicted</strong> during the search (this machine's per-block latency "
+            f"model{on}), not measured per candidate: the trials' latencies and the latency budget check are "
+            "estimates.")
+    measured = _dict(_dict(results, "search"), "pareto").get("measured_ms")
+    if not isinstance(measured, Mapping) or not measured:
+        return note + "</p>"
+    by_number = {str(t.get("number")): t for t in _trials(results)}  # JSON made the trial numbers str keys
+    limit = budget.get("max_latency_ms")
+    rows, keys = [], []
+    for number, ms in measured.items():
+        t = by_number.get(str(number), {})
+        pred = t.get("latency_ms")
+        err = pred / ms - 1 if is_num(pred) and is_num(ms) and ms > 0 else None
+        status = ("within" if ms <= limit else "over") if is_num(limit) and is_num(ms) else None
+        badge = f'<span class="badge badge-{"complete" if status == "within" else "fail"}">{status}</span>'
+        rows.append([esc(number), fmt_int(t.get("params")), fmt_pct(t.get("val_acc")), fmt_ms(pred), fmt_ms(ms),
+                     fmt_change(err), badge if status else DASH])
+        keys.append(_sort_keys([t.get("number"), t.get("params"), t.get("val_acc"), pred, ms, err, status]))
+    return (note + " The Pareto-set trials were re-measured on the runtime after the search "
+            "(error: predicted / measured − 1):</p>"
+            + table(["trial", "params", "val acc", "predicted", "measured", "error", "measured vs budget"], rows,
+                    numeric=(0, 1, 2, 3, 4, 5), cls="grid narrow", sort_keys=keys))
 
 
 @register_section("timings", title="Timings")
@@ -427,3 +476,33 @@ def epoch_curves_section(results: dict[str, Any]) -> str | None:
         curves[name] = [by_epoch.get(e) for e in x]
     return line_plot(x, curves, title="Validation accuracy per epoch (metrics.csv)", xlabel="epoch",
                      ylabel="val accuracy", alt="validation accuracy per epoch of every training run")
+
+
+@register_section("finalists", title="Finalists (top-k re-trained with the full recipe)")
+def finalists_section(results: dict[str, Any]) -> str | None:
+    """The search's deliverable when ``search.top_k`` is set: the k best trials by search reward, each distilled again
+    with the full recipe and tested; the final reward, on the full-recipe val acc, is what to pick by."""
+    top = results.get("top_k")
+    finalists = [f for f in top if isinstance(f, Mapping)] if isinstance(top, list) else []
+    if not finalists:
+        return None
+    scored = [f for f in finalists if is_num(f.get("final_reward"))]
+    best = max(scored, key=lambda f: f["final_reward"]) if scored else None
+    rows, classes, keys = [], [], []
+    for f in finalists:
+        number = esc(f.get("trial", DASH))
+        if f is best:
+            number += ' <span class="star" title="best final reward">★ best</span>'
+        rows.append([number, _reward(f.get("search_reward")), fmt_pct(f.get("val_acc")), fmt_pct(f.get("test_acc")),
+                     _reward(f.get("final_reward")), fmt_int(f.get("params")), fmt_si(f.get("flops")),
+                     fmt_latency(_latency(f)), f"<code>{esc(f.get('checkpoint') or DASH)}</code>"])
+        classes.append("best" if f is best else None)
+        keys.append(_sort_keys([f.get("trial"), f.get("search_reward"), f.get("val_acc"), f.get("test_acc"),
+                                f.get("final_reward"), f.get("params"), f.get("flops"), latency_median(_latency(f))[1],
+                                f.get("checkpoint")]))
+    latency = "latency (predicted)" if _latency_predicted(results) else "latency"
+    note = (f"<p>The {len(finalists)} best trials by search reward, each distilled again from the teacher with the "
+            "full recipe and tested; the final reward scores the full-recipe val acc. ★ marks the best final reward."
+            "</p>")
+    return note + table(["trial", "search reward", "val acc", "test acc", "final reward", "params", "FLOPs", latency,
+                         "checkpoint"], rows, row_classes=classes, numeric=(0, 1, 2, 3, 4, 5, 6, 7), sort_keys=keys)
