@@ -149,7 +149,8 @@ def test_generic_teacher_end_to_end_on_digits(tmp_path):
     its supernet weights), and re-run the command: the finished run is resumed, not retrained."""
     cfg = small_config(tmp_path, name="gtn", **{"generic.pool": ["random:3"], "teacher.train.epochs": 2,
                                                 "generic.space_kwargs": {"widths": [8, 16], "depths": [1, 2]},
-                                                "generic.bn_recalibration": 256})
+                                                "generic.bn_recalibration": 256,
+                                                "budget.max_params": 10**6})  # the whole small space
     out = api.generic_teacher(cfg, log=None)
     assert out["init"] == "scratch" and len(out["history"]) == 2 and out["val_acc"] > 0.3
     assert {"loss_ce", "loss_student", "loss_condition", "gap", "path_entropy"} <= set(out["history"][-1])

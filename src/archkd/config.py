@@ -356,7 +356,7 @@ def _unknown(key: str) -> ArchkdError:
 def _coerce(key: str, tp: Any, value: Any) -> Any:
     """Convert ``value`` (from YAML or a CLI string) to the field's declared type."""
     if isinstance(value, str) and tp is not str:
-        value = yaml.safe_load(value) if value.strip() else None
+        value = load_yaml(value, f"the value of config key '{key}'") if value.strip() else None
     args = typing.get_args(tp) if typing.get_origin(tp) is not Literal else ()
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), tp) if args else tp
@@ -423,11 +423,103 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
         tp = _hints(type(obj))[p]
         if i == len(parts) - 1:
             if dataclasses.is_dataclass(tp):
-                _apply(getattr(obj, p), yaml.safe_load(value) if isinstance(value, str) else value, key + ".")
+                _apply(getattr(obj, p), load_yaml(value, f"the value of config key '{key}'")
+                       if isinstance(value, str) else value, key + ".")
             else:
                 setattr(obj, p, _coerce(key, tp, value))
         else:
             obj = getattr(obj, p)
+
+
+# Aliases (``*name``) may add at most this many values to a YAML document beyond those written in it. archkd's files
+# need a few aliases at most, while nested ones grow exponentially: a 1 KB "billion laughs" file of 9 levels of 9
+# aliases stands for 9⁹ values, and reading the config value by value ran past 120 s and 4 GB on it.
+YAML_ALIAS_EXPANSION = 10_000
+
+
+class _CheckedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses, before anything is constructed, a mapping that repeats a key (YAML keeps the
+    last silently, so one of the user's two settings would be lost) and aliases that expand the document by more
+    than ``YAML_ALIAS_EXPANSION`` values or refer to themselves."""
+
+    where = "YAML"
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            self._check_expansion(node)
+        return node
+
+    def _check_expansion(self, root: yaml.Node) -> None:
+        """Count the values the document stands for with every alias expanded, per distinct node (so the count costs
+        what the file holds, not what it expands to) and stop as soon as the aliases add too many."""
+        written: set[int] = set()
+        stack = [root]
+        while stack:  # the nodes written in the file: each composed node once, however many aliases point at it
+            node = stack.pop()
+            if id(node) not in written:
+                written.add(id(node))
+                stack.extend(_children(node))
+        limit = len(written) + YAML_ALIAS_EXPANSION
+        sizes: dict[int, int] = {}
+        open_: set[int] = set()
+
+        def size(node: yaml.Node) -> int:
+            if id(node) in sizes:
+                return sizes[id(node)]
+            if id(node) in open_:
+                raise ArchkdError(f"{self.where} has an alias inside the value it names "
+                                  f"(line {node.start_mark.line + 1})",
+                                  "write the value out: a value that contains itself has no end")
+            open_.add(id(node))
+            total = 1 + sum(size(child) for child in _children(node))
+            open_.discard(id(node))
+            if total > limit:
+                raise ArchkdError(f"{self.where} uses aliases that stand for more than {YAML_ALIAS_EXPANSION:,} "
+                                  f"values beyond those written (line {node.start_mark.line + 1})",
+                                  "write the values out, or use fewer aliases")
+            sizes[id(node)] = total
+            return total
+
+        size(root)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # a '<<' merge may be overridden by design; a non-scalar key is refused by PyYAML itself
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ArchkdError(f"{self.where} repeats key '{key}' (lines {seen[key]} and {line})",
+                                  "keep one of them: YAML would silently use the last")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML from a user (a config file, an override's value, a pool file) with ``_CheckedLoader``; ``where``
+    names it in the one-line error a bad document gives (invalid syntax, repeated key, runaway aliases, nesting too
+    deep for the parser)."""
+    loader = _CheckedLoader(text)
+    loader.where = where
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ArchkdError(f"{where} is not valid YAML ({str(e).splitlines()[0]})", "fix the YAML syntax") from None
+    except RecursionError:
+        raise ArchkdError(f"{where} nests its values too deeply for the YAML parser",
+                          "flatten it: archkd's files need a few levels") from None
+    finally:
+        loader.dispose()
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
@@ -440,6 +532,15 @@ def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """``load_yaml`` of a user's file, named ``<what> <path>`` in its errors (a file that is not UTF-8 text too)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ArchkdError(f"{what} {path} is not UTF-8 text", "give a YAML file") from None
+    return load_yaml(text, f"{what} {path}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 flags: dict[str, Any] | None = None, base: Config | None = None) -> Config:
     """Resolve a config: defaults (or ``base``) < YAML ``path`` < ``flags`` (dotted keys) < ``overrides``."""
@@ -448,10 +549,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise ArchkdError(f"config file not found: {p}", "check the --config path")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ArchkdError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]})", "fix the YAML syntax") from None
+        data = read_yaml(p, "config file") or {}
 
     def resolve(start: Config, preset: dict) -> Config:
         cfg = copy.deepcopy(start)
@@ -508,7 +606,7 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
 
 # (dotted key, lowest allowed value, whether the bound itself is allowed): checked when the config loads, so a bad
 # number is a one-line error before any data is read, never a silently clamped value or a misleading later failure
-RANGES = [("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr", 0, False),
+RANGES = [("threads", 1, True), ("train.epochs", 1, True), ("train.batch_size", 1, True), ("train.lr", 0, False),
           ("train.weight_decay", 0, True), ("train.momentum", 0, True), ("train.label_smoothing", 0, True),
           ("train.data_fraction", 0, False), ("train.eval_every", 1, True),
           ("teacher.train.epochs", 1, True), ("teacher.train.batch_size", 1, True), ("teacher.train.lr", 0, False),

@@ -55,16 +55,32 @@ def configure_threads(threads: int | None = None) -> int:
     more threads than there are idle cores. The load average only sees jobs already running, so a user who starts
     several at once says how many threads each gets with the variable every OpenMP program honours (a run started on
     an idle machine took 2 threads and trained at 56 img/s once other jobs joined, 470 img/s after they ended).
+    A set but invalid ``$OMP_NUM_THREADS`` (``0``, ``-3``, ``four``) is a user error rather than silently ignored: the
+    user meant to limit the threads, and the other OpenMP libraries of the process read it too. Returns the count
+    set (``threads_in_use`` reads it back later).
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if threads is None and env.isdigit() and int(env) > 0:
-        threads = int(env)
+    if env:
+        try:
+            from_env = int(env)
+        except ValueError:
+            from_env = 0
+        if from_env < 1:
+            raise ArchkdError(f"environment variable OMP_NUM_THREADS is '{env}', not a positive number of threads",
+                              "unset it or give a positive integer, e.g. OMP_NUM_THREADS=2")
+        threads = from_env if threads is None else threads
     if threads is None:
         cores = os.cpu_count() or 1
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         threads = max(1, min(cores, int(cores - busy + 0.5)))
     torch.set_num_threads(int(threads))
     return int(threads)
+
+
+def threads_in_use() -> int:
+    """The CPU threads torch computes with now (what ``configure_threads`` set): results record it, since throughput
+    and latency depend on it."""
+    return torch.get_num_threads()
 
 
 def default_cache_dir() -> str:

@@ -7,12 +7,14 @@ atomically (tmp + rename) so a crash mid-save never destroys the previous checkp
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
 from archkd.errors import ArchkdError
 
@@ -53,10 +55,109 @@ def load_artifact(path: str | Path, fmt: str, what: str, missing_fix: str, wrong
     return d
 
 
+# The fix for a checkpoint whose parts do not agree: archkd writes them consistent (and atomically), so the file was
+# damaged on disk or in a copy, or edited by hand
+DAMAGED = "the file is damaged or was edited; use the checkpoint as archkd wrote it"
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    return load_artifact(path, FORMAT, "checkpoint", "check the path (runs/<name>/student/best.pt)",
-                         "give a checkpoint written by archkd; for a plain state dict use "
-                         "teacher.path=module:factory with teacher.weights=<file>")
+    """Load an archkd checkpoint and check that it can be used: ``state_dict`` maps names to tensors and, when the
+    file has a spec, the network it describes has exactly those tensors with those shapes (``check_spec_fits``)."""
+    d = load_artifact(path, FORMAT, "checkpoint", "check the path (runs/<name>/student/best.pt)",
+                      "give a checkpoint written by archkd; for a plain state dict use "
+                      "teacher.path=module:factory with teacher.weights=<file>")
+    if "state_dict" not in d:
+        raise ArchkdError(f"checkpoint {path} has no 'state_dict'", DAMAGED)
+    state = d["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ArchkdError(f"checkpoint {path} has a 'state_dict' that is not a mapping of names to tensors", DAMAGED)
+    _check_metadata(path, d)
+    if d.get("spec") is not None:
+        check_spec_fits(path, d["spec"], state)
+    return d
+
+
+def _check_metadata(path: str | Path, d: dict) -> None:
+    """The entries that teachers, export and measurement read besides the weights, when present: a list of positive
+    ints ``input_shape``, a list of names ``classes``, and ``preprocessing`` whose ``mean`` and ``std`` are lists of
+    numbers (``std`` positive: inputs are divided by it). Why: an edited entry would otherwise surface as a
+    traceback far from the file (a string ``mean`` in the exporter, an int ``input_shape`` in the teacher loader)."""
+    def numbers(v: Any, positive: bool = False) -> bool:
+        return isinstance(v, (list, tuple)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and (x > 0 or not positive) for x in v)
+
+    pre = d.get("preprocessing")
+    problems = {
+        "input_shape": d.get("input_shape") is not None and not (
+            numbers(d["input_shape"], positive=True) and all(isinstance(x, int) for x in d["input_shape"])),
+        "classes": d.get("classes") is not None and not (
+            isinstance(d["classes"], (list, tuple)) and all(isinstance(c, str) for c in d["classes"])),
+        "preprocessing": pre is not None and not (
+            isinstance(pre, dict) and (pre.get("mean") is None or numbers(pre["mean"]))
+            and (pre.get("std") is None or numbers(pre["std"], positive=True))),
+    }
+    bad = next((k for k, wrong in problems.items() if wrong), None)
+    if bad is not None:
+        raise ArchkdError(f"checkpoint {path} has an unusable '{bad}' ({str(d[bad])[:80]})", DAMAGED)
+
+
+class _TooLarge(Exception):
+    """Raised inside a build that registers more parameters than the checkpoint could hold."""
+
+
+@contextlib.contextmanager
+def _at_most_parameters(limit: int) -> Iterator[None]:
+    """Stop a model build once it has registered more than ``limit`` parameters: on the meta device a spec with an
+    absurd depth still costs Python time and memory per block, so it must stop early rather than finish."""
+    count = 0
+
+    def hook(_module: nn.Module, _name: str, _param: nn.Parameter | None) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise _TooLarge
+
+    handle = register_module_parameter_registration_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def check_spec_fits(path: str | Path, spec: Any, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint whose spec does not describe its weights, before anything is allocated.
+
+    Why: the spec and the weights are separate entries of the file, so an edit or damage can make them disagree, and
+    a spec is trusted to build a network: a 123 KB file whose spec says ``width: 1000000`` would have archkd allocate
+    a terabyte. The network is built on the meta device (shapes, no memory; a build registering far more parameters
+    than the file stores is stopped) and compared with the stored tensors: the same names, the same shapes. Building
+    it for real after that costs what the file's weights do.
+    """
+    from archkd.models import build_from_spec
+
+    limit = 2 * len(state) + 64  # the file stores each parameter once; the slack covers re-registered ones
+    try:
+        with _at_most_parameters(limit), torch.device("meta"):
+            own = build_from_spec(spec).state_dict()
+    except _TooLarge:
+        raise ArchkdError(f"checkpoint {path} has a spec of a network with more than {limit:,} parameter tensors, but "
+                          f"stores {len(state):,} tensors", DAMAGED) from None
+    except ArchkdError as e:
+        raise ArchkdError(f"checkpoint {path} has a spec archkd cannot build ({e.problem.rstrip('.')})",
+                          DAMAGED) from None
+    except Exception as e:  # noqa: BLE001 - whatever a factory raises on the file's spec, the file is what is wrong
+        raise ArchkdError(f"checkpoint {path} has a spec archkd cannot build ({type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else '-'})", DAMAGED) from None
+    for name, t in own.items():
+        if name not in state:
+            raise ArchkdError(f"checkpoint {path} lacks '{name}' of the network its spec describes", DAMAGED)
+        if tuple(state[name].shape) != tuple(t.shape):
+            raise ArchkdError(f"checkpoint {path}: '{name}' is {tuple(state[name].shape)} in the file but "
+                              f"{tuple(t.shape)} in the network its spec describes", DAMAGED)
+    extra = [name for name in state if name not in own]
+    if extra:
+        raise ArchkdError(f"checkpoint {path} stores '{extra[0]}', which the network its spec describes lacks", DAMAGED)
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -65,7 +166,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
     d = load_checkpoint(path)
     if not d.get("spec"):
-        raise ArchkdError(f"checkpoint {path} has no architecture spec", "re-save it with archkd")
+        raise ArchkdError(f"checkpoint {path} has no architecture spec ('spec')", "re-save it with archkd")
     model = build_from_spec(d["spec"])
     model.load_state_dict(d["state_dict"])
     return model.eval(), d

@@ -315,6 +315,24 @@ def _run_key(spec: dict | None, cfg: TrainConfig, seed: int, meta: dict | None) 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _damaged(path: Path, problem: str) -> ArchkdError:
+    """The error for a run's own ``last.pt`` that cannot be resumed. Why a refusal, not a silent fresh start: the
+    epochs it holds would be lost and the run's ``best.pt`` overwritten by the new training's first validation, so
+    the user decides; the fix is the exact command, and another ``--name`` keeps everything."""
+    return ArchkdError(f"cannot resume this run: {problem}",
+                       f"{path} is damaged; delete it to train this run again from scratch (rm {path}; its best.pt is "
+                       "then overwritten), or run under another --name")
+
+
+def _resumable(path: Path) -> dict:
+    """``load_checkpoint`` of the run's own ``last.pt``: a file that does not load is this run's damaged checkpoint,
+    not a foreign one (the generic advice to give a checkpoint written by archkd would mislead)."""
+    try:
+        return load_checkpoint(path)
+    except ArchkdError as e:
+        raise _damaged(path, e.problem) from None
+
+
 def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: DistillObjective | None = None,
         teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
         device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
@@ -406,25 +424,31 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     best_acc, best_epoch, start = -1.0, -1, 0
     run_key = _run_key(spec, cfg, seed, meta)
     resumed_at = None
-    ck = load_checkpoint(out / "last.pt") if resume and out and (out / "last.pt").exists() else None
+    ck = _resumable(out / "last.pt") if resume and out and (out / "last.pt").exists() else None
     if n_proc > 1:  # rank 0 alone reads the run directory: the others continue from what it found
         ck = broadcast_object(ck)
     if ck is not None:
         if ck.get("run_key") == run_key:
-            model.load_state_dict(ck["state_dict"])
-            objective.load_state_dict(ck["objective"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            if t_opt is not None:
-                teacher.load_state_dict(ck["teacher"])
-                t_opt.load_state_dict(ck["teacher_optimizer"])
-                t_sched.load_state_dict(ck["teacher_scheduler"])
-            for h, state in zip(hooks, ck.get("hooks", [])):
-                h.load_state_dict(state)
-            torch.set_rng_state(ck["rng"])
-            if ck.get("cuda_rng") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ck["cuda_rng"])
-            history, best_acc, best_epoch, start = ck["history"], ck["best_val_acc"], ck["best_epoch"], ck["epoch"] + 1
+            try:
+                model.load_state_dict(ck["state_dict"])
+                objective.load_state_dict(ck["objective"])
+                opt.load_state_dict(ck["optimizer"])
+                sched.load_state_dict(ck["scheduler"])
+                if t_opt is not None:
+                    teacher.load_state_dict(ck["teacher"])
+                    t_opt.load_state_dict(ck["teacher_optimizer"])
+                    t_sched.load_state_dict(ck["teacher_scheduler"])
+                for h, state in zip(hooks, ck.get("hooks", [])):
+                    h.load_state_dict(state)
+                torch.set_rng_state(ck["rng"])
+                if ck.get("cuda_rng") and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(ck["cuda_rng"])
+                history, best_acc, best_epoch = ck["history"], ck["best_val_acc"], ck["best_epoch"]
+                start = int(ck["epoch"]) + 1
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:  # this run's own file, yet it does not fit
+                first = str(e).strip().splitlines()[0][:120] if str(e).strip() else "-"
+                raise _damaged(out / "last.pt",
+                               f"{out / 'last.pt'} does not fit it ({type(e).__name__}: {first})") from None
             resumed_at = start
             ctx.step = start * steps_per_epoch
             if log and start >= cfg.epochs:

@@ -31,9 +31,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 
-from archkd.config import DistillConfig, GenericConfig, TrainConfig
+from archkd.config import DistillConfig, GenericConfig, TrainConfig, read_yaml
 from archkd.data import DataBundle
 from archkd.distill import (Batch, DistillObjective, FitResult, StepContext, TrainHook, build_optimizer, evaluate, fit,
                             objective_from_config, recalibrate_bn, save_checkpoint)
@@ -176,10 +175,7 @@ def _from_file(space: SearchSpace, source: str) -> list[dict]:
     if not p.is_file():
         raise ArchkdError(f"pool source '{source}' is neither random:N, space, nor a file",
                           "give random:N, space, a search's results.json[:K] or a YAML list of configurations")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise ArchkdError(f"pool file {p} is not valid JSON or YAML", "fix the file") from None
+    doc = read_yaml(p, "pool file")
     if isinstance(doc, dict) and "trials" in doc:
         searched = (doc.get("search") or {}).get("space")
         if searched and searched != space.name:
@@ -196,9 +192,19 @@ def _from_file(space: SearchSpace, source: str) -> list[dict]:
     return configs[:top] if top is not None else configs
 
 
+# Without budget.max_params, random pool students are drawn within this share of the teacher's parameters: a pool
+# student is meant to be distilled from the teacher, and one as large as the teacher compresses nothing (before,
+# `--pool random:3` drew 321k-parameter students for a 272k-parameter teacher). A quarter leaves most of the default
+# stages space to draw from for a resnet20 teacher, and enough distinct students (24 in 1,600 draws) for a resnet8.
+POOL_TEACHER_SHARE = 0.25
+
+
 def make_pool(space: SearchSpace, sources: list[str], input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
-              max_params: int | None = None) -> Pool:
-    """Resolve ``generic.pool`` sources (``random:N``, ``space``, files) into a ``Pool``; duplicates are kept once."""
+              max_params: int | None = None, teacher_params: int | None = None) -> Pool:
+    """Resolve ``generic.pool`` sources (``random:N``, ``space``, files) into a ``Pool``; duplicates are kept once.
+
+    ``random:N`` students have at most ``max_params`` parameters or, when it is None and the teacher's size
+    ``teacher_params`` is given, at most ``POOL_TEACHER_SHARE`` of it; files and ``space`` are taken as given."""
     space.largest()  # a space without a supernet fails here, before any data is touched
     if not sources:
         raise ArchkdError("generic.pool is empty", "give e.g. --pool random:8")
@@ -207,6 +213,12 @@ def make_pool(space: SearchSpace, sources: list[str], input_shape: tuple[int, ..
             raise ArchkdError("pool source 'space' (the whole space) cannot be combined with others",
                               "give either space or a list of random:N and files")
         return Pool(space, tuple(input_shape), num_classes)
+    cap, within = max_params, ""
+    if cap is not None:
+        within = f" within {cap:,} parameters"
+    elif teacher_params is not None:
+        cap = int(teacher_params * POOL_TEACHER_SHARE)
+        within = f" within {cap:,} parameters ({POOL_TEACHER_SHARE:.0%} of the teacher's {teacher_params:,})"
     rng = np.random.default_rng(seed)
     configs: dict[str, dict] = {}
     for source in sources:
@@ -221,12 +233,11 @@ def make_pool(space: SearchSpace, sources: list[str], input_shape: tuple[int, ..
             while added < n:
                 tries += 1
                 if tries > 200 * n:
-                    raise ArchkdError(f"found only {added} of {n} distinct pool students"
-                                      + (f" within {max_params:,} parameters" if max_params else ""),
+                    raise ArchkdError(f"found only {added} of {n} distinct pool students{within}",
                                       "ask for fewer, or raise budget.max_params")
                 c = space.sample_rng(rng)
                 key = json.dumps(c, sort_keys=True)
-                if key in configs or (max_params and _params(space, c, input_shape, num_classes) > max_params):
+                if key in configs or (cap is not None and _params(space, c, input_shape, num_classes) > cap):
                     continue
                 configs[key] = c
                 added += 1
