@@ -269,7 +269,7 @@ def _snapshot(*dirs: Path) -> dict[str, str]:
     out = {}
     for d in dirs:
         for p in sorted(d.rglob("*")) if d.exists() else []:
-            if p.is_file():
+            if p.is_file() and p.name != ".archkd.lock":  # the run's lock names its last holder's pid
                 out[str(p)] = p.read_text() if p.name == "log.txt" else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

@@ -9,6 +9,8 @@ database and ``results.json``; each returns a JSON-serialisable dict of what it 
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 import warnings
@@ -22,8 +24,8 @@ import torch
 
 from archkd.config import Config, save_config, set_key, to_dict
 from archkd.data import DataBundle, Normalize, load_data
-from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolve_device, seed_everything, use_amp,
-                           world)
+from archkd.device import (broadcast_object, default_cache_dir, is_rank0, resolve_device, seed_everything,
+                           threads_in_use, use_amp, world)
 from archkd.distill import (MetricsLog, StopTraining, TeacherCache, cache_precision, epoch_steps, evaluate, fit,
                             model_from_checkpoint, objective_from_config, read_metrics, teacher_accuracy)
 from archkd.errors import ArchkdError, ArchkdWarning
@@ -34,6 +36,7 @@ from archkd.search import (Budget, KDTrialObjective, Reward, create_sampler, fit
                            predictor_file, run_search, search_predictor)
 from archkd.spaces import create_space
 from archkd.teacher import Teacher, check_teacher, load_teacher
+from archkd import rundir
 from archkd import process as _process, proxies as _proxies  # noqa: E402,F401  (their registries: config choices)
 
 Log = Callable[[str], None]
@@ -42,6 +45,7 @@ Log = Callable[[str], None]
 RUN_LOG = logging.getLogger("archkd.run")  # what a verb printed, also written to runs/<name>/log.txt
 RUN_LOG.propagate = False
 RUN_LOG.setLevel(logging.INFO)
+RUN_LOG.addHandler(logging.NullHandler())  # outside a run, its lines go nowhere (not to logging's stderr fallback)
 
 
 def _log(log: Log | None) -> Log:
@@ -66,12 +70,17 @@ def _log_file(path: Path) -> None:
     target = str(path.resolve())
     if any(getattr(h, "baseFilename", None) == target for h in RUN_LOG.handlers):
         return
-    for h in list(RUN_LOG.handlers):
-        RUN_LOG.removeHandler(h)
-        h.close()
+    _close_log_file()
     handler = logging.FileHandler(target, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     RUN_LOG.addHandler(handler)
+
+
+def _close_log_file() -> None:
+    for h in list(RUN_LOG.handlers):
+        if isinstance(h, logging.FileHandler):
+            RUN_LOG.removeHandler(h)
+            h.close()
 
 
 def _metrics(cfg: Config, run: str) -> Callable[[int, dict], None]:
@@ -106,7 +115,7 @@ def prepare(cfg: Config, log: Log | None = print, need_teacher: bool = True) -> 
     std = teacher.std if teacher else cfg.teacher.std
     log(f"loading data '{cfg.data.source}'")
     data = load_data(cfg.data.source, cfg.data, seed=cfg.seed, cache_dir=_cache_root(cfg), mean=mean, std=std,
-                     progress=_data_progress(log))
+                     progress=_data_progress(log), teacher=teacher is not None)
     log(f"  {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test) if data.test else 0} test, "
         f"{data.num_classes} classes, input {'×'.join(map(str, data.input_shape))}, augment {data.augment.key()}")
     if data.normalize_note:
@@ -150,11 +159,41 @@ def _start(cfg: Config) -> Path:
 
 
 def _record(cfg: Config) -> None:
-    """Write the resolved config (what actually runs) into the run directory, just before the work starts."""
+    """Write the resolved config (what actually runs) into the run directory, just before the work starts; the run
+    becomes the verb's (``rundir.own``)."""
     if is_rank0():
         save_config(cfg, cfg.run_dir / "config.yaml")
+        rundir.own(cfg.run_dir)
 
 
+def _verb(name: str, shared: bool = False) -> Callable:
+    """A verb's hold on its run directory for the length of the call (``archkd.rundir``): one process at a time
+    (``shared``: search workers of one study), and the results of one verb per directory. Whether the call writes
+    the run's results is its ``write`` argument (verbs without one always write)."""
+
+    def deco(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the wrapped verb's own signature
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            run = bound.arguments["cfg"].run_dir
+            if not is_rank0():  # under torchrun rank 0 holds the run for the group
+                return fn(*args, **kwargs)
+            rundir.claim(run, name, writes=bool(bound.arguments.get("write", True)), shared=shared)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if rundir.release(run):  # the outermost verb on this run: its log file is done too
+                    _close_log_file()
+
+        return wrapper
+
+    return deco
+
+
+@_verb("archkd teacher train")
 def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None = None, write: bool = False) -> dict:
     """Train ``cfg.teacher.arch`` on the data with CE; the checkpoint records architecture, preprocessing, classes.
     With ``write`` (the ``teacher train`` verb), ``results.json`` and ``report.html`` describe the run."""
@@ -184,6 +223,7 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     return out
 
 
+@_verb("archkd teacher generic")
 def generic_teacher(cfg: Config, log: Log | None = print) -> dict:
     """GTN: train a generic teacher against a weight-sharing supernet of ``cfg.generic.pool`` (students of
     ``cfg.generic.space``), from scratch (``teacher.arch``) or fine-tuning ``teacher.path`` (an archkd checkpoint).
@@ -199,8 +239,6 @@ def generic_teacher(cfg: Config, log: Log | None = print) -> dict:
     run = _start(cfg)
     loaded, data = prepare(cfg, log, need_teacher=False)
     g = cfg.generic
-    pool = make_pool(create_space(g.space, **g.space_kwargs), list(g.pool), data.input_shape, data.num_classes,
-                     cfg.seed, cfg.budget.max_params)
     dev = resolve_device(cfg.device)
     if loaded is not None:
         if loaded.spec is None:
@@ -214,6 +252,8 @@ def generic_teacher(cfg: Config, log: Log | None = print) -> dict:
         seed_everything(cfg.seed)
         model = create_model(cfg.teacher.arch, num_classes=data.num_classes, in_channels=data.input_shape[0])
         start = f"{cfg.teacher.arch} from scratch"
+    pool = make_pool(create_space(g.space, **g.space_kwargs), list(g.pool), data.input_shape, data.num_classes,
+                     cfg.seed, cfg.budget.max_params, teacher_params=sum(p.numel() for p in model.parameters()))
     n_pool = f"{len(pool.configs)} students" if pool.configs is not None else "the whole space"
     log(f"generic teacher (GTN): {start} ({sum(p.numel() for p in model.parameters()):,} params), "
         f"{cfg.teacher.train.epochs} epochs on {dev}, conditioned on {n_pool} of space '{g.space}'")
@@ -239,7 +279,7 @@ def _write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: di
     from archkd.report import write_report, write_results
 
     results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"), "command": command,
-               "config": to_dict(cfg), "dataset": data.describe(), **parts,
+               "config": to_dict(cfg), "threads": threads_in_use(), "dataset": data.describe(), **parts,
                "metrics": read_metrics(run / "metrics.csv")}
     write_results(run, results)
     write_report(run, results)
@@ -288,6 +328,7 @@ def _student(cfg: Config, data: DataBundle) -> torch.nn.Module:
                         **cfg.student.kwargs)
 
 
+@_verb("archkd distill")
 def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None, data: DataBundle | None = None,
             student: torch.nn.Module | None = None, subdir: str = "student", save_config: bool = True,
             resume: bool = False, write: bool = False) -> dict:
@@ -330,8 +371,9 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
         return {"rank": world()[0], "val_acc": res.best_val_acc, "history": res.history}
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
+    speed = f"{res.images_per_s:.0f} img/s" if res.images_per_s else "trained earlier: read back"
     log(f"student: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
-        + f" ({res.images_per_s:.0f} img/s) -> {res.best_path}")
+        + f" ({speed}) -> {res.best_path}")
     saved = objective.saved_share() if hasattr(objective, "saved_share") else None
     if saved is not None and cfg.process.tau is not None:
         log(f"τ-clipping (τ={cfg.process.tau}) skipped {100 * saved:.1f}% of pathway loss computations")
@@ -360,6 +402,7 @@ def _objective(cfg: Config, total_steps: int):
                             label_smoothing=cfg.train.label_smoothing)
 
 
+@_verb("archkd process search")
 def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                    data: DataBundle | None = None, student: torch.nn.Module | None = None,
                    write: bool = True) -> dict:
@@ -405,6 +448,7 @@ def process_search(cfg: Config, log: Log | None = print, teacher: Teacher | None
     return out
 
 
+@_verb("archkd search", shared=True)
 def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
            data: DataBundle | None = None, write: bool = True) -> dict:
     """Student search: every candidate within budget is trained at the search fidelity and scored.
@@ -633,7 +677,9 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
         r = distill(run_cfg, log, teacher=teacher, data=data, student=build_from_spec(t["student_spec"]), subdir=subdir,
                     save_config=False, resume=True)
         lat = (r.get("latency") or {}).get(cfg.budget.latency_runtime, {}).get("median_ms")
-        metrics = {"latency_ms": t.get("latency_ms") or lat, "params": r["params"], "flops": r["flops"]}
+        # measured here on the budget's runtime: after a search on predicted latency, the finalist's real number
+        metrics = {"latency_ms": lat if lat is not None else t.get("latency_ms"), "params": r["params"],
+                   "flops": r["flops"]}
         out.append({"trial": t["number"], "recipe": t.get("recipe") or {}, "search_reward": t["reward"],
                     "val_acc": r["val_acc"],
                     "test_acc": r["test_acc"], "final_reward": reward(r["val_acc"], metrics), **metrics,
@@ -679,13 +725,21 @@ def measure(cfg: Config, model: torch.nn.Module | None = None, input_shape: tupl
 
 
 def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | None = None,
-           data: DataBundle | None = None, log: Log | None = print) -> dict:
-    """Export a checkpoint to ONNX + TorchScript with a parity check on a real validation batch."""
+           data: DataBundle | None = None, log: Log | None = print, force: bool = False) -> dict:
+    """Export a checkpoint to ONNX + TorchScript with a parity check on a real validation batch.
+
+    The files go to ``out_dir``, by default the checkpoint's own run (``runs/<name>/export``), and replace an earlier
+    export there as one set (``rundir.replace_dir``). An export of another checkpoint in that folder (its
+    ``student.json`` names the source) is replaced only with ``force``."""
     from archkd.export import export_model
 
     log = _log(log)
-    ck_path = checkpoint or cfg.export.checkpoint or str(cfg.run_dir / "student" / "best.pt")
+    ck_path = Path(checkpoint or cfg.export.checkpoint or cfg.run_dir / "student" / "best.pt")
     model, ck = model_from_checkpoint(ck_path)
+    out = Path(out_dir) if out_dir else rundir.run_of(ck_path) / "export"
+    source = str(ck_path.resolve())
+    if not force:
+        _check_export_target(out, source)
     pre = ck.get("preprocessing") or {}
     if data is None:  # the data only gives a realistic parity batch; the normalisation is the checkpoint's own
         data = load_data(cfg.data.source, cfg.data, seed=cfg.seed, cache_dir=_cache_root(cfg),
@@ -697,22 +751,45 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
     normalize = Normalize(pre["mean"], pre["std"]) if pre.get("mean") and pre.get("std") else data.normalize
     x8, _, _ = next(data.val.batches(16, device=torch.device("cpu")))
     example = normalize(x8)
-    out = Path(out_dir) if out_dir else cfg.run_dir / "export"
     meta = {"spec": ck["spec"], "preprocessing": normalize.to_dict(), "classes": ck.get("classes"),
             "input_shape": ck.get("input_shape") or list(data.input_shape), "val_acc": ck.get("val_acc"),
-            "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
+            "source": source, "input": "float32 N,C,H,W: uint8 pixels / 255, then (x - mean) / std per channel"}
     formats = tuple(cfg.export.formats)
     if cfg.export.quantize == "int8" and "onnx" not in formats:
         formats += ("onnx",)  # the int8 model is made from the fp32 ONNX one
-    res = export_model(model, out, example, meta, formats=formats, atol=cfg.export.atol,
-                       onnx_exporter=cfg.export.onnx_exporter)
-    d = res.to_dict()
-    d = {**{k: str(v) for k, v in d.get("paths", {}).items()}, "max_abs_diff": d.get("max_abs_diff", {}),
-         "metadata": str(d.get("metadata_path"))}
-    log(f"exported to {out}: " + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.get("max_abs_diff", {}).items()))
-    if cfg.export.quantize == "int8":
-        d["int8"] = _int8(cfg, res, data, normalize, log)
+    made: dict = {}
+
+    def build(tmp: Path) -> None:
+        res = export_model(model, tmp, example, meta, formats=formats, atol=cfg.export.atol,
+                           onnx_exporter=cfg.export.onnx_exporter)
+        made["res"] = res
+        if cfg.export.quantize == "int8":
+            made["int8"] = _int8(cfg, res, data, normalize, log)
+
+    rundir.replace_dir(out, build)
+    res = made["res"]
+    d = {**{k: str(out / Path(v).name) for k, v in res.paths.items()},
+         "max_abs_diff": dict(res.max_abs_diff), "metadata": str(out / res.metadata_path.name)}
+    log(f"exported {ck_path} to {out}: "
+        + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d["max_abs_diff"].items()))
+    if "int8" in made:
+        d["int8"] = made["int8"]
     return d
+
+
+def _check_export_target(out: Path, source: str) -> None:
+    """Refuse to replace a folder that holds something other than an export of ``source``."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    import json
+
+    try:
+        other = json.loads((out / "student.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if other != source:
+        what = f"the export of {other}" if other else "files that are not an export of this checkpoint"
+        raise ArchkdError(f"{out} holds {what}", "give another --out folder, or --force to replace it")
 
 
 def _int8(cfg: Config, res, data: DataBundle, normalize: Normalize, log: Log) -> dict:
@@ -742,12 +819,13 @@ def _int8(cfg: Config, res, data: DataBundle, normalize: Normalize, log: Log) ->
     sidecar = json.loads(res.metadata_path.read_text())
     sidecar["int8"] = {**report.to_dict(), "path": int8.name}
     res.metadata_path.write_text(json.dumps(sidecar, indent=2) + "\n")
-    log(f"int8: {int8} — {name} acc {100 * report.int8_acc:.2f} % (fp32 {100 * report.fp32_acc:.2f} %), "
+    log(f"int8: {int8.name} — {name} acc {100 * report.int8_acc:.2f} % (fp32 {100 * report.fp32_acc:.2f} %), "
         f"{report.int8_bytes / 1024:.0f} KiB (fp32 {report.fp32_bytes / 1024:.0f} KiB), "
         f"{report.int8_latency_ms:.3f} ms (fp32 {report.fp32_latency_ms:.3f} ms)")
     return report.to_dict()
 
 
+@_verb("archkd demo")
 def demo(cfg: Config, log: Log | None = print) -> dict:
     """teacher → KD-guided search under a budget → final distillation → test → export → report, on one dataset."""
     from archkd.report import write_report, write_results
@@ -783,7 +861,7 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     exp = export(cfg, checkpoint=final["checkpoint"], data=data, log=log)
     timings["total_s"] = time.perf_counter() - t0
     results = {"name": cfg.name, "created": datetime.now().isoformat(timespec="seconds"), "command": "archkd demo",
-               "config": to_dict(cfg), "dataset": data.describe(),
+               "config": to_dict(cfg), "threads": threads_in_use(), "dataset": data.describe(),
                "teacher": {k: t_info.get(k) for k in ("name", "params", "val_acc", "test_acc", "checkpoint")},
                "budget": to_dict(cfg.budget),
                "search": {k: s[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage", "best_trial",

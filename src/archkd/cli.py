@@ -6,6 +6,7 @@ config keys. A user error prints one line (problem — fix) and exits with statu
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -77,7 +78,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with archkd's one-line errors: ``archkd: error: <problem> — <fix>``, exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ArchkdError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
+        verb = self.prog.removeprefix("archkd").strip()  # the CLI prints "archkd: error:" itself
+        raise ArchkdError(f"{verb}: {message}" if verb else message, f"see '{self.prog} --help'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--device")
+    p.add_argument("--config", help="YAML config file (its measure.* keys)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. measure.repeats=100")
 
     p = sub.add_parser("predictor", help="fit this machine's latency predictor for a search space and report its "
                        "held-out accuracy (a search with budget.latency_source=predicted then uses it)")
@@ -180,9 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default runs/<name>/export)")
     p.add_argument("--quantize", help="int8: also write an int8 ONNX model (static, calibrated on training images) "
                    "and compare it with fp32")
+    p.add_argument("--force", action="store_true", help="replace an export of another checkpoint in the output folder")
 
     p = sub.add_parser("report", help="regenerate the self-contained HTML report of a run directory")
     p.add_argument("run_dir", help="a run directory (runs/<name>) holding results.json")
+    p.add_argument("--config", help="YAML config file (threads=...; the report itself is the run's own)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. threads=1")
 
     p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
     _common(p)
@@ -309,7 +316,8 @@ def run(argv: list[str] | None = None) -> int:
                  "measure.repeats": args.repeats, "device": args.device,
                  "measure.input_shape": [int(v) for v in args.input_shape.split(",")] if args.input_shape else None,
                  "measure.runtimes": args.runtime}
-        cfg = load_config(None, None, flags)
+        cfg = load_config(args.config, args.overrides, flags)
+        configure_threads(cfg.threads)
         r = api.measure(cfg)
         if args.json:
             print(json.dumps(r, indent=2))
@@ -324,7 +332,7 @@ def run(argv: list[str] | None = None) -> int:
         if not args.checkpoint and args.overrides and "=" not in args.overrides[0]:  # `archkd export <file>`
             args.checkpoint = args.overrides.pop(0)
         cfg = _resolve(args)
-        api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log)
+        api.export(cfg, checkpoint=args.checkpoint, out_dir=args.out, log=log, force=args.force)
     elif args.verb == "predictor":
         r = api.latency_predictor(_resolve(args), log=log)
         v = r["validation"]
@@ -335,6 +343,7 @@ def run(argv: list[str] | None = None) -> int:
             ("Kendall τ", f"{v['kendall_tau']:.3f}"), ("measured while busy", _pct(r["busy_share"])),
             ("time", f"{r['seconds']:.0f} s")])
     elif args.verb == "report":
+        _resolve(args)  # checks the overrides and sets the threads; the report itself is the run's own
         api.report(args.run_dir, log=print)
     elif args.verb == "config":
         cfg = _resolve(args)
@@ -380,6 +389,41 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+_FULL = ("database or disk is full", "no space left", "disk quota exceeded")
+_READ_ONLY = ("readonly database", "read-only file system")
+
+
+def _unwritable(e: BaseException) -> ArchkdError | None:
+    """A failed write (disk full, a read-only or foreign-owned run directory) anywhere in ``e``'s chain, as one line.
+
+    Why by the chain and the message: the same full disk surfaces as ``OSError(ENOSPC)`` from a log write, as
+    SQLite's "database or disk is full" through SQLAlchemy and Optuna, or as torch's "file write failed" from a
+    checkpoint, and the handlers that try to record the failure then fail the same way, chaining more tracebacks."""
+    seen: list[BaseException] = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    for err in seen:
+        text = str(err).lower()
+        errno_ = getattr(err, "errno", None)
+        where = getattr(err, "filename", None)
+        at = f" ({where})" if where else ""
+        if errno_ in (errno.ENOSPC, errno.EDQUOT) or any(k in text for k in _FULL):
+            return ArchkdError(f"no space left on the device while writing{at}",
+                               "free some space (or give another --runs-dir / cache_dir) and re-run the same command: "
+                               "finished trials, checkpoints and caches are kept")
+        if errno_ == errno.EROFS or any(k in text for k in _READ_ONLY):
+            return ArchkdError(f"cannot write{at or ' the run directory'}: it is read-only",
+                               "make it writable (or give another --runs-dir) and re-run the same command: finished "
+                               "trials, checkpoints and caches are kept")
+        if errno_ in (errno.EACCES, errno.EPERM):
+            return ArchkdError(f"permission denied{at}", "give this user access to it, or use another folder")
+        if "file write failed" in text:  # torch.save gives no errno: its stream writer only says it failed
+            return ArchkdError("a checkpoint could not be written (the disk is full or the folder read-only)",
+                               "free space or make the run directory writable and re-run the same command")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; under ``torchrun --nproc-per-node N`` each process joins the group and trains its shard."""
     _one_line_warnings()
@@ -394,6 +438,12 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:  # e.g. `archkd config --keys | head`: the reader left, nothing went wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    except Exception as e:  # noqa: BLE001 - a failed write is the user's machine, anything else is a bug
+        err = _unwritable(e)
+        if err is None:
+            raise
+        print(f"archkd: error: {err}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("archkd: interrupted — finished trials, checkpoints and caches are kept; re-run the same command "
               "to resume", file=sys.stderr)

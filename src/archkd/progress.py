@@ -28,14 +28,15 @@ class Progress:
         self.live = (sys.stdout.isatty() if live is None else live) and log is not None
         self._bar = None
         self.trial: tuple[int, int] | None = None  # (this trial's position, total)
+        self.number: int | None = None  # the trial's number in the study, as the trial table shows it
         self.trial_times: list[float] = []
         self._last = time.perf_counter()
         self._label = ""
 
     # search level
-    def search(self, done: int, total: int) -> None:
-        """The search has ``done`` of ``total`` trials; the next one starts now."""
-        self.trial = (done + 1, total)
+    def search(self, done: int, total: int, number: int | None = None) -> None:
+        """The search has ``done`` of ``total`` trials; the next one, trial ``number`` of the study, starts now."""
+        self.trial, self.number = (done + 1, total), number
 
     def trial_done(self, seconds: float) -> None:
         self.trial_times.append(seconds)
@@ -57,7 +58,7 @@ class Progress:
         parts = []
         if self.trial:
             k, n = self.trial
-            parts.append(f"trial {k}/{n}")
+            parts.append(f"trial #{self.number} ({k}/{n})" if self.number is not None else f"trial {k}/{n}")
         parts += [f"epoch {epoch + 1}/{self.epochs}", f"{images_in_epoch}/{self.images} images",
                   f"{images_per_s:.0f} img/s", f"loss {loss:.4f}", f"eta {_dur(trial_eta)}"]
         if self.trial and self.trial_times:

@@ -478,7 +478,7 @@ def epoch_curves_section(results: dict[str, Any]) -> str | None:
                      ylabel="val accuracy", alt="validation accuracy per epoch of every training run")
 
 
-@register_section("finalists", title="Finalists (top-k re-trained with the full recipe)")
+@register_section("finalists", title="Finalists (top-k re-trained with the full recipe)", before="trials table")
 def finalists_section(results: dict[str, Any]) -> str | None:
     """The search's deliverable when ``search.top_k`` is set: the k best trials by search reward, each distilled again
     with the full recipe and tested; the final reward, on the full-recipe val acc, is what to pick by."""

@@ -106,11 +106,38 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        _check_sqlite_is_optunas(Path(url[len("sqlite:///"):]))
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # wait for another process's write instead of failing at once
     elif url.startswith("postgresql") or url.startswith("mysql"):
         engine = {"pool_pre_ping": True}  # a connection dropped by the server during a long trial is replaced
     return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+OPTUNA_TABLES = {"studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
+                 "trial_user_attributes", "trial_system_attributes", "trial_params", "trial_values",
+                 "trial_intermediate_values", "trial_heartbeats", "version_info", "alembic_version"}
+
+
+def _check_sqlite_is_optunas(path: Path) -> None:
+    """Refuse a SQLite file that is not an Optuna study database, before Optuna adds its tables to it.
+
+    Why: opening another program's database as study storage silently added 13 tables to it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise ArchkdError(f"{path} is not a study database ({e})",
+                          "give the search its own --storage file or another --name") from None
+    foreign = sorted(tables - OPTUNA_TABLES)
+    if foreign:
+        raise ArchkdError(f"{path} is another program's database (tables {', '.join(foreign[:5])})",
+                          "give the search its own --storage file or another --name")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -177,6 +204,8 @@ def open_study(storage: str, study_name: str, sampler: optuna.samplers.BaseSampl
             study = optuna.create_study(storage=open_storage(storage), study_name=study_name, sampler=sampler,
                                         pruner=made, direction=direction, load_if_exists=True)
             break
+        except ArchkdError:
+            raise
         except ImportError as e:
             raise ArchkdError(f"cannot open study storage '{storage}': no database driver ({e})",
                               "pip install 'archkd[postgres]' for postgresql://") from None
@@ -251,6 +280,7 @@ class Worker:
                               f"search.stale_after_seconds={grace}", "e.g. 10 and 60")
         self.study, self.heartbeat, self.grace, self.log, self.lock = study, heartbeat, grace, log, lock
         self._seen: dict[int, tuple[Any, float]] = {}  # trial number -> (last beat seen, when we first saw it)
+        self.active: set[int] = set()  # trials this worker holds a lease on right now
         with warnings.catch_warnings():  # experimental since Optuna 2.8 and unchanged since; we pin its behaviour in tests
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=True)
@@ -258,8 +288,8 @@ class Worker:
     def is_stale(self, t: optuna.trial.FrozenTrial, now: float) -> bool:
         lease = t.user_attrs.get(LEASE)
         lease = lease if isinstance(lease, dict) and lease.get("trial") == t.number else None  # retries copy leases
-        if lease is not None and lease.get("worker") == WORKER:
-            return False
+        if lease is not None and lease.get("worker") == WORKER:  # ours: stale only if no call here trains it now
+            return t.number not in self.active     # (an earlier search in this process ended without closing it)
         if lease is not None and _same_host_dead(lease):
             return True
         beat = (lease or {}).get("beat")
@@ -338,6 +368,7 @@ class Worker:
                     pass
 
         write()
+        self.active.add(trial.number)
         thread = threading.Thread(target=beat, name=f"archkd-lease-{trial.number}", daemon=True)
         thread.start()
         try:
@@ -345,6 +376,7 @@ class Worker:
         finally:
             stop.set()
             thread.join()
+            self.active.discard(trial.number)
 
 
 class TrialTable:
@@ -453,8 +485,8 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
     finished = [t for t in study.get_trials(deepcopy=False) if counts(t)]
     if log and finished:
         log(f"resuming study '{study_name}': {len(finished)} trials finished")
-    for t in finished:
-        table.row(trial_row(t))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        table.row(trial_row(t))  # over-budget ones too: the table numbers every trial of the study
     complete_at_start = len(finished) >= n_trials
     infeasible_in_a_row = repeated_in_a_row = 0
     max_attempts = max_attempts or 20 * n_trials
@@ -485,7 +517,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
                     study.tell(trial, state=TrialState.FAIL)
                     continue
                 if progress is not None:
-                    progress.search(done, n_trials)
+                    progress.search(done, n_trials, trial.number)
                 row = _run_trial(study, trial, space, evaluate, budget, reward, input_shape, num_classes, lost)
             except (TrialLost, UpdateFinishedTrialError):
                 if log:
@@ -512,6 +544,7 @@ def run_search(space: SearchSpace, evaluate: Evaluate, *, storage: str, study_na
         repeated_in_a_row = 0
         if row["state"] == "INFEASIBLE":
             infeasible_in_a_row += 1
+            table.row(row)  # shown, not trained: the table numbers every trial of the study
             continue
         infeasible_in_a_row = 0
         ran += 1
@@ -554,7 +587,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace, eva
                      "seconds": time.perf_counter() - t0}.items():
             trial.set_user_attr(k, v)
         study.tell(trial, 0.0)
-        return {"state": "INFEASIBLE"}
+        return trial_row(_frozen(study, trial))
     # 3. evaluate: train (or reuse an identical earlier trial)
     slot = _frozen(study, trial).system_attrs.get("failed_trial", trial.number)
     candidate = Candidate(trial.number, slot, config, spec, recipe, metrics,
