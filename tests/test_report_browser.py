@@ -91,4 +91,4 @@ def test_a_header_click_sorts_the_trials_table(tmp_path):
     assert asc.group(1) == "0,1,2,3,6,5"  # params grow with the trial number; no params sorts last
     assert desc.group(1) == "6,3,2,1,0,5"
     assert 'data-aria="descending"' in dom
-    assert "over-budget candidates (rejected before training)" in dom
+    assert "over-budget candidates (rejected before training; the note says why)" in dom
