@@ -242,17 +242,11 @@ def run_search(a, teacher, data, seed: int, student0, log, tag: str = "", transf
 
 
 def transferred(process_path: str, student0, teacher, data, out: Path) -> str:
-    """A process searched for another student with this student's taps: pathways name stage indices, so a process
-    moves between students with as many stages once its taps point at this student's stages."""
-    from archkd.process import load_process
-    from archkd.process.store import stage_taps
+    """A process searched for another student, retargeted to this student's taps (``transfer_process``)."""
+    from archkd.process.store import transfer_process
 
-    proc = load_process(process_path)
     x8, _, _ = next(data.train.batches(4, device=torch.device("cpu")))
-    taps = stage_taps(copy.deepcopy(student0), None, data.normalize(x8), "student")
-    if len(taps) != len(proc["student_taps"]):
-        raise SystemExit(f"--transfer-student has {len(proc['student_taps'])} stages, the student {len(taps)}")
-    torch.save({**proc, "student_taps": taps, "transferred_from": process_path}, out)
+    torch.save(transfer_process(process_path, copy.deepcopy(student0), data.normalize(x8)), out)
     return str(out)
 
 

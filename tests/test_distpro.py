@@ -162,7 +162,9 @@ def test_cli_process_search_then_replay(tmp_path, teacher_ckpt):
                                     "process.search_epochs": 1, "process.transform": "linear",
                                     "train.batch_size": 128, "train.epochs": 1})
     r = api.process_search(cfg, log=None)
-    assert r["pathways"] == ["t0→s0", "t0→s1", "t0→s2", "t1→s1", "t1→s2", "t2→s2"]
+    # resnet8 → resnet8: the stem and 3 stages on each side (index 0 is the stem), every forward pair
+    assert r["pathways"] == ["t0→s0", "t0→s1", "t0→s2", "t0→s3", "t1→s1", "t1→s2", "t1→s3", "t2→s2", "t2→s3", "t3→s3"]
+    assert r["student_taps"][0] == r["teacher_taps"][0] == "input:stem.2"
     html = (cfg.run_dir / "report.html").read_text()
     assert "Pathway weights" in html and "data:image/png;base64," in html
     assert json.loads((cfg.run_dir / "results.json").read_text())["curves"]["series"]

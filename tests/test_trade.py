@@ -7,6 +7,7 @@ import math
 import numpy as np
 import optuna
 import pytest
+import torch
 
 from archkd.search import HashRandomSampler, create_sampler
 from archkd.search.trust_region import (L_INIT, L_MAX, L_MIN, Encoding, TrustRegion, TuRBOSampler, candidates,
@@ -193,3 +194,106 @@ def test_method_trade_searches_the_multifamily_space(tmp_path, teacher_ckpt):
     done = [t for t in r["trials"] if t["state"] == "COMPLETE"]
     assert len(done) == 4 and all(t["params"] <= 60000 for t in done)
     assert isinstance(create_sampler("trade", space=_Cube(2)), TuRBOSampler)
+
+
+def test_the_gp_is_a_scaled_matern_five_halves_with_one_lengthscale_per_coordinate():
+    from gpytorch.kernels import MaternKernel, ScaleKernel
+
+    from archkd.search.trust_region import fit_gp
+
+    d = 40
+    rng = np.random.default_rng(0)
+    X = rng.random((6, d))
+    gp = fit_gp(X, X[:, 0] - X[:, 1])
+    k = gp.covar_module
+    assert isinstance(k, ScaleKernel) and isinstance(k.base_kernel, MaternKernel)
+    assert k.base_kernel.nu == 2.5 and k.base_kernel.ard_num_dims == d
+    ls = k.base_kernel.lengthscale.detach()
+    assert ls.shape[-1] == d and ls.dtype == torch.float64
+    assert ((ls >= 0.005 - 1e-9) & (ls <= 4.0 + 1e-9)).all()  # TuRBO's bounds hold after the fit
+    assert 0.05 - 1e-9 <= float(k.outputscale.detach()) <= 20.0 + 1e-9
+    assert 5e-4 - 1e-9 <= float(gp.likelihood.noise.detach()) <= 0.2 + 1e-9
+    assert type(gp.outcome_transform).__name__ == "Standardize"
+
+
+def test_sizes_follow_the_trial_count_on_the_multifamily_space():
+    from archkd.spaces import create_space
+
+    space = create_space("multifamily")
+    d = Encoding(space).dim
+    assert d >= 30
+    s8 = create_sampler("trade", space=space, n_trials=8)
+    assert s8.n_init == 2  # a quarter of 8 trials: 6 left to the GP
+    after_design = 8 - s8.n_init
+    assert s8.failure_tolerance <= after_design // 2  # the region can halve (at least twice) within the search
+    assert s8.failure_tolerance < d  # not TuRBO's τ_f = D, which 8 trials never reach
+    assert s8._region().failure_tolerance == s8.failure_tolerance
+    assert [(s.n_init, s.failure_tolerance) for s in
+            (create_sampler("trade", space=space, n_trials=n) for n in (16, 32))] == [(4, 3), (8, 6)]
+    # without a trial count: the old defaults; explicit options win over the derived sizes
+    assert (TuRBOSampler(space).n_init, TuRBOSampler(space).failure_tolerance) == (10, d)
+    s = create_sampler("trade", space=space, n_trials=8, n_init=3, failure_tolerance=5, batch_size=2)
+    assert (s.n_init, s.failure_tolerance, s.batch_size, s._region().failure_tolerance) == (3, 5, 2, 5)
+
+
+def test_failures_at_the_sized_tolerance_shrink_the_region_within_eight_trials():
+    from archkd.spaces import create_space
+
+    s = create_sampler("trade", space=create_space("multifamily"), n_trials=8)
+    obs = [(np.zeros(s.encoding.dim), 1.0)] * 8  # a design, then 6 trials that never improve
+    state, restart, current = s.replay(obs)
+    assert s.failure_tolerance == 2 and state.length == L_INIT / 8 and restart == 0  # 6 failures: 3 halvings
+
+
+def test_advise_warns_when_the_design_takes_every_trial():
+    from archkd.spaces import create_space
+
+    space = create_space("multifamily")
+    msg = create_sampler("trade", space=space, n_trials=2).advise(2)
+    assert msg and "--n-trials" in msg and "\n" not in msg
+    assert create_sampler("trade", space=space, n_trials=8).advise(8) is None
+    msg = create_sampler("trade", space=space, n_trials=8, n_init=10).advise(8)
+    assert msg and "n_init" in msg
+
+
+def test_trade_at_eight_trials_proposes_from_its_model_and_never_repeats(tmp_path):
+    """The path a user takes: create_sampler with the search's trial count, run_search, a deterministic objective
+    (no training). Only ``n_candidates`` is smaller than the default (1000, not 4000 Thompson candidates), to keep the
+    test fast: the sizes from ``n_trials`` and the proposer records do not depend on it."""
+    import json
+    import zlib
+
+    from archkd.search import Budget, TrialOutcome, run_search
+    from archkd.spaces import create_space
+
+    space = create_space("multifamily")
+    budget = Budget(max_params=60_000)
+    seen: list = []
+
+    def evaluate(c, report):
+        seen.append(json.dumps(c.config, sort_keys=True))
+        return TrialOutcome(0.5 + 0.001 * (zlib.crc32(seen[-1].encode()) % 100))
+
+    sampler = create_sampler("trade", seed=0, space=space, feasible=budget.feasibility(space, (1, 8, 8), 10),
+                             n_trials=8, n_candidates=1000)
+    assert sampler.n_init == 2
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(space, evaluate, storage=url, study_name="s", sampler=sampler, n_trials=8, budget=budget,
+               input_shape=(1, 8, 8), num_classes=10, log=None)
+    study = optuna.load_study(study_name="s", storage=url)
+    who = [t.system_attrs.get("archkd_proposer") for t in study.trials]
+    assert len(who) == 8 and set(who[:2]) <= {"sobol", "fallback"}  # the 2-point design
+    assert who[2:].count("model") >= 3, who  # the GP proposes within 8 trials (the region, else the whole cube)
+    assert set(who[2:]) <= {"model", "fallback"}
+    assert len(seen) == len(set(seen)) == 8
+    assert not [t for t in study.trials if t.user_attrs.get("archkd_state") == "DUPLICATE"]
+
+
+def test_each_trial_records_its_proposer():
+    space = _Cube(3)
+    study = optuna.create_study(direction="maximize", sampler=TuRBOSampler(space, seed=0, n_init=3,
+                                                                           n_candidates=200))
+    for _ in range(5):
+        t = study.ask()
+        study.tell(t, float(sum(space.suggest(t).values())))
+    assert [t.system_attrs["archkd_proposer"] for t in study.trials] == ["sobol"] * 3 + ["model"] * 2

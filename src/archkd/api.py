@@ -166,10 +166,11 @@ def _record(cfg: Config) -> None:
         rundir.own(cfg.run_dir)
 
 
-def _verb(name: str, shared: bool = False) -> Callable:
+def _verb(name: str, shared: bool = False, owns: bool = True) -> Callable:
     """A verb's hold on its run directory for the length of the call (``archkd.rundir``): one process at a time
     (``shared``: search workers of one study), and the results of one verb per directory. Whether the call writes
-    the run's results is its ``write`` argument (verbs without one always write)."""
+    the run's results is its ``write`` argument (verbs without one always write, unless ``owns=False``: a verb that
+    adds to another verb's run)."""
 
     def deco(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
@@ -181,7 +182,7 @@ def _verb(name: str, shared: bool = False) -> Callable:
             run = bound.arguments["cfg"].run_dir
             if not is_rank0():  # under torchrun rank 0 holds the run for the group
                 return fn(*args, **kwargs)
-            rundir.claim(run, name, writes=bool(bound.arguments.get("write", True)), shared=shared)
+            rundir.claim(run, name, writes=owns and bool(bound.arguments.get("write", True)), shared=shared)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -464,13 +465,20 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     if teacher is None or data is None:
         teacher, data = prepare(cfg, log)
     sc = cfg.search
-    space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs).scale_to(cfg.budget.max_params)
+    storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"
+    study_name = sc.study_name or cfg.name
+    size = _size_target(cfg, teacher, log)
+    space = create_space(sc.space, recipe=sc.recipe, **sc.space_kwargs).scale_to(size)
     budget = Budget.from_config(cfg.budget)
     if budget.latency_source == "predicted":
         budget.predictor = search_predictor(cfg.budget, space, data.input_shape, data.num_classes, _cache_root(cfg),
                                             cfg.seed, log)
         n_blocks = len(budget.predictor.lut)
-    sampler = create_sampler(sc.method, seed=cfg.seed, space=space,
+    if sc.reward_target is None and sc.reward_target_quantile is not None and sc.reward_metric == "latency_ms":
+        cfg = deepcopy(cfg)  # the target in force is what the run records (config.yaml, the study's definition)
+        cfg.search.reward_target = _reward_target(cfg, space, budget, data, storage, study_name, log)
+        sc = cfg.search
+    sampler = create_sampler(sc.method, seed=cfg.seed, space=space, n_trials=sc.n_trials,
                              feasible=budget.feasibility(space, data.input_shape, data.num_classes),
                              **sc.sampler_options)
     advice = getattr(sampler, "advise", lambda _n: None)(sc.n_trials)  # a sampler may know it cannot work here
@@ -478,8 +486,6 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         warnings.warn(advice, ArchkdWarning, stacklevel=2)
     reward = Reward.make(sc.reward_target, sc.reward_metric, sc.reward_mode, sc.reward_alpha, sc.reward_beta)
     fidelity = _fidelity(cfg)
-    storage = sc.storage or f"sqlite:///{(run / 'study.db').resolve()}"
-    study_name = sc.study_name or cfg.name
     log(f"searching space '{space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
         f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; objective {reward.describe()}; "
         f"budget {budget.describe()}; study {storage}")
@@ -521,7 +527,9 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
             _remeasure(budget, front, data.input_shape, log)
             if len(budget.predictor.lut) > n_blocks:  # blocks first met in this search: keep their timings
                 budget.predictor.save(predictor_file(cfg.budget, space.name, data.input_shape, _cache_root(cfg)))
-        out = {"space": space.name, "sampler": sc.method, "guide": sc.guide, "n_trials": sc.n_trials,
+        out = {"space": space.name, "scaled_to_params": size, "sampler": sc.method,
+               "sampler_info": getattr(sampler, "info", dict)(),
+               "guide": sc.guide, "n_trials": sc.n_trials,
                "fidelity": {"epochs": fidelity.epochs, "data_fraction": fidelity.data_fraction}, "storage": storage,
                "study_name": study_name, "reward": reward.describe(), "best_trial": b["number"], "best": b,
                "pareto": {"cost": cost, "trials": [r["number"] for r in front],
@@ -538,13 +546,91 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         if write:
             _write_run(cfg, run, "archkd search", data, {
                 "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
-                "search": {k: out[k] for k in ("space", "sampler", "guide", "n_trials", "fidelity", "storage",
-                                               "study_name", "best_trial", "reward", "pareto")},
+                "search": {k: out[k] for k in ("space", "scaled_to_params", "sampler", "sampler_info", "guide",
+                                               "n_trials", "fidelity",
+                                               "storage", "study_name", "best_trial", "reward", "pareto")},
                 "trials": out["trials"], "top_k": out.get("top_k"), "worker_trials": res.ran})
     finally:
         if n_proc > 1:
             broadcast_object(None)  # the followers' cue to stop
     return out
+
+
+@_verb("archkd family sample", owns=False)
+def family_sample(cfg: Config, n: int = 5, train: bool = False, log: Log | None = print) -> dict:
+    """AutoKD's output is a family: draw ``n`` new members of the best trial's generator (new graph seeds, the
+    search's width scaling) from the search run ``cfg.run_dir``; with ``train``, distill each with the run's recipe
+    (and the recipe values the search picked) and test it. Adds ``family`` to the run's results and report and
+    returns it; members' checkpoints go to ``runs/<name>/family/NN/``."""
+    import json
+
+    from archkd.models import build_from_spec
+    from archkd.report import RESULTS_FILE, write_report, write_results
+
+    log = _log(log)
+    run = _start(cfg)
+    try:
+        results = json.loads((run / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        raise ArchkdError(f"no search results in {run}", "give the run directory of an 'archkd search'") from None
+    if results.get("command") != "archkd search" or not results.get("trials"):
+        raise ArchkdError(f"{run} holds '{results.get('command')}' results, not a search's",
+                          "give the run directory of an 'archkd search --method autokd'")
+    s = results["search"]
+    best = next(t for t in results["trials"] if t["number"] == s["best_trial"])
+    space = create_space(cfg.search.space, recipe=cfg.search.recipe, **cfg.search.space_kwargs)
+    space.scale_to(s.get("scaled_to_params", cfg.budget.max_params))
+    teacher, data = prepare(cfg, log, need_teacher=train)
+    specs = space.new_members(best["config"], data.input_shape, data.num_classes, n)
+    log(f"drawing {n} new members of trial #{best['number']}'s generator" + (", distilling each" if train else ""))
+    members = []
+    for j, spec in enumerate(specs):
+        m = {"member": j, "spec": spec, "params": sum(p.numel() for p in build_from_spec(spec).parameters())}
+        if train:
+            seed_everything(cfg.seed)
+            r = distill(trial_config(cfg, best), log, teacher=teacher, data=data, student=build_from_spec(spec),
+                        subdir=f"family/{j:02d}", save_config=False, resume=True)
+            m.update({k: r[k] for k in ("val_acc", "test_acc", "checkpoint")})
+        log(f"  member {j}: {m['params']:,} params" + (f", test acc {m['test_acc']:.4f}" if train else ""))
+        members.append(m)
+    family = {"trial": best["number"], "generator": {k: v for k, v in best["config"].items()
+                                                     if k not in best.get("recipe", {})},
+              "recipe": best.get("recipe") or {}, "members": members}
+    results["family"] = family
+    write_results(run, results)
+    write_report(run, results)
+    return family
+
+
+def _size_target(cfg: Config, teacher: Teacher, log: Log) -> int | None:
+    """The size a width-scaled space (nago) scales every network to: the parameter budget, else
+    ``search.size_target`` × the teacher's parameters (said in one line), else none."""
+    if cfg.budget.max_params is not None or cfg.search.size_target is None:
+        return cfg.budget.max_params
+    n = int(cfg.search.size_target * teacher.describe()["params"])
+    log(f"size target: {n:,} parameters ({cfg.search.size_target:g} × the teacher's; set --max-params to choose it)")
+    return n
+
+
+def _reward_target(cfg: Config, space, budget: Budget, data: DataBundle, storage: str, study_name: str,
+                   log: Log) -> float:
+    """T of the latency-aware reward when the user set none: the latency budget; else the target this study
+    recorded when it started (a resumed search keeps its objective); else the ``search.reward_target_quantile`` of
+    the latencies of random networks of the space within the budget, measured now on the budget's runtime."""
+    import json
+
+    from archkd.search import latency_quantile, recorded_definition
+
+    if cfg.budget.max_latency_ms is not None:
+        t, how = float(cfg.budget.max_latency_ms), "the latency budget"
+    elif (old := recorded_definition(storage, study_name).get("search.reward_target")) not in (None, "null"):
+        t, how = float(json.loads(old)), f"recorded by study '{study_name}'"
+    else:
+        q = cfg.search.reward_target_quantile
+        t = latency_quantile(space, budget, data.input_shape, data.num_classes, q, cfg.seed)
+        how = f"the {q:g} quantile of 20 random '{space.name}' networks measured on {budget.latency_runtime}"
+    log(f"reward target T = {t:.4g} ms: {how} (set --latency-target to choose it)")
+    return t
 
 
 def _remeasure(budget: Budget, front: list[dict], input_shape: tuple[int, ...], log: Log) -> None:
@@ -642,6 +728,8 @@ def _definition(cfg: Config, space, teacher: Teacher, data: DataBundle) -> dict:
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
                "teacher": teacher.fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
                "space_dims": space.describe()["dims"]}
+    if sc.size_target is not None:  # only then: a study made before size targets existed keeps its definition
+        d["search"]["size_target"] = sc.size_target
     if sc.guide == "kd":
         d["distill"] = {k: v for k, v in to_dict(cfg.distill).items() if k != "cache"}
     if sc.process:

@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency", dest="max_latency", type=_latency, help="hard latency budget, e.g. 5ms")
     p.add_argument("--runtime", help="latency runtime: onnxruntime (default) or torch")
 
+    p = sub.add_parser("family", help="AutoKD: draw new students from a search's winning generator")
+    fsub = p.add_subparsers(dest="family_verb", metavar="ACTION")
+    f = fsub.add_parser("sample", help="draw N new members of the best trial's generator family (new graph seeds, the "
+                        "search's width target); --train distills and tests each with the run's recipe")
+    f.add_argument("run_dir", help="the run directory of a search over a generator space (runs/<name>)")
+    f.add_argument("--n", type=int, default=5, help="members to draw (default 5)")
+    f.add_argument("--train", action="store_true", help="distill and test each member with the run's recipe")
+    f.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.epochs=20")
+
     p = sub.add_parser("measure", help="parameters, FLOPs/MACs, latency and peak memory of a model or checkpoint")
     p.add_argument("model", help="registry name or checkpoint path")
     p.add_argument("--input-shape", dest="input_shape", help="C,H,W (default 3,32,32 or the checkpoint's)")
@@ -311,6 +320,22 @@ def run(argv: list[str] | None = None) -> int:
                                 ("pareto", ", ".join(f"#{n}" for n in r["pareto"]["trials"]) + f" ({r['pareto']['cost']})")]
                      + [(f"top-{len(r['top_k'])} #{t['trial']}", f"test {_pct(t['test_acc'])} · reward "
                          f"{t['final_reward']:.4f}") for t in r.get("top_k", [])])
+    elif args.verb == "family":
+        if args.family_verb != "sample":
+            raise ArchkdError("archkd family: no action given", "use 'archkd family sample RUN_DIR --n 5'")
+        run_dir = Path(args.run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ArchkdError(f"{run_dir} is not a run directory (no config.yaml)", "give runs/<name> of a search")
+        if args.n < 1:
+            raise ArchkdError(f"--n {args.n} draws no member", "give --n 1 or more")
+        cfg = load_config(run_dir / "config.yaml", args.overrides,
+                          {"runs_dir": str(run_dir.parent), "name": run_dir.name})
+        configure_threads(cfg.threads)
+        fam = api.family_sample(cfg, n=args.n, train=args.train, log=log)
+        _print_table(f"family of trial #{fam['trial']}", [
+            (f"member {m['member']}", f"{m['params']:,} params" + (f" · test {_pct(m.get('test_acc'))}"
+                                                                    if args.train else ""))
+            for m in fam["members"]])
     elif args.verb == "measure":
         flags = {"measure.model": args.model, "measure.threads": args.threads, "measure.batch_size": args.batch_size,
                  "measure.repeats": args.repeats, "device": args.device,

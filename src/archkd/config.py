@@ -263,6 +263,12 @@ class SearchConfig:
     pruner: Literal["none", "median", "hyperband"] = "none"
     pruner_options: dict = field(default_factory=dict)  # options of the Optuna pruner
     reward_target: float | None = None  # target T of the reward ACC × (cost/T)^w (null: the reward is the accuracy)
+    # without reward_target: T = budget.max_latency_ms, else this quantile of the latencies of 20 random networks of
+    # the space measured on the budget's runtime (null: no target; AKD's preset sets 0.5)
+    reward_target_quantile: float | None = None
+    # width-scaled spaces (nago) scale every network to budget.max_params, else to this fraction of the teacher's
+    # parameters (null: no scaling; AutoKD's preset sets 0.1, NAGO's equal-size premise)
+    size_target: float | None = None
     reward_metric: str = "latency_ms"  # cost in the reward: latency_ms, flops or params
     # soft: w = reward_alpha/beta; hard: w = 0 at or below T, -1 above
     reward_mode: Literal["soft", "hard"] = "soft"
@@ -590,18 +596,15 @@ def _feature(i: int, item: Any) -> dict:
     return dataclasses.asdict(f)
 
 
-# A search method that is more than a sampler brings its defaults: what its paper searches and how. They sit above the
-# built-in defaults and below the YAML file, flags and overrides, so `--method autokd --space stages` still works.
-_KD_RECIPE = {"distill.temperature": {"low": 1.0, "high": 20.0, "log": True}, "distill.alpha": {"low": 0.0, "high": 1.0}}
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    # AutoKD, BOHB-style: TPE proposes generator + KD recipe, Hyperband (η = 2 as in NAGO) stops weak families early
-    "autokd": {"search.space": "nago", "search.recipe": _KD_RECIPE, "search.pruner": "hyperband",
-               "search.pruner_options": {"reduction_factor": 2}},
-    # AutoKD with GP-based BO (Optuna's GPSampler): every family is trained to the end
-    "autokd-gp": {"search.space": "nago", "search.recipe": _KD_RECIPE},
-    # TRADE: TuRBO-1 over students of several families, convolutional and not
-    "trade": {"search.space": "multifamily"},
-}
+# A search method that is more than a sampler brings its defaults: what its paper searches and how. Each method
+# registers its preset beside its sampler (``register_sampler(name, preset=...)``); presets sit above the built-in
+# defaults and below the YAML file, flags and overrides, so `--method autokd --space stages` still works.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def register_preset(method: str, preset: dict[str, Any]) -> None:
+    """Defaults (dotted key -> value) that ``search.method=method`` brings; checked as keys when the config loads."""
+    METHOD_PRESETS[method] = dict(preset)
 
 
 # (dotted key, lowest allowed value, whether the bound itself is allowed): checked when the config loads, so a bad
@@ -612,6 +615,7 @@ RANGES = [("threads", 1, True), ("train.epochs", 1, True), ("train.batch_size", 
           ("teacher.train.epochs", 1, True), ("teacher.train.batch_size", 1, True), ("teacher.train.lr", 0, False),
           ("search.n_trials", 1, True), ("search.epochs", 1, True), ("search.top_k", 0, True),
           ("search.data_fraction", 0, False), ("search.bn_recalibration", 0, True),
+          ("search.reward_target_quantile", 0, False), ("search.size_target", 0, False),
           ("search.heartbeat_seconds", 0, False), ("search.stale_after_seconds", 0, False),
           ("search.max_retries", 0, True), ("search.prescreen.factor", 1, True), ("search.prescreen.keep", 1, True),
           ("search.prescreen.batches", 1, True), ("budget.max_params", 0, False), ("budget.max_flops", 0, False),
@@ -656,11 +660,12 @@ def check_ranges(cfg: Config) -> None:
         if obj < low or (obj == low and not inclusive):
             bound = f"≥ {low}" if inclusive else f"> {low}"
             raise ArchkdError(f"config key '{key}' is {obj}", f"it must be {bound}")
-    for key in ("train.data_fraction", "search.data_fraction", "data.val_fraction", "data.test_fraction"):
+    for key in ("train.data_fraction", "search.data_fraction", "data.val_fraction", "data.test_fraction",
+                "search.reward_target_quantile", "search.size_target"):
         obj = cfg
         for part in key.split("."):
             obj = getattr(obj, part)
-        if obj > 1:
+        if obj is not None and obj > 1:
             raise ArchkdError(f"config key '{key}' is {obj}", "a fraction is at most 1")
 
 

@@ -7,6 +7,9 @@ Contract, shared by every model built with ``create_model(name, num_classes, in_
 - ``model.stage_names``: ``named_modules()`` paths whose outputs are the stage feature maps, shallow to deep;
   the last one is the map the global pooling sees. Tap them with forward hooks; no model edits needed;
 - ``model.feature_channels``: channel count of each stage output (sizes distillation projectors);
+- ``model.stem_name`` / ``model.stem_channels``: the module path of the stem (the conv/BN/act before the first stage)
+  and its output channels, a tap like the stages (DistPro's first feature); ``None`` for a model without a stem.
+  Kept apart from ``stage_names`` so stage-indexed code (feature losses, stage counts) is unchanged;
 - ``model.archkd_spec`` / ``model_spec(model)``: a JSON-serialisable recipe; ``build_from_spec`` rebuilds it;
 - Kaiming init from the global RNG (reproducible under ``torch.manual_seed``); traceable, ONNX-exportable
   (opset 17), channels_last-safe.

@@ -59,6 +59,7 @@ class MlpMixer(nn.Module):
         self.head = ClassifierHead(dim, num_classes)
         self.stage_names = [f"stages.{i}" for i in range(len(self.stages))]
         self.feature_channels = [dim] * len(self.stages)
+        self.stem_name, self.stem_channels = "embed.stem", self.embed.stem_channels  # the conv stem, before patchify
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,7 @@ class MnasNet(nn.Module):
         self.head = ClassifierHead(head_filters, num_classes, dropout)
         self.stage_names = [f"stages.{i}" for i in range(len(blocks))] + ["head_conv"]
         self.feature_channels.append(head_filters)
+        self.stem_name, self.stem_channels = "stem", stem_filters
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

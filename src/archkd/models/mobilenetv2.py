@@ -82,6 +82,7 @@ class MobileNetV2(nn.Module):
         _check("strides", strides, len(strides) == len(_SETTINGS) and all(s in (1, 2) for s in strides),
                f"Give {len(_SETTINGS)} strides of 1 or 2, one per row.")
         in_ch = make_divisible(32 * width_mult)
+        self.stem_name, self.stem_channels = "stem", in_ch
         last_ch = make_divisible(1280 * max(1.0, width_mult)) if last_channels is None else last_channels
         self.stem = stem_conv(in_channels, in_ch, stem_stride, act=nn.ReLU6)
         rows: list[nn.Module] = []

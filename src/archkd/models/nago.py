@@ -190,6 +190,7 @@ class NagoNet(nn.Module):
         self.head = ClassifierHead(c_head, num_classes, dropout=HEAD_DROPOUT)
         self.stage_names = [f"stages.{s}" for s in range(NUM_STAGES)]
         self.feature_channels = list(chans)
+        self.stem_name, self.stem_channels = "stem", c0  # ends in BN: already pre-activation
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

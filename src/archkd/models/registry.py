@@ -169,10 +169,19 @@ def _ensure_stage_info(model: nn.Module, name: str, in_channels: int) -> None:
             f"Model '{name}' declares stage_names {missing} that are not modules of the network.",
             "Set stage_names to paths listed by model.named_modules().",
         )
-    if channels is None:
-        shapes = _dry_run(model, in_channels, {s: modules[s] for s in stage_names})
-        channels = [shapes[s][1] for s in stage_names]
+    stem = getattr(model, "stem_name", None)
+    if stem is not None and stem not in modules:
+        raise ArchkdError(f"Model '{name}' declares stem_name '{stem}', which is not a module of the network.",
+                          "Set stem_name to a path listed by model.named_modules(), or to None.")
+    stem_channels = getattr(model, "stem_channels", None) if stem is not None else None
+    if channels is None or (stem is not None and stem_channels is None):
+        taps = {s: modules[s] for s in stage_names} | ({stem: modules[stem]} if stem is not None else {})
+        shapes = _dry_run(model, in_channels, taps)
+        channels = [shapes[s][1] for s in stage_names] if channels is None else channels
+        stem_channels = shapes[stem][1] if stem is not None and stem_channels is None else stem_channels
     model.feature_channels = [int(c) for c in channels]
+    model.stem_name = stem
+    model.stem_channels = None if stem_channels is None else int(stem_channels)
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:

@@ -87,6 +87,7 @@ class ResNet(nn.Module):
         self.head = ClassifierHead(w3, num_classes)
         self.stage_names = ["layer1", "layer2", "layer3"]
         self.feature_channels = [w1, w2, w3]
+        self.stem_name, self.stem_channels = "stem", stem
         init_weights(self)
 
     @staticmethod

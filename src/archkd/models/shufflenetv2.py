@@ -104,6 +104,7 @@ class ShuffleNetV2(nn.Module):
         self.head = ClassifierHead(last_ch, num_classes)
         self.stage_names = ["layer1", "layer2", "layer3", "conv_last"]
         self.feature_channels = [*stage_ch, last_ch]
+        self.stem_name, self.stem_channels = "stem", _STEM
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,7 @@ class StageNet(nn.Module):
         self.head = ClassifierHead(in_ch, num_classes)
         self.stage_names = [f"stages.{i}" for i in range(len(layers))]
         self.feature_channels = [cfg["width"] for cfg in self.stage_config]
+        self.stem_name, self.stem_channels = "stem", stem
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

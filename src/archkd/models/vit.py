@@ -80,7 +80,7 @@ class ConvPatchEmbed(nn.Module):
 
     def __init__(self, in_channels: int, dim: int, patch: int, stem_stride: int) -> None:
         super().__init__()
-        stem = max(8, dim // patch)
+        stem = self.stem_channels = max(8, dim // patch)
         self.stem = stem_conv(in_channels, stem, stem_stride)
         self.proj = nn.Conv2d(stem, dim, patch, stride=patch)
 
@@ -189,6 +189,7 @@ class VisionTransformer(nn.Module):
         self.head = ClassifierHead(dim, num_classes)
         self.stage_names = [f"stages.{i}" for i in range(len(self.stages))]
         self.feature_channels = [dim] * len(self.stages)
+        self.stem_name, self.stem_channels = "embed.stem", self.embed.stem_channels  # the conv stem, before patchify
         init_weights(self)
         nn.init.normal_(self.pos_embed, 0.0, 0.02)
 

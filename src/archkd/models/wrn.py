@@ -56,6 +56,7 @@ class WideResNet(nn.Module):
         self.head = ClassifierHead(widths[3], num_classes)
         self.stage_names = ["block1", "block2", "act"]
         self.feature_channels = widths[1:]
+        self.stem_name, self.stem_channels = "conv1", widths[0]  # pre-activation net: the stem is the bare conv
         init_weights(self)
 
     @staticmethod

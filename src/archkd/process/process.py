@@ -39,7 +39,8 @@ def normalize(alpha: torch.Tensor, style: str, scale: float = 1.0) -> torch.Tens
 
 @dataclass(frozen=True)
 class Pathway:
-    """A teacher stage → student stage connection; ``transform`` names its own student-feature transform (``None``:
+    """A teacher feature → student feature connection, by index into the objective's taps (index 0 is the stem
+    when the process taps it, then the stages); ``transform`` names its own student-feature transform (``None``:
     the objective's). DistPro's candidate set is pathways × transforms, each with its own weight."""
 
     teacher: int
@@ -52,8 +53,9 @@ class Pathway:
 
 def make_pathways(n_teacher: int, n_student: int, mode: str = "forward",
                   transforms: list[str] | None = None) -> list[Pathway]:
-    """``forward``: every pair with student stage ≥ teacher stage (DistPro's default); ``all``: every pair. With
-    ``transforms``, each pair once per transform (the search then chooses among them by their weights)."""
+    """``forward``: every pair with student feature ≥ teacher feature (DistPro's default: 10 pairs for stem + 3
+    stages on each side); ``all``: every pair. With ``transforms``, each pair once per transform (the search then
+    chooses among them by their weights)."""
     if mode not in ("forward", "all"):
         raise ArchkdError(f"unknown pathway mode '{mode}'", "use forward (s ≥ t) or all")
     pairs = [(t, s) for t in range(n_teacher) for s in range(n_student) if mode == "all" or s >= t]
@@ -73,12 +75,16 @@ def interpolate(trajectory: torch.Tensor, total_steps: int) -> torch.Tensor:
 
 
 class ProcessObjective(DistillObjective):
-    """CE + Σ_i w_i · d(T_i(student stage s_i), teacher stage t_i) (+ optional Hinton KD)."""
+    """CE + Σ_i w_i · d(T_i(student feature s_i), teacher feature t_i) (+ optional Hinton KD).
+
+    ``stem``: the first tap of each side is the stem (recorded in the process file; the taps themselves are paths).
+    """
 
     def __init__(self, student_taps: list[str], teacher_taps: list[str], pathways: list[Pathway], *,
                  transform: str = "attention", distance: str = "hcl", normalization: str = "softmax",
                  scale: float = 1.0, schedule: torch.Tensor | None = None, tau: float | None = None,
-                 logit_kd: float = 0.0, temperature: float = 4.0, label_smoothing: float = 0.0) -> None:
+                 logit_kd: float = 0.0, temperature: float = 4.0, label_smoothing: float = 0.0,
+                 stem: bool = False) -> None:
         super().__init__(ce_weight=1.0, kd_weight=logit_kd, kd_kwargs={"temperature": temperature},
                          label_smoothing=label_smoothing)
         if distance not in DISTANCES:
@@ -86,6 +92,7 @@ class ProcessObjective(DistillObjective):
         normalize(torch.zeros(1), normalization)  # validates the style name early
         self._s_taps, self._t_taps = list(student_taps), list(teacher_taps)
         self.pathways = list(pathways)
+        self.stem = bool(stem)
         self.transform_name, self.distance_name = transform, distance
         self.normalization, self.scale, self.tau = normalization, float(scale), tau
         self.transforms = nn.ModuleList()

@@ -272,15 +272,17 @@ def trials_section(results: dict[str, Any]) -> str | None:
         cells = [number, _badge(_state(t)), fmt_int(t.get("params")), fmt_si(t.get("flops")), fmt_si(t.get("macs")),
                  fmt_latency(_latency(t)),
                  fmt_pct(t.get("val_acc")) + (f" · r {reward:.3f}" if reward is not None else ""),
-                 _fidelity(t), fmt_seconds(t.get("seconds")), compact(t.get("config")),
+                 _fidelity(t), fmt_seconds(t.get("seconds")), esc(t.get("proposer") or DASH), compact(t.get("config")),
                  esc(t.get("reason")) if t.get("reason") else ""]
         keys = [t.get("number"), _state(t), t.get("params"), t.get("flops"), t.get("macs"),
                 latency_median(_latency(t))[1], reward if reward is not None else t.get("val_acc"), t.get("steps"),
-                t.get("seconds"), compact_text(t.get("config") or {}), t.get("reason")]
+                t.get("seconds"), t.get("proposer"), compact_text(t.get("config") or {}), t.get("reason")]
         return cells, _sort_keys(keys), "best" if is_best else None
 
     latency = "latency (predicted)" if _latency_predicted(results) else "latency"
-    headers = ["#", "state", "params", "FLOPs", "MACs", latency, "val acc", "epochs", "time", "architecture", "note"]
+    # "proposed by": the method's model, its start-up design, a fallback draw, a queued or retried trial
+    headers = ["#", "state", "params", "FLOPs", "MACs", latency, "val acc", "epochs", "time", "proposed by",
+               "architecture", "note"]
     numeric = (0, 2, 3, 4, 5, 6, 7, 8)
 
     def grid(subset: list[Mapping[str, Any]]) -> str:
@@ -506,3 +508,25 @@ def finalists_section(results: dict[str, Any]) -> str | None:
             "</p>")
     return note + table(["trial", "search reward", "val acc", "test acc", "final reward", "params", "FLOPs", latency,
                          "checkpoint"], rows, row_classes=classes, numeric=(0, 1, 2, 3, 4, 5, 6, 7), sort_keys=keys)
+
+
+@register_section("family", title="Family (new members of the best generator)", before="trials table")
+def family_section(results: dict[str, Any]) -> str | None:
+    """AutoKD's deliverable is a generator: ``archkd family sample`` draws new members of the best trial's family
+    (new graph seeds, the same width target); their spread says how much the generator, not one lucky graph, is
+    worth."""
+    fam = results.get("family")
+    members = [m for m in fam.get("members", []) if isinstance(m, Mapping)] if isinstance(fam, Mapping) else []
+    if not members:
+        return None
+    rows = [[esc(m.get("member", DASH)), fmt_int(m.get("params")), fmt_pct(m.get("val_acc")), fmt_pct(m.get("test_acc")),
+             f"<code>{esc(m.get('checkpoint') or DASH)}</code>"] for m in members]
+    keys = [_sort_keys([m.get("member"), m.get("params"), m.get("val_acc"), m.get("test_acc"), m.get("checkpoint")])
+            for m in members]
+    accs = [m["test_acc"] for m in members if is_num(m.get("test_acc"))]
+    spread = (f" Test accuracy {fmt_pct(min(accs))} to {fmt_pct(max(accs))}, mean {fmt_pct(sum(accs) / len(accs))}."
+              if accs else " Not trained (draw them with --train to distill and test each).")
+    note = (f"<p>{len(members)} new members of trial #{esc(fam.get('trial', DASH))}'s generator "
+            f"<code>{esc(compact_text(fam.get('generator') or {}))}</code>.{spread}</p>")
+    return note + table(["member", "params", "val acc", "test acc", "checkpoint"], rows, numeric=(0, 1, 2, 3),
+                        sort_keys=keys)

@@ -20,17 +20,19 @@ Contract:
   cheap score (a zero-cost proxy), which ``run_search(enqueue=...)`` asks first.
 """
 from archkd.search.budget import Budget
-from archkd.search.latency import Sample, fit_latency_predictor, predictor_file, sample_latencies, search_predictor
+from archkd.search.latency import (Sample, fit_latency_predictor, latency_quantile, predictor_file, sample_latencies,
+                                  search_predictor)
 from archkd.search.objective import KDTrialObjective, apply_recipe
 from archkd.search.prescreen import Screened, prescreen
 from archkd.search.reward import Reward
 from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
 from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_definition, check_feasible,
-                                 open_storage, open_study, pareto_front, record_constraints, run_search)
+                                 open_storage, open_study, pareto_front, record_constraints, recorded_definition,
+                                 run_search)
 from archkd.search.trust_region import TuRBOSampler  # registers the "trade" sampler
 
 __all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
            "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
            "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward",
            "TuRBOSampler", "Screened", "prescreen", "fit_latency_predictor", "predictor_file",
-           "search_predictor", "Sample", "sample_latencies"]
+           "search_predictor", "Sample", "sample_latencies", "latency_quantile", "recorded_definition"]

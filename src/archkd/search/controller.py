@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from archkd.errors import ArchkdError
-from archkd.search.samplers import first_feasible, sample_index
+from archkd.search.samplers import first_feasible, sample_index, set_proposer
 from archkd.spaces import CategoricalDim, IntDim, SearchSpace
 
 
@@ -210,6 +210,7 @@ class AKDSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         self.sync(study)
+        set_proposer(study, trial, "model" if self.updates else "init")  # before the first update: the uniform policy
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + sample_index(study, trial))
         def draw(_k: int) -> dict:  # within the budget: redraw from the policy (milliseconds per candidate)
             tokens = self.controller.sample(g)
@@ -220,6 +221,10 @@ class AKDSampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def info(self) -> dict:
+        """What the controller did, for results.json: its batch and the policy updates behind its last proposal."""
+        return {"batch_size": self.policy_cfg.batch_size, "policy_updates": self.updates}
 
     def advise(self, n_trials: int) -> str | None:
         """A warning when a search of ``n_trials`` trials leaves the controller too few policy updates to steer it:

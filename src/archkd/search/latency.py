@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from archkd.measure import measure_latency
 from archkd.measure.predictor import LatencyPredictor, predictor_path
 from archkd.models import build_from_spec
 from archkd.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from archkd.search.budget import Budget
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,28 @@ def predictor_file(budget: BudgetConfig, space: str, input_shape: tuple[int, ...
     size, the space and the input shape."""
     return Path(budget.latency_predictor) if budget.latency_predictor else predictor_path(
         cache_dir, budget.latency_runtime, budget.latency_threads, budget.latency_batch_size, space, input_shape)
+
+
+def latency_quantile(space: SearchSpace, budget: "Budget", input_shape: tuple[int, ...], num_classes: int, q: float,
+                     seed: int = 0, samples: int = 20) -> float:
+    """The ``q``-quantile of the latencies of ``samples`` random networks of ``space`` within ``budget``'s other
+    limits, measured on its runtime under the one latency protocol: a reward target T when the user gives none.
+
+    Why measured rather than a fixed number: what latency is reachable depends on the space, the input and this
+    machine's runtime, and a target far from every candidate makes ``(LAT/T)^w`` rank by latency alone."""
+    feasible = budget.feasibility(space, input_shape, num_classes)
+    rng = np.random.default_rng([seed, 7])
+    lats: list[float] = []
+    for _ in range(50 * samples):
+        if len(lats) == samples:
+            break
+        config = space.sample_rng(rng)
+        if not feasible(config):
+            continue
+        lats.append(measure_latency(space.build(config, input_shape, num_classes), input_shape,
+                                    runtime=budget.latency_runtime, batch_size=budget.latency_batch_size,
+                                    threads=budget.latency_threads).median_ms)
+    if not lats:
+        raise ArchkdError(f"no random network of space '{space.name}' meets the budget, so no latency target can be "
+                          "derived", "give --latency-target, or raise the budget")
+    return float(np.quantile(lats, q))

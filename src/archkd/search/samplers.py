@@ -21,8 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
 
-from archkd.config import register_choices
+from archkd.config import register_choices, register_preset
 from archkd.errors import ArchkdError
 from archkd.registry import build
 from archkd.spaces import SearchSpace, from_uniform
@@ -31,22 +32,40 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 register_choices("search.method", lambda: SAMPLERS)
 Feasible = Callable[[dict], bool]
 MAX_DRAWS = 2000
+TPE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # the finished trials Optuna's TPE counts against its start-up
 
 
-def register_sampler(name: str) -> Callable:
+def register_sampler(name: str, preset: dict[str, Any] | None = None) -> Callable:
+    """Register a sampler factory as ``search.method=name``; ``preset``: the config defaults the method brings (its
+    paper's space, recipe, pruner, reward), below anything the user sets."""
     def deco(fn: Callable[..., optuna.samplers.BaseSampler]) -> Callable[..., optuna.samplers.BaseSampler]:
         SAMPLERS[name] = fn
+        if preset:
+            register_preset(name, preset)
         return fn
 
     return deco
 
 
 def create_sampler(name: str, seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
-                   **options: Any) -> optuna.samplers.BaseSampler:
+                   n_trials: int | None = None, **options: Any) -> optuna.samplers.BaseSampler:
     """Build a registered sampler. ``space`` is given to samplers that model whole architectures, ``feasible`` to
-    those that sample within the budget; ``options`` (``search.sampler_options``) go to the sampler itself."""
+    those that sample within the budget, ``n_trials`` (the search's trial count) to those that size their start-up
+    design or batches to it; ``options`` (``search.sampler_options``) go to the sampler itself and win over what it
+    would derive from ``n_trials``."""
     return build(SAMPLERS, name, "search method", "search.sampler_options", seed=seed, space=space,
-                 feasible=feasible, **options)
+                 feasible=feasible, n_trials=n_trials, **options)
+
+
+PROPOSER = "archkd_proposer"
+
+
+def set_proposer(study: optuna.Study, trial: optuna.trial.FrozenTrial, who: str) -> None:
+    """Record who proposed ``trial``'s configuration (``init``/``sobol``: a start-up design; ``model``: the method's
+    model — TPE, GP, TuRBO, the AKD policy; ``fallback``: a random draw because the model offered nothing feasible;
+    ``random``). The search loop adds ``queued`` and ``retry`` itself. Why: a method whose model never proposes is
+    not that method, and only a record per trial shows it."""
+    study._storage.set_trial_system_attr(trial._trial_id, PROPOSER, who)
 
 
 def sample_index(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
@@ -95,6 +114,7 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         index = sample_index(study, trial)
+        set_proposer(study, trial, "random")
         return first_feasible(lambda k: self.space.sample(lambda name: _uniform(self.seed, index, name, k)),
                               self.feasible, self.max_draws)
 
@@ -114,8 +134,10 @@ class Replayed(optuna.samplers.BaseSampler):
     restarted process propose differently from the uninterrupted one.
     """
 
-    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int = 0) -> None:
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int = 0, n_startup: int = 0,
+                 startup_states: tuple = (TrialState.COMPLETE,), name: str = "model") -> None:
         self.make, self.seed = make, int(seed)
+        self.n_startup, self.startup_states, self.name = int(n_startup), startup_states, name
         make(self.seed)  # options that do not fit the sampler fail now, not at the first trial
         self._current: tuple[int, optuna.samplers.BaseSampler] | None = None  # (trial number, its sampler)
 
@@ -123,7 +145,21 @@ class Replayed(optuna.samplers.BaseSampler):
         if self._current is None or self._current[0] != trial.number:
             index = sample_index(study, trial)
             self._current = (trial.number, self.make(int(np.random.default_rng([self.seed, index]).integers(2**31))))
+            # the wrapped sampler proposes at random until n_startup trials in these states have finished
+            finished = len(study.get_trials(deepcopy=False, states=self.startup_states))
+            set_proposer(study, trial, "init" if finished < self.n_startup else self.name)
         return self._current[1]
+
+    def info(self) -> dict:
+        return {"n_startup_trials": self.n_startup}
+
+    def advise(self, n_trials: int) -> str | None:
+        """A warning when ``n_trials`` leaves no trial to the model: its start-up design takes them all."""
+        if n_trials > self.n_startup:
+            return None
+        return (f"the first {self.n_startup} trials are random start-up draws, so {n_trials} trials never use the "
+                f"method's model — give --n-trials {2 * self.n_startup} or more, or a smaller "
+                "search.sampler_options.n_startup_trials")
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
         return self._for(study, trial).infer_relative_search_space(study, trial)
@@ -146,50 +182,78 @@ class Replayed(optuna.samplers.BaseSampler):
         pass
 
 
+def startup_trials(default: int, n_trials: int | None, options: dict) -> int:
+    """Random start-up trials of a model-based sampler: the user's ``n_startup_trials``, else a quarter of the
+    search (at least 2, at most the sampler's own default). Why scaled: Optuna's defaults (10 for TPE and GP) exceed
+    a CPU search's 8 trials, where the model would never propose at all."""
+    if "n_startup_trials" in options:
+        return int(options["n_startup_trials"])
+    return default if n_trials is None else max(2, min(default, n_trials // 4))
+
+
 @register_sampler("random")
 def _random(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
-            max_draws: int = MAX_DRAWS) -> optuna.samplers.BaseSampler:
+            n_trials: int | None = None, max_draws: int = MAX_DRAWS) -> optuna.samplers.BaseSampler:
     return HashRandomSampler(seed, space, feasible, max_draws)
 
 
-@register_sampler("akd")
+# AKD (Search to Distill): the LSTM controller over the MnasNet-style space with MnasNet's latency-aware reward; its
+# target T is the budget's latency, or else the median latency of the space's networks on the budget's runtime
+@register_sampler("akd", preset={"search.space": "mnas", "search.reward_target_quantile": 0.5})
 def _akd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
-         **policy: Any) -> optuna.samplers.BaseSampler:
+         n_trials: int | None = None, **policy: Any) -> optuna.samplers.BaseSampler:
+    """The controller's policy learns once per ``batch_size`` finished trials; unless given, the batch is a quarter of
+    the search (2 to 8), so a 16-trial search makes 4 policy updates rather than 2 with the fixed 8."""
     from archkd.search.controller import AKDSampler, PolicyConfig
 
     if space is None:
         raise ArchkdError("the akd controller needs a search space", "pass space= to create_sampler")
+    if n_trials is not None and "batch_size" not in policy:
+        policy = {**policy, "batch_size": max(2, min(8, n_trials // 4))}
     return AKDSampler(space, seed=seed, policy=PolicyConfig(**policy), feasible=feasible)
 
 
 @register_sampler("tpe")
 def _tpe(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+         n_trials: int | None = None,
          **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones)."""
-    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **options), seed)
+    kw = {**options, "n_startup_trials": startup_trials(10, n_trials, options)}
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES)
 
 
 @register_sampler("gp")
 def _gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+        n_trials: int | None = None,
         **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's Gaussian-process sampler; it models each budget constraint with a GP of its own."""
-    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **options), seed)
+    kw = {**options, "n_startup_trials": startup_trials(10, n_trials, options)}
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"])
 
 
-@register_sampler("autokd")
+_KD_RECIPE = {"distill.temperature": {"low": 1.0, "high": 20.0, "log": True}, "distill.alpha": {"low": 0.0, "high": 1.0}}
+
+
+# AutoKD, BOHB-style: TPE proposes generator + KD recipe, Hyperband (η = 2 as in NAGO) stops weak families early; every
+# network is scaled to one size (the budget, or a tenth of the teacher): NAGO compares generators at equal size
+@register_sampler("autokd", preset={"search.space": "nago", "search.recipe": _KD_RECIPE, "search.pruner": "hyperband",
+                                    "search.pruner_options": {"reduction_factor": 2}, "search.size_target": 0.1})
 def _autokd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+            n_trials: int | None = None,
             **options: Any) -> optuna.samplers.BaseSampler:
     """AutoKD's BOHB-style optimiser, model part: a multivariate TPE over the generator and KD recipe (the preset
     pairs it with Hyperband over trained epochs). Multivariate because generator dimensions interact (a graph's K
     only matters with its node count); 5 random start-up trials instead of 10, since each trial trains k networks."""
-    kw = {"multivariate": True, "n_startup_trials": 5, **options}
-    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed)
+    kw = {"multivariate": True, **options, "n_startup_trials": startup_trials(5, n_trials, options)}
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES)
 
 
-@register_sampler("autokd-gp")
+# AutoKD with GP-based BO (Optuna's GPSampler): every family is trained to the end
+@register_sampler("autokd-gp", preset={"search.space": "nago", "search.recipe": _KD_RECIPE, "search.size_target": 0.1})
 def _autokd_gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+               n_trials: int | None = None,
                **options: Any) -> optuna.samplers.BaseSampler:
     """AutoKD with GP-based BO: Optuna's GPSampler (Matérn-5/2 kernel, log expected improvement) over the same
     vector, 5 random start-up trials."""
-    kw = {"n_startup_trials": 5, **options}
-    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed)
+    kw = {**options, "n_startup_trials": startup_trials(5, n_trials, options)}
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"])

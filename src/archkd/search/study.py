@@ -43,6 +43,7 @@ from archkd.errors import ArchkdError
 from archkd.progress import Progress
 from archkd.search.budget import Budget
 from archkd.search.reward import Reward
+from archkd.search.samplers import PROPOSER
 from archkd.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -179,6 +180,19 @@ def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
                       f"own settings{': ' + keep if keep else ''}")
 
 
+def recorded_definition(storage: str, study_name: str) -> dict[str, str]:
+    """What an existing study recorded as its definition (``check_definition``; JSON strings by dotted key), or {}
+    when there is no such study yet (a storage file that does not exist yet is not created)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if storage.startswith(prefix) and not Path(storage[len(prefix):].removeprefix("//")).is_file():
+            return {}
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        return {}
+    return dict(study.user_attrs.get("archkd_definition") or {})
+
+
 PRUNERS = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
            "hyperband": optuna.pruners.HyperbandPruner}
 
@@ -242,7 +256,19 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "duplicate_of": ua.get("duplicate_of"), "family_accs": ua.get("family_accs"),
             "steps": None if t.last_step is None else t.last_step + 1,
             "family_std": ua.get("family_std"), "student_spec": ua.get("family_best_spec") or ua.get("spec"),
-            "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial")}
+            "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial"),
+            "proposer": proposer(t)}
+
+
+def proposer(t: optuna.trial.FrozenTrial) -> str:
+    """Who proposed a trial's configuration: ``retry`` (it re-runs an interrupted trial), ``queued`` (enqueued, e.g.
+    by a pre-screen), else what the sampler recorded (``set_proposer``: init, model, fallback, random, ...)."""
+    sa = t.system_attrs
+    if sa.get("failed_trial") is not None:
+        return "retry"
+    if "fixed_params" in sa:
+        return "queued"
+    return sa.get(PROPOSER, "sampler")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -383,7 +409,7 @@ class TrialTable:
     """A table that grows one row per finished trial (works in terminals and in CI logs alike)."""
 
     header = (f"{'#':>4} {'state':<10} {'params':>9} {'MFLOPs':>8} {'lat ms':>7} {'val acc':>8} {'reward':>7} "
-              f"{'time s':>7}  config")
+              f"{'time s':>7} {'by':<8} config")
 
     def __init__(self, log: Callable[[str], None] | None) -> None:
         self.log = log
@@ -402,7 +428,8 @@ class TrialTable:
         cfg = " ".join(f"{k}={v}" for k, v in r["config"].items())
         self.log(f"{r['number']:>4} {r['state']:<10} {f(r['params'], ',d'):>9} "
                  f"{f(None if r['flops'] is None else r['flops'] / 1e6, '.2f'):>8} {f(r['latency_ms'], '.3f'):>7} "
-                 f"{f(r['val_acc'], '.4f'):>8} {f(r['reward'], '.4f'):>7} {f(r['seconds'], '.1f'):>7}  {cfg[:80]}"
+                 f"{f(r['val_acc'], '.4f'):>8} {f(r['reward'], '.4f'):>7} {f(r['seconds'], '.1f'):>7} "
+                 f"{r.get('proposer') or '-':<8} {cfg[:80]}"
                  + (f"  ({r['reason']})" if r.get("reason") else ""))
 
 

@@ -194,6 +194,13 @@ class SearchSpace:
         objective trains each and scores the configuration by their mean (AutoKD's family objective)."""
         return [self.spec(config, input_shape, num_classes)]
 
+    def new_members(self, config: dict, input_shape: tuple[int, ...], num_classes: int, n: int) -> list[dict]:
+        """``n`` further members of a generator configuration's family, beyond those ``members`` gave the search
+        (AutoKD's output is the generator: a family to draw students from). A space whose configurations fix one
+        network has none to give."""
+        raise ArchkdError(f"space '{self.name}' has no families to draw from: a configuration is one network",
+                          "draw members from a search over a generator space (--method autokd, space nago)")
+
     def scale_to(self, max_params: int | None) -> "SearchSpace":
         """Hand the parameter budget to a space that scales every network to it (``nago``); others ignore it."""
         return self

@@ -108,6 +108,11 @@ class NagoSpace(SearchSpace):
         """``family_size`` networks of one generator configuration, graph seeds ``seed + j``."""
         return [self._member(config, input_shape, num_classes, self.seed + j) for j in range(self.family_size)]
 
+    def new_members(self, config: dict, input_shape: tuple[int, ...], num_classes: int, n: int) -> list[dict]:
+        """``n`` members with graph seeds after the search's (``seed + family_size + j``), at the same width scaling."""
+        start = self.seed + self.family_size
+        return [self._member(config, input_shape, num_classes, start + j) for j in range(n)]
+
     def graphs(self, config: dict, graph_seed: int) -> dict[str, dict[str, Any]]:
         """The top, mid and bottom graphs drawn for a configuration with one graph seed."""
         g = generator(config)
