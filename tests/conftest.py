@@ -61,3 +61,18 @@ def kill_after_checkpoint(args: list[str], checkpoint, env: dict, timeout: float
     p.wait()
     assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     return int(torch.load(checkpoint, weights_only=True)["epoch"])
+
+
+def cli_error(argv: list[str], capsys) -> str:
+    """Run the CLI on ``argv`` and return its one error line (``archkd: warning:`` lines aside), checking the
+    bad-input contract: exit status 2, one ``archkd: error: <problem> — <fix>`` line, no traceback."""
+    from archkd.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("archkd: warning:")]
+    assert e.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("archkd: error: ") and "Traceback" not in err, err
+    assert " — " in lines[0], f"no fix after the problem: {lines[0]}"
+    return lines[0]

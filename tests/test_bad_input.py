@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from archkd.cli import main
+from conftest import cli_error
 
 
 class Ctx:
@@ -283,14 +284,8 @@ def test_bad_input_is_one_line_and_loses_nothing(ctx, capsys, monkeypatch, case,
     if argv[0] not in ("measure", "report"):  # verbs that take no run name
         argv += [] if "--runs-dir" in argv else ["--runs-dir", str(ctx.runs)]
         argv += [] if "--name" in argv else ["--name", "kept"]
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("archkd: warning:")]
-    assert e.value.code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("archkd: error: ") and "Traceback" not in err, err
-    assert text in lines[0], lines[0]
-    assert " — " in lines[0], f"no fix after the problem: {lines[0]}"
+    line = cli_error(argv, capsys)
+    assert text in line, line
     after = _snapshot(ctx.runs, cache)
     for path, digest in before.items():
         assert path in after, f"{path} was deleted"

@@ -19,18 +19,7 @@ import pytest
 import torch
 
 from archkd.cli import main
-
-
-def _one_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """Run the CLI and return its one error line (``archkd: warning:`` lines aside), checking exit status 2."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("archkd: warning:")]
-    assert e.value.code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("archkd: error: ") and "Traceback" not in err, err
-    assert " — " in lines[0], f"no fix after the problem: {lines[0]}"
-    return lines[0]
+from conftest import cli_error
 
 
 @contextlib.contextmanager
@@ -68,7 +57,7 @@ def test_billion_laughs_config_is_refused_in_seconds(tmp_path, capsys):
     assert len(Path(path).read_bytes()) < 1024
     t0 = time.perf_counter()
     with _deadline(20):
-        line = _one_line(["config", "--config", path], capsys)
+        line = cli_error(["config", "--config", path], capsys)
     assert time.perf_counter() - t0 < 2
     assert "laughs.yaml" in line and "aliases" in line
 
@@ -90,13 +79,13 @@ def test_a_few_aliases_and_merges_still_load(tmp_path, capsys):
 def test_self_referencing_or_deeply_nested_yaml_is_one_line(tmp_path, capsys, case, text, expected):
     path = _write(tmp_path / "odd.yaml", text)
     with _deadline(20):
-        line = _one_line(["config", "--config", path], capsys)
+        line = cli_error(["config", "--config", path], capsys)
     assert "odd.yaml" in line and expected in line, line
 
 
 def test_duplicate_key_in_a_config_file_names_key_file_and_lines(tmp_path, capsys):
     path = _write(tmp_path / "twice.yaml", "train:\n  epochs: 3\n  lr: 0.1\n  epochs: 30\n")
-    line = _one_line(["config", "--config", path], capsys)
+    line = cli_error(["config", "--config", path], capsys)
     assert "twice.yaml" in line and "'epochs'" in line and "lines 2 and 4" in line, line
 
 
@@ -111,7 +100,7 @@ def test_duplicate_key_in_a_pool_file_is_refused(tmp_path):
 
 
 def test_override_that_is_not_yaml_is_one_line(capsys):
-    line = _one_line(["config", "teacher.path=[1"], capsys)
+    line = cli_error(["config", "teacher.path=[1"], capsys)
     assert "config key 'teacher.path'" in line and "not valid YAML" in line, line
 
 
@@ -120,13 +109,13 @@ def test_override_that_is_not_yaml_is_one_line(capsys):
 @pytest.mark.parametrize("value", ["0", "garbage", "-3"])
 def test_invalid_omp_num_threads_is_one_line(monkeypatch, capsys, value):
     monkeypatch.setenv("OMP_NUM_THREADS", value)
-    line = _one_line(["config"], capsys)
+    line = cli_error(["config"], capsys)
     assert f"OMP_NUM_THREADS is '{value}'" in line and "unset it or give a positive integer" in line, line
 
 
 def test_zero_threads_in_the_config_is_one_line(monkeypatch, capsys):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert "'threads' is 0" in _one_line(["config", "threads=0"], capsys)
+    assert "'threads' is 0" in cli_error(["config", "threads=0"], capsys)
 
 
 def test_the_thread_count_in_use_is_knowable(monkeypatch):
@@ -169,7 +158,7 @@ DAMAGE = [
 def test_checkpoint_whose_parts_disagree_is_one_line(tmp_path, capsys, teacher_ckpt, verb, case, edit, expected):
     path = _edited(teacher_ckpt, tmp_path / "edited.pt", edit)
     argv = ["export", path] if verb == "export" else ["distill", "--teacher", path, "train.epochs=1"]
-    line = _one_line(argv + ["--runs-dir", str(tmp_path / "runs"), "--name", "x"], capsys)
+    line = cli_error(argv + ["--runs-dir", str(tmp_path / "runs"), "--name", "x"], capsys)
     assert path in line and expected in line and "damaged or was edited" in line, line
 
 
@@ -185,7 +174,7 @@ def test_spec_of_a_huge_network_is_refused_without_building_it(tmp_path, capsys,
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     with _deadline(20):
-        line = _one_line(["export", path, "--runs-dir", str(tmp_path / "runs")], capsys)
+        line = cli_error(["export", path, "--runs-dir", str(tmp_path / "runs")], capsys)
     assert time.perf_counter() - t0 < 2
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 300_000  # KiB: nothing large was allocated
     assert path in line and "damaged or was edited" in line, line
@@ -230,7 +219,7 @@ def test_damaged_last_pt_of_the_run_names_the_file_and_the_way_out(tmp_path, cap
     last = runs / "x" / "student" / "last.pt"
     damage(last)
     before = _snapshot(runs)
-    line = _one_line(argv, capsys)
+    line = cli_error(argv, capsys)
     assert str(last) in line and f"rm {last}" in line and "damaged" in line, line
     assert "give a checkpoint written by archkd" not in line
     after = _snapshot(runs)

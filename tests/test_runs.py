@@ -32,11 +32,10 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def one_line_error(code: int, err: str, text: str) -> None:
+    """The bad-input contract on an already captured run (see conftest.cli_error)."""
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("archkd: warning:")]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("archkd: error: ") and " — " in lines[0], err
-    assert "Traceback" not in err
-    assert text in lines[0], lines[0]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("archkd: error: "), err
+    assert " — " in lines[0] and "Traceback" not in err and text in lines[0], err
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -256,12 +256,12 @@ def test_fit_reports_accuracy_after_recalibration(digits):
     assert res.history[-1]["val_acc"] == evaluate(model, digits.val, digits.normalize)  # idempotent
 
 
-def test_amp_is_cuda_only_and_negative_recalibration_is_refused(digits):
+def test_fixed_amp_default_is_cuda_only_an_explicit_flag_wins_and_negative_recalibration_is_refused(digits):
     from archkd.device import use_amp
     from archkd.errors import ArchkdError
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not use_amp(cpu, True) and not use_amp(cpu, None)  # CPU logits are fp32 whatever train.amp says
+    assert not use_amp(cpu, None) and use_amp(cpu, True)  # an explicit train.amp=true runs bf16 on CPU too
     assert use_amp(cuda, None) and use_amp(cuda, True) and not use_amp(cuda, False)
     with pytest.raises(ArchkdError, match="bn_recalibration=-1"):
         fit(_student(), digits, TrainConfig(epochs=1, bn_recalibration=-1), seed=0, device="cpu", log=None)

@@ -216,7 +216,8 @@ def train_teacher(cfg: Config, log: Log | None = print, data: DataBundle | None 
     best, _ = model_from_checkpoint(res.best_path)
     test = _test_acc(best, data, dev)
     out = {"checkpoint": str(res.best_path), "name": cfg.teacher.arch, "params": sum(p.numel() for p in best.parameters()),
-           "val_acc": res.best_val_acc, "test_acc": test, "seconds": res.seconds, "history": res.history}
+           "val_acc": res.best_val_acc, "test_acc": test, "seconds": res.seconds, "precision": res.precision,
+           "history": res.history}
     log(f"teacher: val acc {res.best_val_acc:.4f}" + (f", test acc {test:.4f}" if test is not None else "")
         + f" -> {res.best_path}")
     if write:
@@ -383,7 +384,7 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
            "val_acc": res.best_val_acc, "test_acc": test, "teacher_val_acc": t_acc, "teacher_test_acc": t_test,
            "epochs": cfg.train.epochs,
            "history": res.history,
-           "seconds": res.seconds, "images_per_s": res.images_per_s, "cache": res.cache,
+           "seconds": res.seconds, "images_per_s": res.images_per_s, "precision": res.precision, "cache": res.cache,
            "process": cfg.distill.process, "process_replay": cfg.process.replay if cfg.distill.process else None,
            "pathway_loss_saved": saved}
     if write:

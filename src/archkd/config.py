@@ -70,8 +70,12 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs (the last epoch always)
     # share of the training images used (a seeded subset, the same for every run with this seed)
     data_fraction: float = 1.0
-    amp: bool | None = None  # mixed precision (null: on for CUDA, off on CPU)
-    channels_last: bool | None = None  # channels-last memory format (null: on for CUDA, off on CPU)
+    # time a few steps of the student under fp32/bf16 × contiguous/channels_last and train with the fastest (cached
+    # per machine and model); false: the fixed default below
+    autotune: bool = True
+    # bf16 autocast (null: the tuner decides for the student; the teacher and the fixed default: on for CUDA only)
+    amp: bool | None = None
+    channels_last: bool | None = None  # channels-last memory format (null: the tuner decides; fixed default: CUDA)
     # training images that re-estimate BatchNorm statistics before each validation pass (0: off); see recalibrate_bn
     bn_recalibration: int = 0
     # also log each epoch's scalars to TensorBoard under runs/<name>/tensorboard/<run> (extra: tensorboard)

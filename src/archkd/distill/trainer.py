@@ -24,6 +24,7 @@ import torch.nn as nn
 from archkd.config import TrainConfig
 from archkd.data import DataBundle, ImageSet, Normalize
 from archkd.device import broadcast_object, resolve_device, seed_everything, use_amp, use_channels_last, world
+from archkd.distill.autotune import Choice, Setting, autocast, choose
 from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
 from archkd.distill.objective import DistillObjective, Taps
@@ -43,6 +44,7 @@ class FitResult:
     images_per_s: float = 0.0
     cache: dict | None = None
     resumed_at_epoch: int | None = None  # first epoch trained by this call when it continued from last.pt
+    precision: dict | None = None  # the student's setting, where it came from, measured img/s (autotune.Choice)
 
 
 def epoch_steps(n: int, batch_size: int) -> tuple[int, int]:
@@ -333,6 +335,23 @@ def _resumable(path: Path) -> dict:
         raise _damaged(path, e.problem) from None
 
 
+def _precision(model: nn.Module, data: DataBundle, cfg: TrainConfig, dev: torch.device, indices: np.ndarray, bs: int,
+               prep: Callable, total_steps: int, spec: dict | None, amp: bool, cl: bool) -> Choice:
+    """The student's precision and memory format (``archkd.distill.autotune``), timed on one real training batch
+    (forward, cross-entropy, backward: the student's share of a step, which the setting changes)."""
+    x8, y, idx = next(data.train.batches(bs, device=dev, indices=indices))
+    x = prep(x8, idx, 0).contiguous()
+
+    def step(m: nn.Module, s: Setting) -> None:
+        with autocast(dev, s.amp):
+            logits = m(x.contiguous(memory_format=torch.channels_last) if s.channels_last else x)
+        nn.functional.cross_entropy(logits.float(), y).backward()
+
+    return choose(model, step, device=dev, amp=cfg.amp, channels_last=cfg.channels_last, tune=cfg.autotune,
+                  default=Setting(amp, cl), total_steps=total_steps, spec=spec, batch_size=bs,
+                  input_shape=tuple(data.input_shape))
+
+
 def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: DistillObjective | None = None,
         teacher: nn.Module | None = None, cache: TeacherCache | None = None, seed: int = 0,
         device: str | torch.device = "auto", out_dir: str | Path | None = None, spec: dict | None = None,
@@ -357,6 +376,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     dev = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     objective = objective or DistillObjective(label_smoothing=cfg.label_smoothing)
+    # the config's (or the device's default) setting; the student's may be tuned below, the teacher keeps this one
     cl = use_channels_last(dev, cfg.channels_last)
     amp = use_amp(dev, cfg.amp)
     if cfg.bn_recalibration < 0:
@@ -369,8 +389,6 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         cache.check_serves(seed, data.augment.key(), cache_precision(amp))
     model.to(dev)
     objective.to(dev)
-    if cl:
-        model.to(memory_format=torch.channels_last)
     if teacher is not None:
         teacher.to(dev).train(teacher_train is not None)
     indices = data.train.subset(cfg.data_fraction, seed) if indices is None else np.asarray(indices)
@@ -386,11 +404,24 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         out_dir, on_epoch, log = (out_dir, on_epoch, log) if rank == 0 else (None, None, None)
     shard = slice(rank * (bs // n_proc), (rank + 1) * (bs // n_proc))
     view = TeacherView(teacher, objective, cache, trainable=teacher_train is not None)
-    s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
 
     def prep(x8: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         x = data.normalize(data.augment(x8, idx, epoch, seed))
         return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    total_steps = cfg.epochs * steps_per_epoch
+    # timed on copies of the model before any tap hooks are attached to it (a copy would carry them along)
+    choice = _precision(model, data, cfg, dev, indices, bs, prep, total_steps, spec, amp, cl) if rank == 0 else None
+    if n_proc > 1:  # every process trains with rank 0's choice
+        choice = broadcast_object(choice)
+    cl, student_amp = choice.setting.channels_last, choice.setting.amp
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    if log and choice.source != "config":
+        log(f"precision: {choice.setting.name} ({choice.source}"
+            + (": " + ", ".join(f"{k} {v:.0f} img/s" for k, v in choice.speeds.items()) + f"; {choice.seconds:.1f}s"
+               if choice.speeds else "") + ")")
+    s_taps = Taps(model, objective.student_taps) if objective.student_taps else None
 
     if s_taps is not None and not objective.ready:  # feature losses size their adapters on one real batch
         x8, _, idx = next(data.train.batches(min(bs, 8), device=dev, indices=indices))
@@ -404,7 +435,6 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
         objective.to(dev)
     owned = {id(p) for h in hooks for p in h.owned_parameters()}
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad and id(p) not in owned]
-    total_steps = cfg.epochs * steps_per_epoch
     if not cfg.bn_recalibration and total_steps < SHORT_RUN_STEPS and running_bns(model) and rank == 0:
         warnings.warn(f"a short training ({total_steps} steps): BatchNorm's running averages trail the weights, so the "
                       "validated model can fall far below what it learned (even to one class); set "
@@ -458,7 +488,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 log(f"resumed from {out / 'last.pt'} at epoch {start + 1}")
         elif log:
             log(f"{out / 'last.pt'} belongs to another run (model, recipe or seed differ): training from scratch")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    teacher_autocast = (lambda: autocast(dev, amp))
     if progress is None and log is not None:
         progress = Progress(log, every=progress_every, live=False)
     if progress is not None:
@@ -478,13 +508,13 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             if n_proc > 1:
                 x8, y, idx = x8[shard], y[shard], idx[shard]
             x = prep(x8, idx, epoch)
-            with autocast():
+            with teacher_autocast():
                 t_logits, t_feats = view(x, idx, train_tag)
             batch = Batch(x, y, idx, epoch, t_logits, t_feats)
             for h in hooks:
                 h.before_step(ctx, batch)
-            with autocast():
-                s_logits = model(x)
+            with autocast(dev, student_amp):
+                s_logits = model(x).float()  # the loss in fp32: KD's softmax at temperature T loses most in bf16
                 loss, parts = objective(s_logits, y, t_logits, s_taps.pop() if s_taps else None, t_feats)
                 for h in hooks:
                     for name, term in h.loss_terms(ctx, batch, s_logits).items():
@@ -573,4 +603,5 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     return FitResult(best_val_acc=best_acc, last_val_acc=acc, best_epoch=best_epoch, history=history,
                      best_path=out / "best.pt" if out else None, last_path=out / "last.pt" if out else None,
                      seconds=time.perf_counter() - t0, images_per_s=seen / train_time if train_time else 0.0,
-                     cache=cache.stats() if cache else None, resumed_at_epoch=resumed_at)
+                     cache=cache.stats() if cache else None, resumed_at_epoch=resumed_at,
+                     precision=choice.to_dict())
