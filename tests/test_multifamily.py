@@ -218,7 +218,8 @@ def test_feature_losses_and_distpro_on_token_students(family: str, digits) -> No
     result, objective = search_with_config(student, teacher, digits,
                                            TrainConfig(epochs=1, batch_size=32, data_fraction=0.15),
                                            ProcessConfig(transform="conv1x1"), seed=0, device=torch.device("cpu"))
-    assert objective.student_taps == student.stage_names  # the maps themselves: no activation to look behind
+    # the conv stem's pre-activation, then the stage maps themselves (no activation to look behind)
+    assert objective.student_taps == ["input:embed.stem.2", *student.stage_names]
     assert result.trajectory.shape == (result.steps_per_epoch, len(objective.pathways))
     assert torch.isfinite(result.trajectory).all()
     assert not torch.equal(result.trajectory[0], result.trajectory[-1])
