@@ -1,7 +1,7 @@
 """Each method is itself by default: `archkd search --method M` with only a budget and a trial count runs M's own
-space, reward and model (issue #25). Every test takes the path a user takes — the command line, digits, one
-epoch per trial — and reads what ran from `results.json`: who proposed each trial (`proposer`), the space, the
-reward, the sizes.
+space, reward and model (issue #25). Every test takes the path a user takes — the command line, digits, one epoch on
+a quarter of the images per trial — and reads what ran from `results.json`: who proposed each trial (`proposer`),
+the space, the reward, the sizes.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from archkd.cli import main
 
 def search(tmp_path: Path, teacher: str, capsys, method: str, *extra: str) -> dict:
     args = ["search", "--method", method, "--teacher", teacher, "--name", method, "--runs-dir", str(tmp_path / "runs"),
-            "--trial-epochs", "1", "threads=1", f"cache_dir={tmp_path / 'cache'}", *extra]
+            "--trial-epochs", "1", "search.data_fraction=0.25", "threads=1", f"cache_dir={tmp_path / 'cache'}",
+            *extra]
     with pytest.raises(SystemExit) as e:
         main(args)
     out = capsys.readouterr()
@@ -76,7 +77,8 @@ def test_autokd_returns_a_family_to_draw_students_from(tmp_path, teacher_ckpt, c
                "search.space_kwargs={family_size: 1}")
     run = tmp_path / "runs" / "autokd"
     with pytest.raises(SystemExit) as e:
-        main(["family", "sample", str(run), "--n", "2", "--train", "train.epochs=1", "threads=1"])
+        main(["family", "sample", str(run), "--n", "2", "--train", "train.epochs=1", "train.data_fraction=0.25",
+              "threads=1"])
     assert e.value.code == 0, capsys.readouterr().err
     fam = json.loads((run / "results.json").read_text())["family"]
     best = next(t for t in r["trials"] if t["number"] == r["search"]["best_trial"])
