@@ -34,7 +34,7 @@ from _searchbench import Setup, run_bench  # noqa: E402
 from akd import CIFAR_DATA  # noqa: E402
 
 from archkd import api  # noqa: E402
-from archkd.config import METHOD_PRESETS, Config, load_config  # noqa: E402
+from archkd.config import Config, load_config, method_presets  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
 
 # method -> config overrides (on top of the shared base); the AutoKD methods bring their preset (space nago, KD recipe)
@@ -100,7 +100,7 @@ def method_config(base: Config, args: argparse.Namespace, method: str, seed: int
     cfg.name, cfg.seed = f"{method}-s{seed}", seed
     family = cfg.search.space == "nago"
     if family and not cfg.search.recipe:  # random search over the same vector as AutoKD's
-        cfg.search.recipe = copy.deepcopy(METHOD_PRESETS["autokd"]["search.recipe"])
+        cfg.search.recipe = copy.deepcopy(method_presets()["autokd"]["search.recipe"])
     if family:
         cfg.search.space_kwargs = {"family_size": args.family_size}
     cfg.search.n_trials = args.networks // (args.family_size if family else 1)

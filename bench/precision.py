@@ -10,12 +10,14 @@ trains with the fastest. Three parts check that choice:
    (A B C D, B C D A, ...) so all settings share the machine's load; the median img/s per setting. Reported: each
    setting's speed as a ratio to fp32, the tuner's choice, its speed relative to the best setting (acceptance ≥ 0.95)
    and to fp32, today's fixed CPU default (acceptance ≥ 1.0). Synthetic N(0, 1) inputs and random labels: speed does
-   not depend on pixel values. ``--jobs 2`` splits the models over two processes (1 thread each).
+   not depend on pixel values. Each model runs in a fresh process (as ``archkd distill`` meets it), ``--jobs``
+   at a time, 1 thread each; ``--tuner-repeats 5`` re-runs the tuner to show how stable its choice is.
 2. ``--part distill``: end to end, ``archkd distill`` of resnet20 and vit from the shared CIFAR-10 teacher for one
    epoch, with the tuner on and with ``train.autotune=false``, one arm after the other, same seed; ``images_per_s``
-   and ``precision`` from each run's ``results.json``. Twice per model: ``cold`` (the literal first run: empty
-   teacher-logit cache, so the fp32 teacher runs on every step, and an empty tuner store) and ``warm`` (the same
-   command again: teacher logits and the tuner's choice cached, as for every later search trial). The data fraction
+   and ``precision`` from each run's ``results.json``. Twice per model: ``cold`` (the literal first run: an empty
+   teacher-logit cache, so the teacher runs on every step — in fp32, or in the setting the tuner measured fastest for
+   it — and an empty tuner store) and ``warm`` (the same command again: teacher logits and the tuner's choices
+   cached, as for every later search trial). Each arm has a teacher-logit cache of its own. The data fraction
    is chosen so each run has ≥ ``autotune.MIN_STEPS`` optimiser steps (shorter runs skip tuning).
 3. ``--part parity``: test accuracy of resnet8 and vit distilled 8 epochs on 20 % of CIFAR-10, tuned setting vs fp32
    (``train.autotune=false``), seeds 0 1 2; mean |Δ| against the seed-to-seed spread. Resumable: a run whose
@@ -24,9 +26,10 @@ trains with the fastest. Three parts check that choice:
 
 Run from the repository root (OMP_NUM_THREADS=1 is set for every child process; this process uses 1 torch thread):
 
-    python bench/precision.py --part speed              # ~6 min with --jobs 2 (default)
-    python bench/precision.py --part distill            # ~10 min, one process
-    python bench/precision.py --part parity --seeds 0   # ~15 min per seed; run seeds as separate processes
+    python bench/precision.py --part speed              # 16 models, ~10 min with --jobs 2 (default) on 2 cores
+    python bench/precision.py --part speed --jobs 1     # ~14 min; use it when other work shares the cores
+    python bench/precision.py --part distill            # 8 runs one after another, ~16 min
+    python bench/precision.py --part parity --seeds 0   # 4 runs, ~15-20 min per seed; seeds as separate processes
     python bench/precision.py --part parity --seeds     # no training: summarise what finished
 
 JSON: ``bench/results/precision_speed.json``, ``precision_distill.json``, ``precision_parity.json``. Run directories
@@ -191,11 +194,12 @@ def speed_one(name: str, spec: dict, origin: str, args: argparse.Namespace, stor
     y = torch.randint(0, CLASSES, (bs,), generator=g)
     cpu0, wall0 = time.process_time(), time.perf_counter()
 
-    # (a) the tuner as fit calls it (trainer._precision's step: forward under the setting, fp32 CE, backward)
-    def step(m: nn.Module, s: Setting) -> None:
+    # (a) the tuner as fit calls it (distill.precision.student_precision's step: forward under the setting on the
+    # batch's first n images, fp32 CE, backward; n from autotune.timed_images)
+    def step(m: nn.Module, s: Setting, n: int) -> None:
         with autocast(dev, s.amp):
-            logits = m(x.contiguous(memory_format=torch.channels_last) if s.channels_last else x)
-        nn.functional.cross_entropy(logits.float(), y).backward()
+            logits = m(x[:n].contiguous(memory_format=torch.channels_last) if s.channels_last else x[:n])
+        nn.functional.cross_entropy(logits.float(), y[:n]).backward()
 
     model.train()
     choice = autotune.choose(model, step, device=dev, amp=None, channels_last=None, tune=True,
@@ -394,18 +398,22 @@ def summarize_run(res: dict) -> dict:
             "tuner_speeds": prec.get("speeds"), "tuning_seconds": prec.get("seconds"), "fit_seconds": f["seconds"],
             "wall_seconds": res.get("_wall_seconds"), "steps": cfg["train"]["epochs"] * (n_used // bs),
             "train_images": n_used, "test_acc": f["test_acc"], "val_acc": f["val_acc"],
-            "teacher_cache_hit_rate": (f.get("cache") or {}).get("hit_rate"), "seed": cfg["seed"]}
+            "teacher_cache_hit_rate": (f.get("cache") or {}).get("hit_rate"), "seed": cfg["seed"],
+            "teacher_precision": (prec.get("teacher") or {}).get("name", "fp32"),
+            "teacher_precision_source": (prec.get("teacher") or {}).get("source", "default")}
 
 
 def part_distill(args: argparse.Namespace) -> int:
     from archkd.distill.autotune import MIN_STEPS
 
     t0, la0 = time.perf_counter(), load_avg()
-    cache = ROOT / "distill-cache"  # its own teacher-logit cache (emptied for cold runs); decoded data shared
+    # a teacher-logit cache per arm (emptied before the arm's cold run, read by its warm run); decoded data shared
+    cache = ROOT / "distill-cache"
     (ROOT / "cache" / "decoded").mkdir(parents=True, exist_ok=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    if not (cache / "decoded").exists():
-        (cache / "decoded").symlink_to(ROOT / "cache" / "decoded", target_is_directory=True)
+    for arm in ("fp32", "tuned"):
+        (cache / arm).mkdir(parents=True, exist_ok=True)
+        if not (cache / arm / "decoded").exists():
+            (cache / arm / "decoded").symlink_to(ROOT / "cache" / "decoded", target_is_directory=True)
     runs, logs = ROOT / "distill-runs", ROOT / "logs"
     results: dict[str, dict] = {}
     for student in args.distill_students:
@@ -418,13 +426,13 @@ def part_distill(args: argparse.Namespace) -> int:
             for arm in arms:
                 name = f"{student}_{arm}_{state}"
                 shutil.rmtree(runs / name, ignore_errors=True)  # a fresh training, never a read-back
-                if state == "cold":
-                    shutil.rmtree(cache / "teacher_logits", ignore_errors=True)
+                if state == "cold":  # this arm's own cache emptied; the other arm's is kept for its warm run
+                    shutil.rmtree(cache / arm / "teacher_logits", ignore_errors=True)
                     if arm == "tuned":
                         shutil.rmtree(store, ignore_errors=True)  # the tuner measures, as on a first run
                 store.mkdir(parents=True, exist_ok=True)
                 print(f"  {student:<10} {state:<5} {arm:<6} ...", end="", flush=True)
-                res = run_distill(args, student=student, name=name, runs=runs, cache=cache, tuner_store=store,
+                res = run_distill(args, student=student, name=name, runs=runs, cache=cache / arm, tuner_store=store,
                                   seed=args.seed, epochs=1, fraction=args.distill_fraction,
                                   autotune_on=arm == "tuned", log=logs / f"distill_{name}.log")
                 s = summarize_run(res)
@@ -440,14 +448,16 @@ def part_distill(args: argparse.Namespace) -> int:
             r["target"] = DISTILL_TARGET.get(student)
             r["met"] = None if r["target"] is None else r["ratio"] >= r["target"]
             r["same_setting"] = r["tuned"]["precision"] == r["fp32"]["precision"]
-    lines = ["| student | teacher cache | steps | fp32 img/s | tuned img/s | tuned setting (source) | tuned / fp32 | "
+    lines = ["| student | teacher cache | steps | fp32 img/s | tuned img/s | tuned setting, student / teacher (source) | "
+             "tuned / fp32 | "
              "target | tuning s | fit s fp32 → tuned |", "|---|---|---|---|---|---|---|---|---|---|"]
     for student, states in results.items():
         for state, r in states.items():
             a, b = r["fp32"], r["tuned"]
             tgt = "-" if r["target"] is None else f"≥ {r['target']:.1f}× ({'met' if r['met'] else 'NOT met'})"
             lines.append(f"| {student} | {state} | {b['steps']} | {a['images_per_s']:.0f} | {b['images_per_s']:.0f} | "
-                         f"{b['precision']} ({b['precision_source']}) | {r['ratio']:.2f}× | {tgt} | "
+                         f"{b['precision']} / {b.get('teacher_precision', 'fp32')} ({b['precision_source']}) | "
+                         f"{r['ratio']:.2f}× | {tgt} | "
                          f"{b['tuning_seconds'] or 0:.1f} | {a['fit_seconds']:.0f} → {b['fit_seconds']:.0f} |")
     table = "\n".join(lines)
     print()
@@ -467,12 +477,16 @@ def part_distill(args: argparse.Namespace) -> int:
 
 
 def parity_done(path: Path, args: argparse.Namespace, seed: int) -> dict | None:
-    """The run's results.json when it finished with this recipe, else None."""
+    """The run's results.json when it finished with this recipe, else None. A tuned run must record the teacher's
+    choice too (archkd tunes a frozen teacher's inference since the tuner's second version; a run of the student-only
+    tuner is not the arm this part measures)."""
     try:
         res = json.loads(path.read_text())
         t = res["config"]["train"]
+        tuned = res["config"]["train"].get("autotune", True)
         if (t["epochs"] == args.parity_epochs and abs(t["data_fraction"] - args.parity_fraction) < 1e-9
-                and res["config"]["seed"] == seed and res["final"]["test_acc"] is not None):
+                and res["config"]["seed"] == seed and res["final"]["test_acc"] is not None
+                and (not tuned or "teacher" in (res["final"].get("precision") or {}))):
             return res
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -530,7 +544,10 @@ def part_parity(args: argparse.Namespace) -> int:
             "seed_std_fp32": spread("fp32"), "seed_std_tuned": spread("tuned"), "seed_std": noise,
             "within_noise": None if mean_abs is None or noise is None else mean_abs <= noise,
             "tuned_settings": sorted({r["precision"] for r in per["tuned"].values()}),
-            "speedup": (statistics.mean(r["images_per_s"] for r in per["tuned"].values())
+            "tuned_teacher_settings": sorted({r["teacher_precision"] for r in per["tuned"].values()}),
+            # not a speed measure: the tuned arm runs first and fills the seed's teacher-logit cache, the fp32 arm
+            # reads it (part distill compares speeds under equal cache states)
+            "img_per_s_ratio_unequal_cache": (statistics.mean(r["images_per_s"] for r in per["tuned"].values())
                         / statistics.mean(r["images_per_s"] for r in per["fp32"].values()))
             if per["tuned"] and per["fp32"] else None,
         }
@@ -539,18 +556,18 @@ def part_parity(args: argparse.Namespace) -> int:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}"
 
-    lines = ["| student | tuned setting | seeds | fp32 test % (per seed) | tuned test % (per seed) | mean |Δ| (pts) | "
-             "mean Δ | seed-to-seed std (pts, fp32 / tuned) | within noise | img/s tuned / fp32 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| student | tuned setting (student / teacher) | seeds | fp32 test % (per seed) | tuned test % (per seed) | mean |Δ| (pts) | "
+             "mean Δ | seed-to-seed std (pts, fp32 / tuned) | within noise |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for student, s in summary.items():
         per = found[student]
         accs = {arm: ", ".join(pct(per[arm][k]["test_acc"]) if k in per[arm] else "-" for k in args.all_seeds)
                 for arm in per}
-        lines.append(f"| {student} | {', '.join(s['tuned_settings']) or '-'} | {len(s['seeds_complete'])} | "
+        lines.append(f"| {student} | {', '.join(s['tuned_settings']) or '-'} / "
+                     f"{', '.join(s['tuned_teacher_settings']) or '-'} | {len(s['seeds_complete'])} | "
                      f"{pct(s['fp32_mean'])} ({accs['fp32']}) | {pct(s['tuned_mean'])} ({accs['tuned']}) | "
                      f"{pct(s['mean_abs_delta'])} | {pct(s['mean_delta'])} | {pct(s['seed_std_fp32'])} / "
-                     f"{pct(s['seed_std_tuned'])} | {'-' if s['within_noise'] is None else s['within_noise']} | "
-                     f"{'-' if s['speedup'] is None else format(s['speedup'], '.2f') + '×'} |")
+                     f"{pct(s['seed_std_tuned'])} | {'-' if s['within_noise'] is None else s['within_noise']} |")
     table = "\n".join(lines)
     print()
     print(table)

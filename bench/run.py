@@ -8,8 +8,9 @@ seeds, longer trainings; CIFAR-10 where the script takes ``--dataset cifar10``),
 Benchmarks run one at a time (two at once would share the cores and distort each other's timings). Each writes its
 JSON and log under ``bench/results/<scale>/``; the runner then writes ``bench/results/<scale>/SUMMARY.md`` — the
 headline figures (KD throughput, search overhead, sample efficiency per search method, latency repeatability and
-predictor accuracy) and each benchmark's own final table — and, with ``--readme``, copies it into README.md between
-the ``bench:begin``/``bench:end`` markers. A benchmark that fails is reported as failed; the others still run.
+predictor accuracy) and each benchmark's own final table — and, with ``--docs``, rebuilds the documentation site
+(``mkdocs build --strict``), whose benchmark pages are generated from the JSON results by ``docs/gen_pages.py``. A
+benchmark that fails is reported as failed; the others still run.
 
     python bench/run.py                    # = make bench
     python bench/run.py --only latency kd_throughput
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,8 +29,6 @@ from pathlib import Path
 from _common import RESULTS, load_avg  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BENCH = Path(__file__).resolve().parent
-README = BENCH.parent / "README.md"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 # name -> (script, arguments at small scale, arguments at full scale); --out is added by the runner
 PLAN: dict[str, tuple[str, list[str], list[str]]] = {
@@ -105,7 +105,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", choices=["small", "full"], default="small")
     p.add_argument("--only", nargs="+", choices=list(PLAN), help="run these benchmarks only")
-    p.add_argument("--readme", action="store_true", help="copy the summary into README.md between the markers")
+    p.add_argument("--docs", action="store_true",
+                   help="rebuild the documentation site afterwards (its benchmark pages are generated from the JSON)")
     p.add_argument("--summary-only", action="store_true", help="rebuild the summary from existing JSON, run nothing")
     a = p.parse_args()
     out_dir = RESULTS / a.scale
@@ -144,14 +145,14 @@ def main() -> int:
     summary = "\n".join(text)
     (out_dir / "SUMMARY.md").write_text(summary + "\n")
     print(f"\n{summary}\nwrote {out_dir / 'SUMMARY.md'}")
-    if a.readme:
-        readme = README.read_text()
-        if BEGIN not in readme or END not in readme:
-            print(f"README.md has no {BEGIN} … {END} section to fill", file=sys.stderr)
+    if a.docs:
+        env = {**os.environ, "DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"}
+        built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=BENCH.parent, env=env)
+        if built.returncode != 0:
+            print("the documentation site did not build: install the docs extra (pip install -e '.[docs]') and run "
+                  "`make docs`", file=sys.stderr)
             return 2
-        head, rest = readme.split(BEGIN, 1)
-        README.write_text(head + BEGIN + "\n" + summary + "\n" + END + rest.split(END, 1)[1])
-        print("updated README.md")
+        print("rebuilt the documentation site (build/site/): its benchmark pages read bench/results/")
     return 0 if all(s["rc"] == 0 for n, s in status.items() if n in PLAN) else 1
 
 

@@ -12,8 +12,9 @@ from archkd.models import create_model, model_spec
 
 
 def _step(model_input):
-    def step(m, s):
-        x = model_input.contiguous(memory_format=torch.channels_last) if s.channels_last else model_input
+    def step(m, s, n):
+        x = model_input[:n]
+        x = x.contiguous(memory_format=torch.channels_last) if s.channels_last else x
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.amp):
             out = m(x)
         out.float().sum().backward()
@@ -64,3 +65,52 @@ def test_fit_records_the_choice_and_keeps_the_random_stream(digits):
     assert bf16.precision["source"] == "config" and bf16.precision["name"] == "bf16+channels_last"
     assert abs(bf16.history[0]["train_loss"] - tuned.history[0]["train_loss"]) < 0.1  # fp32 loss, bf16 student
     assert json.dumps(bf16.precision)
+
+
+def test_a_frozen_teacher_is_tuned_apart_and_its_cache_keyed_by_its_precision(digits, tmp_path, monkeypatch):
+    """The teacher's inference is timed under every setting (real steps); the timings are then tilted towards bf16 so
+    the choice is deterministic. Its logits must land in the bf16 cache, never in the fp32 one the caller built."""
+    import archkd.distill.autotune as autotune
+    from archkd.distill import DistillObjective, TeacherCache
+
+    real = autotune.measure
+
+    def tilted(model, step, settings, images, train=True):
+        speeds = real(model, step, settings, images, train)
+        return {k: v * (100.0 if k == "bf16" and not train else 1.0) for k, v in speeds.items()}
+
+    monkeypatch.setattr(autotune, "measure", tilted)
+    torch.manual_seed(0)
+    teacher = create_model("resnet8", num_classes=10, in_channels=1).eval()
+    before = [p.detach().clone() for p in teacher.parameters()]
+    kw = dict(teacher_hash="t", data_fingerprint=digits.fingerprint, augment_key=digits.augment.key(),
+              normalize_key="n", seed=0, n_train=len(digits.train), n_val=len(digits.val), num_classes=10)
+    fp32_cache = TeacherCache(tmp_path, **kw)
+    student = create_model("resnet8", num_classes=10, in_channels=1)
+    res = fit(student, digits, TrainConfig(epochs=1, batch_size=8, data_fraction=0.7),
+              objective=DistillObjective(kd_weight=1.0),
+              teacher=teacher,
+              cache=fp32_cache, seed=0, device="cpu", log=None, spec=model_spec(student))
+    assert res.precision["teacher"]["source"] == "tuned" and res.precision["teacher"]["name"] == "bf16"
+    assert set(res.precision["teacher"]["speeds"]) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
+    assert res.cache["misses"] > 0
+    bf16_cache = TeacherCache(tmp_path, **kw, precision="bf16")
+    assert bf16_cache.dir != fp32_cache.dir and any(bf16_cache.dir.glob("*.pt"))
+    assert not fp32_cache.dir.exists() or not any(fp32_cache.dir.glob("*.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))  # measured on copies, frozen
+
+
+def test_timing_a_slow_model_is_bounded_by_slicing_the_batch():
+    """A step too slow to time 4 settings × 3 steps within the budget is timed on a slice of the batch."""
+    import time as _time
+
+    from archkd.distill.autotune import MIN_TIMED_IMAGES, timed_images
+
+    def slow(m, s, n):
+        _time.sleep(0.002 * n)  # 2 ms per image: 128 images × 12 steps would take 3 s
+
+    m = torch.nn.Linear(2, 2)
+    settings = candidates(torch.device("cpu"), None, None)
+    n = timed_images(m, slow, settings, 128, True, budget=0.5)
+    assert MIN_TIMED_IMAGES <= n < 128 and n * 0.002 * len(settings) * 3 <= 0.5 * 1.2
+    assert timed_images(m, lambda m, s, n: None, settings, 128, True, budget=0.5) == 128  # fast: the whole batch

@@ -1,6 +1,7 @@
 """The bad-input suite: every case is a real command line that must end with exit status 2 and one line on stderr,
 ``archkd: error: <problem> — <fix>``, with no traceback, and leave every file of a finished run and of the caches as
-it was. The README lists these cases (section "Bad input"); add a row to ``CASES`` for each new one-line error.
+it was. The documentation lists these cases (docs/bad-input.md); add a row to ``CASES`` and to that table for each
+new one-line error.
 
 The runs directory holds a finished run named ``kept`` and each case runs under that same name: a failing re-run
 must not touch what the earlier run computed.
@@ -296,11 +297,11 @@ def test_bad_input_is_one_line_and_loses_nothing(ctx, capsys, monkeypatch, case,
     assert not (ctx.root / "pwned").exists()
 
 
-def test_there_are_at_least_40_cases_and_the_readme_lists_them():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_there_are_at_least_40_cases_and_the_docs_list_them():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "bad-input.md").read_text()
     assert len(CASES) >= 40
-    missing = [name for name, _, _ in CASES if f"| {name} |" not in readme]
-    assert not missing, f"README's bad-input table lacks {missing}"
+    missing = [name for name, _, _ in CASES if f"| {name} |" not in page]
+    assert not missing, f"the bad-input table of docs/bad-input.md lacks {missing}"
 
 
 def test_a_corrupt_image_can_be_skipped_with_a_warning(ctx, capsys):

@@ -66,6 +66,10 @@ def test_a_search_whose_trials_run_on_two_processes(tmp_path, teacher_ckpt):
     runs = {}
     for row in rows:
         runs.setdefault(row["run"], []).append(row["epoch"])
+    # the fidelity check (on by default with --top-k) re-trains the other trial with the full recipe, on both ranks
+    other = next(t["number"] for t in trials if t["number"] != results["top_k"][0]["trial"])
     assert runs == {f"trial {trials[0]['number']}": [1, 2], f"trial {trials[1]['number']}": [1, 2],
-                    f"final/01_trial{results['top_k'][0]['trial']:04d}": [1, 2]}
+                    f"final/01_trial{results['top_k'][0]['trial']:04d}": [1, 2],
+                    f"fidelity/01_trial{other:04d}": [1, 2]}
+    assert results["search"]["fidelity_check"]["n"] == 2
     assert r.stdout.count("best trial #") == 1

@@ -148,7 +148,7 @@ DAMAGE = [
      "'head.fc.weight' is (10, 32) in the file but (10, 64)"),
     ("a weight added", lambda d: _set(d["state_dict"], "extra.weight", torch.zeros(3)), "stores 'extra.weight'"),
     ("spec that cannot build", lambda d: d["spec"]["kwargs"].update(widths="abc"), "has a spec archkd cannot build"),
-    ("spec of an unknown model", lambda d: d["spec"].update(name="resnet9000"), "Unknown model 'resnet9000'"),
+    ("spec of an unknown model", lambda d: d["spec"].update(name="resnet9000"), "unknown model 'resnet9000'"),
     ("preprocessing edited", lambda d: d["preprocessing"].update(mean="abc"), "unusable 'preprocessing'"),
 ]
 

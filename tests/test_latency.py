@@ -88,7 +88,7 @@ def test_budget_uses_the_predictor_instead_of_the_runtime(monkeypatch):
         budget.measure(model, (3, 16, 16))
     budget.predictor = LatencyPredictor(runtime="onnxruntime", weights={"bias": 0.25}, empty_ms=0.0,
                                         lut={b: 0.0 for b in count_ops(model, (3, 16, 16)).blocks})
-    monkeypatch.setattr("archkd.search.budget.measure_latency", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr("archkd.measure.budget_kinds.measure_latency", lambda *a, **k: pytest.fail("measured"))
     assert budget.measure(model, (3, 16, 16))["latency_ms"] == pytest.approx(0.25)
     assert "predicted" in budget.describe()
 
@@ -110,7 +110,7 @@ def test_one_latency_protocol_everywhere(monkeypatch):
         seen.update(kw)
         return LatencyResult("onnxruntime", "cpu", 1, 1, REPEATS, 0.5, 0.0, 0.5, 0.5)
 
-    monkeypatch.setattr("archkd.search.budget.measure_latency", fake)
+    monkeypatch.setattr("archkd.measure.budget_kinds.measure_latency", fake)
     assert Budget(max_latency_ms=1.0).measure(_Net(), (3, 16, 16))["latency_ms"] == 0.5
     assert "warmup" not in seen and "repeats" not in seen
 

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "archkd"
-LAYERS = [("cli",), ("api",), ("search", "process", "teacher"), ("spaces", "distill", "proxies", "report"),
+LAYERS = [("cli",), ("api",), ("workflows",), ("search", "process", "teacher"), ("spaces", "distill", "proxies", "report"),
           ("models", "data", "measure", "config", "export"), ("errors", "registry", "device", "progress", "rundir")]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

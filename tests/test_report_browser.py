@@ -43,6 +43,8 @@ def _near(img: np.ndarray, hex_colour: str, tol: int = 40) -> np.ndarray:
 def test_plots_are_drawn_in_a_real_browser(tmp_path):
     page = write_report(tmp_path / "run", full_results())
     assert page.read_text().count('<img class="plot"') == 4
+    # the budget limits latency: accuracy is plotted against latency, the budget's own axis (issue #28)
+    assert 'alt="validation accuracy vs latency (ms) of the search trials"' in page.read_text()
     # where the browser laid the plots out (page coordinates at a 1200 px wide window), and the page's height
     probe = """<script>window.addEventListener("load", function () {
       var boxes = Array.prototype.map.call(document.querySelectorAll("img.plot"), function (im) {

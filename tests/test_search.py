@@ -132,7 +132,7 @@ def test_pruner_stops_weak_trials_on_their_validation_curve(tmp_path):
 
 
 def test_latency_flag_parsing():
-    from archkd.cli import _latency
+    from archkd.cli.parser import _latency
 
     assert _latency("5ms") == 5.0 and _latency("0.5s") == 500.0 and _latency("2") == 2.0
 
@@ -309,7 +309,7 @@ def _running_trial(study, lease):
 def test_only_stale_leases_are_taken_over(tmp_path):
     """Judged on the reclaiming worker's own clock: a heartbeat counter that stops moving for `grace` seconds, or a
     dead process on this host (at once). Live leases, whatever their timestamps say, are left alone."""
-    from archkd.search.study import HOST, Worker
+    from archkd.search.lease import HOST, Worker
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}", direction="maximize")
     dead = subprocess.Popen(["true"])
@@ -337,7 +337,7 @@ def test_only_stale_leases_are_taken_over(tmp_path):
 def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path):
     """If another worker took this worker's trial (its lease looked stale), the loop drops it without a traceback
     and keeps searching."""
-    from archkd.search.study import Worker
+    from archkd.search.lease import Worker
 
     space = create_space("stages", widths=(8,))
     kw = _kw(tmp_path)

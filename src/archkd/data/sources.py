@@ -3,24 +3,34 @@
 Why decode once: small-image datasets fit in memory as uint8 (CIFAR-10 is 150 MB), so decoding JPEGs or pickles every
 epoch is waste. Decoded arrays are cached on disk keyed by the path, size and modification time of every file (a
 single image replaced in place must not be served stale).
+
+Here: ``open_source`` (the dispatch and the decoded cache) and ImageFolder directories and ``.zip``s with the limits on
+one image file; these limits are read at call time from this module, so every check of a load (including streamed
+reads in workers) applies the same values. Array sources are in ``arrays``, CIFAR batches in ``cifar``, image modes in
+``pixels`` and ``RawData`` with the source keys in ``raw``; their names stay importable from here.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import pickle
-import stat
 import warnings
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from archkd.errors import ArchkdError, ArchkdWarning
+
+from .arrays import from_torch_dataset, load_digits_source, load_npz
+from .cifar import load_cifar_python
+from .pixels import DECODE_VERSION, GRAY_MODES, SIXTEEN_BIT_MODES, _conversion_note, _convert, _native, _source_mode
+from .raw import RawData, _fingerprint, _source_key, _walk_files
+
+__all__ = ["IMAGE_EXTS", "MAX_IMAGE_BYTES", "MAX_COMPRESSION_RATIO", "MAX_IMAGE_PIXELS", "GRAY_MODES",
+           "SIXTEEN_BIT_MODES", "DECODE_VERSION", "MODE_SAMPLE", "RawData", "load_digits_source", "load_cifar_python",
+           "load_npz", "load_image_folder", "from_torch_dataset", "open_source"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -36,211 +46,8 @@ MAX_COMPRESSION_RATIO = 1000
 # RGBA or 16-bit) per decoding process. Checked from the header, before the pixels are decoded. Below PIL's own bomb
 # threshold (~89 M pixels), so PIL's DecompressionBombWarning never fires on an image archkd accepts.
 MAX_IMAGE_PIXELS = 64 * 2**20
-# Modes whose first image makes an image folder grayscale (1 channel); any other mode makes it RGB.
-GRAY_MODES = ("L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N")
-# Integer modes holding 16-bit samples (PNG decodes 16-bit grayscale to "I;16", older PIL to "I"): scaled to 8 bits.
-SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
-# Bumped whenever decoding changes the pixels a file yields (v2: 16-bit scaling), so that decoded caches and data
-# fingerprints (which key the teacher cache) built by an older decoder are not reused.
-DECODE_VERSION = 2
 # Images whose modes are surveyed when a folder is streamed (decoding them all up front is what streaming avoids).
 MODE_SAMPLE = 256
-
-
-@dataclass
-class RawData:
-    """Decoded data: uint8 images in NCHW, int64 labels, optional test split, class names."""
-
-    name: str
-    x_train: np.ndarray | None
-    y_train: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    classes: list[str]
-    fingerprint: str
-    defaults: dict = field(default_factory=dict)
-    stream_train: list[tuple[Any, int]] | None = None
-    stream_test: list[tuple[Any, int]] | None = None
-    opener: Callable[[Any], Any] | None = None
-    conversion_note: str | None = None  # the warning about images converted to the dataset's mode (repeated from cache)
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
-
-
-def _file_key(path: Path) -> str:
-    st = path.stat()
-    return _fingerprint(path.resolve(), st.st_size, int(st.st_mtime))
-
-
-def _walk_files(root: Path) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under ``root`` as (``/``-separated relative path, stat of the file), in sorted path order.
-
-    Why not ``rglob``/``os.walk``: they skip symlinked folders, and a class folder that is a symlink (a common way to
-    assemble a dataset) would silently vanish. Symlinks to folders and files are followed; a folder link back to one
-    of its own ancestors (a loop) is not entered; broken links and non-regular files (FIFOs, devices) are left out.
-    A folder that cannot be listed is an error, not a silently missing class."""
-    out: list[tuple[str, os.stat_result]] = []
-
-    def visit(folder: str, rel: str, ancestors: frozenset[tuple[int, int]]) -> None:
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            raise ArchkdError(f"cannot list folder {folder} ({e.strerror or type(e).__name__})",
-                              "make it readable, or move it out of the dataset") from None
-        for e in entries:
-            try:
-                st = os.stat(e.path)  # follows symlinks
-            except OSError:  # a broken link, or one that loops on itself
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if (st.st_dev, st.st_ino) not in ancestors:
-                    visit(e.path, f"{rel}{e.name}/", ancestors | {(st.st_dev, st.st_ino)})
-            elif stat.S_ISREG(st.st_mode):
-                out.append((f"{rel}{e.name}", st))
-
-    top = os.stat(root)
-    visit(str(root), "", frozenset({(top.st_dev, top.st_ino)}))
-    return out
-
-
-def _tree_key(path: Path) -> str:
-    """Every file under ``path``: its relative name, size and modification time (ns). A stat per file is cheap next
-    to decoding it, and anything less (the first N files, the folder's own mtime) misses in-place replacements."""
-    h = hashlib.sha256(str(path.resolve()).encode())
-    for rel, st in _walk_files(path):
-        h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _source_key(path: Path) -> str:
-    return _file_key(path) if path.is_file() else _tree_key(path)
-
-
-def _to_uint8_nchw(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ArchkdError(f"{what}: images must be N×H×W, N×H×W×C or N×C×H×W, got shape {x.shape}",
-                          "reshape the array before saving it")
-    if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
-        x = x.transpose(0, 3, 1, 2)
-    if x.dtype != np.uint8:
-        xf = x.astype(np.float64)
-        bad = int(np.count_nonzero(~np.isfinite(xf)))
-        if bad:  # NaN would make max() NaN, the scale 1, and every image silently 0/1 pixels
-            raise ArchkdError(f"{what}: {bad} image values are NaN or infinite",
-                              "replace or drop those images before saving the array")
-        scale = 255.0 if xf.max() <= 1.0 + 1e-6 else 1.0
-        x = np.clip(np.round(xf * scale), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(x)
-
-
-def load_digits_source() -> RawData:
-    """scikit-learn's 8×8 digits: ships inside scikit-learn, so it needs no download."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = np.clip(np.round(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
-    y = d.target.astype(np.int64)
-    return RawData("digits", x, y, None, None, [str(c) for c in range(10)], _fingerprint("digits", len(y)),
-                   defaults={"crop_padding": 1, "flip": False})
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that rebuilds only what CIFAR's python batches hold — dicts, lists, bytes and numpy arrays — and
-    refuses every other global: ``pickle.load`` on a crafted file would run arbitrary code."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
-
-    def __init__(self, f, path: Path) -> None:
-        super().__init__(f, encoding="latin1")
-        self.path = path
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's protocol
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise ArchkdError(f"refusing to load {self.path}: it asks to run {module}.{name}, which a CIFAR batch "
-                          "never does", "use the original CIFAR python files, or an ImageFolder / .npz dataset")
-
-
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        try:
-            return _ArraysOnly(f, path).load()
-        except ArchkdError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a truncated or foreign file is the user's data problem
-            raise ArchkdError(f"cannot read CIFAR batch {path} ({type(e).__name__})",
-                              "check the folder holds the original cifar-10-batches-py files") from None
-
-
-def load_cifar_python(path: Path) -> RawData:
-    """CIFAR-10 (``cifar-10-batches-py``) or CIFAR-100 (``cifar-100-python``) pickle folders."""
-    if (path / "data_batch_1").exists():
-        parts = [_unpickle(path / f"data_batch_{i}") for i in range(1, 6) if (path / f"data_batch_{i}").exists()]
-        test = _unpickle(path / "test_batch")
-        meta = _unpickle(path / "batches.meta") if (path / "batches.meta").exists() else {}
-        classes = list(meta.get("label_names", [str(i) for i in range(10)]))
-        lk = "labels"
-    else:
-        parts = [_unpickle(path / "train")]
-        test = _unpickle(path / "test")
-        meta = _unpickle(path / "meta") if (path / "meta").exists() else {}
-        classes = list(meta.get("fine_label_names", [str(i) for i in range(100)]))
-        lk = "fine_labels"
-    x = np.concatenate([p["data"] for p in parts]).reshape(-1, 3, 32, 32).astype(np.uint8)
-    y = np.concatenate([np.asarray(p[lk]) for p in parts]).astype(np.int64)
-    xt = np.asarray(test["data"]).reshape(-1, 3, 32, 32).astype(np.uint8)
-    yt = np.asarray(test[lk]).astype(np.int64)
-    return RawData(path.name, x, y, xt, yt, classes, _tree_key(path),
-                   defaults={"crop_padding": 4, "flip": True})
-
-
-def load_npz(path: Path) -> RawData:
-    """``.npz`` with ``x_train, y_train[, x_test, y_test]`` (or ``x, y``); images uint8 or float in [0, 1]."""
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any numpy failure is a bad file for the user
-        raise ArchkdError(f"cannot read {path} as .npz ({e})", "save it with numpy.savez(x_train=..., y_train=...)") from None
-    keys = set(z.files)
-    if {"x_train", "y_train"} <= keys:
-        xtr, ytr = z["x_train"], z["y_train"]
-        xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= keys else (None, None)
-    elif {"x", "y"} <= keys:
-        xtr, ytr, xte, yte = z["x"], z["y"], None, None
-    else:
-        raise ArchkdError(f"{path} has arrays {sorted(keys)}", "name them x_train, y_train (and x_test, y_test)")
-    ytr = _labels(ytr, len(xtr), "y_train", path)
-    yte = None if yte is None else _labels(yte, len(xte), "y_test", path)
-    n_cls = int(max(ytr.max(), -1 if yte is None else yte.max())) + 1
-    classes = [str(c) for c in (z["classes"] if "classes" in keys else range(n_cls))]
-    for name, y in (("y_train", ytr), ("y_test", yte)):
-        if y is not None and y.max() >= len(classes):
-            raise ArchkdError(f"{path}: {name} has label {int(y.max())} but 'classes' names only {len(classes)}",
-                              "fix the labels or the classes array")
-    return RawData(path.stem, _to_uint8_nchw(xtr, str(path)), ytr,
-                   None if xte is None else _to_uint8_nchw(xte, str(path)), yte, classes, _file_key(path))
-
-
-def _labels(y: np.ndarray, n_images: int, name: str, path: Path) -> np.ndarray:
-    """Integer class labels, one per image, in 0..C−1: a short, fractional or negative label array is an error, never
-    a silently dropped image or an invented class."""
-    y = np.asarray(y).reshape(-1)
-    if len(y) != n_images:
-        raise ArchkdError(f"{path}: {name} has {len(y)} labels for {n_images} images", "give exactly one label per image")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ArchkdError(f"{path}: {name} holds non-integer labels", "labels are class indices 0..C−1")
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise ArchkdError(f"{path}: {name} has negative label {int(y.min())}", "labels are class indices 0..C−1")
-    return y
 
 
 def _scan_folder(names: list[str]) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
@@ -284,34 +91,6 @@ def _open(data: bytes, where: str) -> Any:
 def _too_many_pixels(where: str, how_big: str) -> ArchkdError:
     return ArchkdError(f"image {where} is {how_big}, over the limit of {MAX_IMAGE_PIXELS:,} pixels",
                        "resize the images first (archkd shrinks them to data.image_size anyway), or remove this one")
-
-
-def _source_mode(im: Any) -> str:
-    """How a conversion warning names an image's mode: a palette with transparency is told apart from one without."""
-    return "P with transparency" if im.mode == "P" and "transparency" in im.info else im.mode
-
-
-def _native(source_mode: str, mode: str) -> bool:
-    """Whether an image of ``source_mode`` is in the dataset's ``mode`` already (16-bit grayscale counts as "L": it
-    is only rescaled), i.e. decodes without a conversion worth a warning."""
-    return source_mode == mode or (mode == "L" and source_mode in SIXTEEN_BIT_MODES)
-
-
-def _convert(im: Any, mode: str) -> Any:
-    """``im`` in ``mode`` ("RGB" or "L").
-
-    16-bit samples are scaled to 8 bits (round(v / 257), so 65535 → 255) rather than clipped, which would turn every
-    non-zero pixel white. Transparency is dropped, keeping the colour under it — as torchvision's ImageFolder loader
-    does, so a teacher trained that way saw the same pixels; a palette image with transparency goes through RGBA to
-    get there (PIL warns on a direct conversion), and so the same rule holds for P, PA, LA and RGBA images."""
-    from PIL import Image
-
-    if im.mode in SIXTEEN_BIT_MODES:
-        v = np.asarray(im).astype(np.int64)
-        im = Image.fromarray(np.clip((v + 128) // 257, 0, 255).astype(np.uint8))
-    elif im.mode == "PA" or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-    return im if im.mode == mode else im.convert(mode)
 
 
 def _decode(data: bytes, mode: str, size: int | None, where: str) -> tuple[np.ndarray, str | None]:
@@ -402,21 +181,6 @@ def _corrupt(path: Path, name: str, err: Exception, skip: bool) -> None:
     if not skip:
         raise _undecodable(path, name, err) from None
     warnings.warn(f"skipping undecodable image {path / name} ({_why(err)})", ArchkdWarning, stacklevel=2)
-
-
-def _conversion_note(path: Path, mode: str, converted: Counter[str], n: int,
-                     sampled_from: int | None = None) -> str | None:
-    """The one warning per dataset about images converted to its mode, e.g. "converted 3 of 40 images in d.zip to RGB
-    (CMYK: 1, LA: 1, P with transparency: 1)"; None when none were. ``sampled_from``: ``n`` is a sample of that many."""
-    k = sum(converted.values())
-    if not k:
-        return None
-    target = "grayscale (L)" if mode == "L" else "RGB"
-    modes = ", ".join(f"{m}: {c}" for m, c in sorted(converted.items()))
-    of = f"{n} images" if sampled_from is None else f"a sample of {n} of {sampled_from:,} images (streamed)"
-    alpha = any(m.endswith(("A", "a")) or "transparency" in m for m in converted)  # LA, PA, RGBA, RGBa, ...
-    return (f"converted {k} of {of} in {path} to {target} ({modes}), as the dataset's first image is {target}"
-            + ("; transparency is dropped" if alpha else ""))
 
 
 def _survey_modes(reader: _Reader, items: list[tuple[str, int]], mode: str, path: Path) -> str | None:
@@ -530,28 +294,6 @@ class _StreamOpener:
             raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
             raise _undecodable(self.reader.root, name, e) from None
-
-
-def from_torch_dataset(ds: Any, name: str = "dataset", classes: list[str] | None = None) -> RawData:
-    """Any map-style ``torch.utils.data.Dataset`` yielding (image, label): PIL images, HWC arrays or CHW tensors."""
-    import torch
-
-    xs, ys = [], []
-    for i in range(len(ds)):
-        img, y = ds[i]
-        if isinstance(img, torch.Tensor):
-            a = img.detach().cpu().numpy()
-            a = a if a.ndim == 3 else a[None]
-        else:
-            a = np.asarray(img)
-            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        xs.append(a)
-        ys.append(int(y))
-    x = _to_uint8_nchw(np.stack(xs), name)
-    y = np.asarray(ys, dtype=np.int64)
-    classes = classes or list(getattr(ds, "classes", [str(c) for c in range(int(y.max()) + 1)]))
-    return RawData(name, x, y, None, None, [str(c) for c in classes],
-                   _fingerprint(name, hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()))
 
 
 def open_source(source: str, image_size: int | None = None, max_in_memory_mb: int = 4096,

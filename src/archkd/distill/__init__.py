@@ -4,9 +4,14 @@ Contract:
 - ``fit(model, data, train_cfg, objective=..., teacher=..., cache=..., hooks=..., teacher_train=...) -> FitResult``:
   the one training loop (teachers, search trials, final distillation, DistPro's search). Seams: ``TrainHook``
   (``before_step`` / ``loss_terms`` / ``after_step`` / ``after_epoch``, parameters it steps itself, state saved in
-  ``last.pt``) seeing a ``Batch`` and the ``StepContext``; ``teacher_train`` makes the teacher trainable (its own
-  optimiser; no teacher-output cache). ``build_optimizer(params, cfg, total, steps_per_epoch)`` is the one optimiser
-  and LR-schedule builder. ``evaluate(model, split, normalize, device) -> accuracy``;
+  ``last.pt``) seeing a ``Batch`` and the ``StepContext``; ``Callback`` (Lightning-style events ``on_fit_start`` ...
+  ``on_train_epoch_end``: checkpoints and resumption ``Checkpointing``, ``Metrics``, progress, torchrun) for what
+  watches the loop rather than changes it, passed as ``callbacks=``; ``teacher_train`` makes the teacher trainable
+  (its own optimiser; no teacher-output cache). Messages go to ``log`` or, with ``log=None``, to the
+  ``archkd.distill.*`` loggers. Modules: ``loop`` (the loop), ``prepare``, ``callbacks``, ``resume``, ``ddp``,
+  ``precision``, ``evaluation``, ``optim``; ``trainer`` keeps the old import path.
+  ``build_optimizer(params, cfg, total, steps_per_epoch)`` is the one optimiser and LR-schedule builder.
+  ``evaluate(model, split, normalize, device) -> accuracy``;
   ``teacher_accuracy`` (validation logits served from the cache); ``recalibrate_bn`` (BatchNorm statistics
   re-estimated for the current weights; ``train.bn_recalibration`` runs it before each validation, search trials
   do by default; ``fit`` warns a BatchNorm model trained fewer than ``SHORT_RUN_STEPS`` steps without it);
@@ -27,10 +32,14 @@ from archkd.distill.metrics import MetricsLog, read_metrics
 from archkd.distill.losses import LOSSES, FeatureLoss, LogitLoss, create_loss, register_loss
 from archkd.distill import dkd as _dkd, relational as _relational, reviewkd as _reviewkd  # noqa: E402,F401  (register dkd, rkd, pkt, reviewkd)
 from archkd.distill.objective import DistillObjective, Taps, objective_from_config
-from archkd.distill.trainer import (SHORT_RUN_STEPS, Batch, FitResult, StepContext, StopTraining, TrainHook, build_optimizer,
-                                   epoch_steps, evaluate, fit, lr_factor, recalibrate_bn, teacher_accuracy)
+from archkd.distill.callbacks import Batch, Callback, Metrics, StepContext, TrainHook
+from archkd.distill.ddp import StopTraining
+from archkd.distill.evaluation import SHORT_RUN_STEPS, evaluate, recalibrate_bn, teacher_accuracy
+from archkd.distill.loop import FitResult, fit
+from archkd.distill.optim import build_optimizer, epoch_steps, lr_factor
+from archkd.distill.resume import Checkpointing
 
 __all__ = ["MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
-           "objective_from_config", "Batch", "FitResult", "StepContext", "StopTraining", "TrainHook", "build_optimizer", "epoch_steps",
+           "objective_from_config", "Batch", "Callback", "Checkpointing", "FitResult", "Metrics", "StepContext", "StopTraining", "TrainHook", "build_optimizer", "epoch_steps",
            "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy", "SHORT_RUN_STEPS"]

@@ -5,13 +5,16 @@ trains a ResNet 2.2–2.5× faster than fp32, while a ViT runs at 0.6× (its mat
 on CUDA, bf16 usually wins. So before a training, a few steps of the actual model, objective and batch size are timed
 under each candidate ``Setting`` — fp32 or bf16 autocast, contiguous or channels_last — and the fastest is used.
 
-- Only the student is tuned. The teacher runs as the config says (``train.amp``; fp32 on CPU by default), so the
-  teacher-output cache keeps its precision contract whatever the tuner picks.
+- The student's training step and a frozen teacher's inference are tuned apart (a ResNet teacher may gain from bf16
+  where a ViT student loses). The teacher-output cache is keyed by the precision the teacher ran in, so logits
+  computed in bf16 are never served to an fp32 teacher or the other way round. A teacher with feature taps, or one
+  that trains, runs as the config says.
 - The loss is always taken in fp32 on fp32 logits (KD's softmax at temperature T loses most in bf16); master weights
   stay fp32 (autocast casts per op, it never stores bf16 weights).
 - Choices are cached per machine (CPU model, cores, threads, torch version, device) and per (model spec, batch size,
   input shape), in ``<cache dir>/autotune.json``, so a search pays once per architecture; a training too short to
-  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses a cached choice or the fixed default.
+  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses a cached choice or the fixed default. Measuring
+  costs about ``TUNE_SECONDS`` at most: a slow model is timed on a slice of its batch (``timed_images``).
 - Explicit ``train.amp`` / ``train.channels_last`` win over the tuner, which then only tunes what is left open.
 """
 from __future__ import annotations
@@ -31,8 +34,12 @@ import torch.nn as nn
 
 from archkd.device import default_cache_dir
 
+Step = Callable[[nn.Module, "Setting", int], None]  # one step of a model copy under a setting on the batch's first n
+
 WARMUP, TIMED = 1, 2  # untimed then timed training steps per candidate
 MIN_STEPS = 100  # a training shorter than this many steps is not worth measuring (cached or default choice)
+TUNE_SECONDS = 8.0  # what measuring every candidate of one model may cost, about (see ``timed_images``)
+PROBE_IMAGES, MIN_TIMED_IMAGES = 16, 8
 
 
 @dataclass(frozen=True)
@@ -129,48 +136,72 @@ def remember(key: str, choice: Choice) -> None:
         pass
 
 
-def measure(model: nn.Module, step: Callable[[nn.Module, Setting], torch.Tensor], settings: list[Setting],
-            images: int) -> dict[str, float]:
-    """img/s of ``step(model_copy, setting)`` (one forward, loss and backward on a real batch of ``images``) under
-    each setting, on a private copy of the model so the caller's weights and statistics are untouched."""
+def measure(model: nn.Module, step: Step, settings: list[Setting], images: int,
+            train: bool = True) -> dict[str, float]:
+    """img/s of ``step(model_copy, setting, n)`` (a training step, or an inference for ``train=False``, on the first
+    ``n`` of a real batch of ``images``; ``n`` from ``timed_images``) under each setting, on a private copy of the
+    model so the caller's weights and statistics are untouched."""
     speeds: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):  # dropout in the timed steps must not shift the training's random stream
+        n = timed_images(model, step, settings, images, train)
         for s in settings:
-            speeds[s.name] = _time(model, step, s, images)
+            speeds[s.name] = _time(model, step, s, n, train)
     return speeds
 
 
-def _time(model: nn.Module, step: Callable[[nn.Module, Setting], torch.Tensor], s: Setting, images: int) -> float:
-    """img/s of ``TIMED`` steps after ``WARMUP`` on a private copy of ``model`` under ``s``."""
+def timed_images(model: nn.Module, step: Step, settings: list[Setting], images: int, train: bool,
+                 budget: float = TUNE_SECONDS) -> int:
+    """How many of the batch's ``images`` each timed step uses, so that timing every setting costs about ``budget``
+    seconds: the whole batch when that fits, else a slice (at least ``MIN_TIMED_IMAGES``).
+
+    Why: a step of a multi-million-parameter NAGO network takes seconds on one CPU thread, and 4 settings × 3 steps
+    of it cost two minutes before training starts. One probe step on ``PROBE_IMAGES`` images (in the first setting)
+    gives the cost per image; a smaller batch runs at a lower rate per image, so the estimate errs on the cheap side,
+    and the ratio between settings, not the absolute rate, is what the choice needs."""
+    probe = min(images, PROBE_IMAGES)
+    per_image = _seconds(model, step, settings[0], probe, train) / probe
+    affordable = int(budget / max(per_image * len(settings) * (WARMUP + TIMED), 1e-9))
+    return max(min(images, MIN_TIMED_IMAGES), min(images, affordable))
+
+
+def _seconds(model: nn.Module, step: Step, s: Setting, images: int, train: bool, steps: int = 1) -> float:
+    """Seconds of ``steps`` steps on ``images`` images, untimed warm-up aside, on a private copy of ``model``."""
     m = copy.deepcopy(model)
     if s.channels_last:
         m = m.to(memory_format=torch.channels_last)
-    m.train()
+    m.train(train)
     for _ in range(WARMUP):
-        step(m, s)
+        step(m, s, images)
     t0 = time.perf_counter()
-    for _ in range(TIMED):
-        step(m, s)
-    return images * TIMED / max(time.perf_counter() - t0, 1e-9)
+    for _ in range(steps):
+        step(m, s, images)
+    return max(time.perf_counter() - t0, 1e-9)
 
 
-def choose(model: nn.Module, step: Callable[[nn.Module, Setting], torch.Tensor], *, device: torch.device,
+def _time(model: nn.Module, step: Step, s: Setting, images: int, train: bool) -> float:
+    """img/s of ``TIMED`` steps after ``WARMUP`` on ``images`` images, on a private copy of ``model`` under ``s``."""
+    return images * TIMED / _seconds(model, step, s, images, train, TIMED)
+
+
+def choose(model: nn.Module, step: Step, *, device: torch.device,
            amp: bool | None, channels_last: bool | None, tune: bool, default: Setting, total_steps: int,
-           spec: dict | None, batch_size: int, input_shape: tuple[int, ...]) -> Choice:
-    """The setting to train with (see the module docstring); ``default`` is today's fixed choice for the device."""
+           spec: dict | None, batch_size: int, input_shape: tuple[int, ...], train: bool = True) -> Choice:
+    """The setting to train with (``train=False``: to run inference with, as a frozen teacher does); see the module
+    docstring. ``default`` is the fixed choice for the device; ``total_steps`` the steps it will serve."""
     settings = candidates(device, amp, channels_last)
     if len(settings) == 1:
         return Choice(settings[0], "config")
     if not tune:
         return Choice(default if default in settings else settings[0], "default")
-    key = cache_key(model_key(model, spec), batch_size, input_shape, device, settings)
+    key = cache_key(("" if train else "inference|") + model_key(model, spec), batch_size, input_shape, device,
+                    settings)
     found = cached(key)
     if found is not None:
         return Choice(found, "cached")
     if total_steps < MIN_STEPS:
         return Choice(default if default in settings else settings[0], "default")
     t0 = time.perf_counter()
-    speeds = measure(model, step, settings, batch_size)
+    speeds = measure(model, step, settings, batch_size, train)
     best = max(settings, key=lambda s: speeds[s.name])
     choice = Choice(best, "tuned", speeds, time.perf_counter() - t0)
     remember(key, choice)

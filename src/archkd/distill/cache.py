@@ -12,12 +12,15 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from archkd.distill.checkpoint import atomic_save
 from archkd.errors import ArchkdError, ArchkdWarning
+
+if TYPE_CHECKING:
+    from archkd.data import DataBundle
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -49,12 +52,20 @@ class TeacherCache:
         self.augment_key = augment_key
         self.precision = precision
         self.dir = Path(root) / "teacher_logits" / self.key
+        self._inputs = dict(root=root, teacher_hash=teacher_hash, data_fingerprint=data_fingerprint,
+                            augment_key=augment_key, normalize_key=normalize_key, seed=seed, n_train=n_train,
+                            n_val=n_val, num_classes=num_classes)
         self.sizes = {"train": n_train, "val": n_val}
         self.num_classes = num_classes
         self._tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._dirty: set[str] = set()
         self.hits = 0
         self.misses = 0
+
+    def at_precision(self, precision: str) -> TeacherCache:
+        """The cache of the same teacher views computed in ``precision``: a training whose teacher runs in another
+        precision than the caller built this cache for (``fit`` tunes it) reads and fills that one instead."""
+        return self if precision == self.precision else TeacherCache(**self._inputs, precision=precision)
 
     def check_serves(self, seed: int, augment_key: str, precision: str) -> None:
         """Refuse a run whose teacher views differ from the ones cached: its logits would be silently wrong."""
@@ -118,3 +129,13 @@ class TeacherCache:
         total = self.hits + self.misses
         return {"hits": self.hits, "misses": self.misses, "hit_rate": self.hits / total if total else 0.0,
                 "dir": str(self.dir)}
+
+
+def teacher_cache(root: str | Path, teacher_fingerprint: str, data: "DataBundle", seed: int,
+                  precision: str) -> TeacherCache:
+    """The cache of one teacher's logits on ``data``: keyed by everything that decides those logits (the teacher,
+    the data split and its augmentation and normalisation, the seed, the sizes, the precision they are computed in)."""
+    return TeacherCache(root, teacher_hash=teacher_fingerprint, data_fingerprint=data.fingerprint,
+                        augment_key=data.augment.key(), normalize_key=str(data.normalize.to_dict()), seed=seed,
+                        n_train=len(data.train), n_val=len(data.val), num_classes=data.num_classes,
+                        precision=precision)

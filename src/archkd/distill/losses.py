@@ -16,15 +16,17 @@ import torch.nn.functional as F
 
 from archkd.config import register_choices
 from archkd.errors import ArchkdError
-from archkd.registry import build
+from archkd.registry import Registry
 
-LOSSES: dict[str, type] = {}
+LOSSES: Registry[type] = Registry("distillation loss", options_key="distill.features[*].kwargs")
 register_choices("distill.loss", lambda: [n for n, c in LOSSES.items() if issubclass(c, LogitLoss)])
+register_choices("distill.features.loss", lambda: [n for n, c in LOSSES.items() if issubclass(c, FeatureLoss)])
 
 
 def register_loss(name: str) -> Callable[[type], type]:
+    """Register a ``LogitLoss``/``FeatureLoss`` class as loss ``name`` (stamped on it as ``loss_name``)."""
     def deco(cls: type) -> type:
-        LOSSES[name] = cls
+        LOSSES.register(name, cls)
         cls.loss_name = name
         return cls
 
@@ -32,7 +34,7 @@ def register_loss(name: str) -> Callable[[type], type]:
 
 
 def create_loss(name: str, **kwargs) -> nn.Module:
-    return build(LOSSES, name, "distillation loss", "distill.features[*].kwargs", **kwargs)
+    return LOSSES.build(name, **kwargs)
 
 
 class LogitLoss(nn.Module):

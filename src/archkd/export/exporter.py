@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from archkd.config import ExportFormat
 from archkd.errors import ArchkdError
 from archkd.measure._common import model_dtype, private_copy, quiet_deprecations
 from archkd.measure.onnx_export import INPUT_NAME, to_onnx
 
-FORMATS = ("onnx", "torchscript")
+FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)  # the config type (export.formats) is the list
 _RESERVED_KEYS = ("files", "parity", "torch_version", "onnx_opset")
 
 

@@ -10,17 +10,24 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from archkd.config import register_choices
 from archkd.errors import ArchkdError
 from archkd.measure._common import check_shape, parse_device, private_copy, random_input
 from archkd.measure.onnx_export import INPUT_NAME, to_onnx
+from archkd.registry import Registry
 
-RUNTIMES = ("torch", "onnxruntime")
+# runtime name -> timer(model, shape, device, threads, warmup, repeats) -> seconds of each timed call; a new
+# runtime is one registered timer
+Timer = Callable[[nn.Module, tuple[int, ...], torch.device, int, int, int], list[float]]
+RUNTIMES: Registry[Timer] = Registry("runtime")
+register_choices("budget.latency_runtime", RUNTIMES.names)
+register_choices("measure.runtimes", RUNTIMES.names)
 # The one protocol: every latency archkd reports (search budgets, reward terms, `archkd measure`, the predictor's
 # training data, the int8 comparison) comes from WARMUP untimed then REPEATS timed calls; `bench/latency.py` measures
 # its repeatability (coefficient of variation of the median over repeated measurements) against the cheaper 5/30.
@@ -77,7 +84,9 @@ def _stats(times_s: list[float]) -> dict[str, float]:
     return {"median_ms": float(p50), "iqr_ms": float(p75 - p25), "p90_ms": float(p90), "min_ms": float(ms.min())}
 
 
-def _time_torch(model: nn.Module, shape: tuple[int, ...], dev: torch.device, warmup: int, repeats: int) -> list[float]:
+@RUNTIMES.register("torch")
+def _time_torch(model: nn.Module, shape: tuple[int, ...], dev: torch.device, threads: int, warmup: int,
+                repeats: int) -> list[float]:  # threads: set by measure_latency with torch.set_num_threads
     clone = private_copy(model, dev)
     x = random_input(clone, shape, dev)
     cuda = dev.type == "cuda"
@@ -96,6 +105,7 @@ def _time_torch(model: nn.Module, shape: tuple[int, ...], dev: torch.device, war
     return times
 
 
+@RUNTIMES.register("onnxruntime")
 def _time_onnxruntime(model: nn.Module, shape: tuple[int, ...], dev: torch.device, threads: int,
                       warmup: int, repeats: int) -> list[float]:
     import onnxruntime as ort
@@ -161,8 +171,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], runtime: str
     ``repeats`` single calls each timed with ``time.perf_counter`` (CUDA synchronised).
     ``runtime="onnxruntime"`` with ``device="cuda"`` needs the CUDAExecutionProvider.
     """
-    if runtime not in RUNTIMES:
-        raise ArchkdError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+    timer = RUNTIMES.lookup(runtime)
     shape = check_shape(input_shape, batch_size)
     dev = parse_device(device)
     for name, value, low in (("threads", threads, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)):
@@ -173,10 +182,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], runtime: str
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
-        if runtime == "torch":
-            times = _time_torch(model, shape, dev, int(warmup), int(repeats))
-        else:
-            times = _time_onnxruntime(model, shape, dev, int(threads), int(warmup), int(repeats))
+        times = timer(model, shape, dev, int(threads), int(warmup), int(repeats))
     finally:
         torch.set_num_threads(previous_threads)
     return LatencyResult(runtime=runtime, device=str(dev), batch_size=int(batch_size), threads=int(threads),

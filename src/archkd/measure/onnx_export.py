@@ -1,11 +1,13 @@
 """ONNX export used both for onnxruntime latency and for deployable student files."""
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from archkd.config import OnnxExporter
 from archkd.errors import ArchkdError
 from archkd.measure._common import model_dtype, private_copy, quiet_deprecations
 
@@ -13,7 +15,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-EXPORTERS = ("torchscript", "dynamo")
+EXPORTERS: tuple[str, ...] = typing.get_args(OnnxExporter)  # the config type (export.onnx_exporter) is the list
 
 
 def to_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset: int = 17,

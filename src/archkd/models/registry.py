@@ -7,7 +7,6 @@ small JSON record (checkpoints, result tables, worker processes). Every model bu
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import json
 import numbers
@@ -18,59 +17,30 @@ from torch import nn
 
 from archkd.config import register_choices
 from archkd.errors import ArchkdError
+from archkd.registry import Registry, suggest
 
 ModelFactory = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, ModelFactory] = {}
-register_choices("teacher.arch", lambda: _REGISTRY)
-register_choices("student.arch", lambda: _REGISTRY)
+MODELS: Registry[ModelFactory] = Registry("model")
+_REGISTRY = MODELS  # the old name, which tests use to remove their temporary models
+register_choices("teacher.arch", MODELS.names)
+register_choices("student.arch", MODELS.names)
 _SPEC_KEYS = ("name", "num_classes", "in_channels", "kwargs")
 _GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
-
-def _identity(fn: ModelFactory) -> tuple[str | None, str | None]:
-    return getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Register ``fn(num_classes=10, in_channels=3, **kwargs) -> nn.Module`` under ``name``.
 
-    Returns the function unchanged so factories stay directly callable.
+    Returns the function unchanged so factories stay directly callable. A name taken by another factory is refused;
+    re-registering the same function (a module reload) is harmless.
     """
-    if not isinstance(name, str) or not name:
-        raise ArchkdError(f"Invalid model name {name!r}.", "Register models under a non-empty string name.")
-
-    def decorator(fn: ModelFactory) -> ModelFactory:
-        existing = _REGISTRY.get(name)
-        # Re-registering the very same function (e.g. a module reload) is harmless; a clash is not.
-        if existing is not None and _identity(existing) != _identity(fn):
-            raise ArchkdError(
-                f"A model named '{name}' is already registered.",
-                "Register your model under a different name.",
-            )
-        _REGISTRY[name] = fn
-        return fn
-
-    return decorator
+    return MODELS.register(name)
 
 
 def list_models() -> list[str]:
     """Sorted names of all registered models."""
-    return sorted(_REGISTRY)
-
-
-def _suggest(word: str, options: list[str]) -> str | None:
-    """Closest option by difflib ratio; ties go to the longer shared prefix (resnet21 -> resnet20)."""
-    if not options:
-        return None
-    w = word.lower()
-
-    def score(option: str) -> tuple[float, int]:
-        o = option.lower()
-        prefix = next((i for i, (a, b) in enumerate(zip(w, o)) if a != b), min(len(w), len(o)))
-        return difflib.SequenceMatcher(None, w, o).ratio(), prefix
-
-    return max(sorted(options), key=score)
+    return MODELS.names()
 
 
 def _check_kwargs(name: str, fn: ModelFactory, kwargs: dict[str, Any]) -> None:
@@ -89,7 +59,7 @@ def _check_kwargs(name: str, fn: ModelFactory, kwargs: dict[str, Any]) -> None:
     ]
     for key in kwargs:
         if key not in accepted:
-            guess = _suggest(key, accepted) if accepted else None
+            guess = suggest(key, accepted)
             fix = f"Did you mean '{guess}'? " if guess else ""
             fix += f"Options for '{name}': {', '.join(accepted) if accepted else '(none)'}."
             raise ArchkdError(f"Model '{name}' has no option '{key}'.", fix)
@@ -186,16 +156,11 @@ def _ensure_stage_info(model: nn.Module, name: str, in_channels: int) -> None:
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """Build a registered model and stamp it with its spec (so it can be rebuilt later)."""
-    if name not in _REGISTRY:
-        guess = _suggest(str(name), list(_REGISTRY))
-        fix = f"Did you mean '{guess}'? " if guess else ""
-        fix += "See archkd.models.list_models() for all names."
-        raise ArchkdError(f"Unknown model '{name}'.", fix)
+    fn = MODELS.lookup(name)
     for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ArchkdError(f"{label} must be a positive integer, got {value!r}.", f"Pass an int >= 1 as {label}.")
     num_classes, in_channels = int(num_classes), int(in_channels)  # numpy ints would break the JSON spec
-    fn = _REGISTRY[name]
     _check_kwargs(name, fn, kwargs)
     # Copy through JSON first so the recorded spec is exactly what a rebuild from disk would see.
     plain_kwargs = _json_copy(kwargs, f"Options for model '{name}'")

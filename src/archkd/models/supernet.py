@@ -27,6 +27,7 @@ from torch import nn
 
 from archkd.errors import ArchkdError
 from archkd.models.registry import build_from_spec
+from archkd.registry import Registry
 
 
 def slice_to(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -104,17 +105,12 @@ def _dynamic(module: nn.Module) -> nn.Module:
     return module
 
 
-SUPERNETS: dict[str, Callable[[dict], "Supernet"]] = {}
+SUPERNETS: Registry[Callable[[dict], "Supernet"]] = Registry("weight-sharing supernet")
 
 
 def register_supernet(family: str) -> Callable:
     """Register a ``Supernet`` subclass for the model family ``family`` (a registry model name)."""
-
-    def deco(cls: Callable[[dict], "Supernet"]) -> Callable[[dict], "Supernet"]:
-        SUPERNETS[family] = cls
-        return cls
-
-    return deco
+    return SUPERNETS.register(family)
 
 
 class Supernet(nn.Module):

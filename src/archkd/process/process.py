@@ -6,19 +6,22 @@
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from archkd.config import Normalization, register_choices
 from archkd.distill.losses import hcl_distance, match_spatial
 from archkd.distill.objective import DistillObjective
 from archkd.errors import ArchkdError
 from archkd.process.transforms import create_transform
 
-NORMALIZATIONS = ("softmax", "softmax_bias", "sigmoid", "scaled_biased_softmax", "none")
+NORMALIZATIONS: tuple[str, ...] = typing.get_args(Normalization)  # the config type (process.normalization) is the list
 DISTANCES = {"hcl": hcl_distance, "mse": lambda fs, ft: F.mse_loss(fs, ft)}
+register_choices("process.distance", DISTANCES.keys)
 
 
 def normalize(alpha: torch.Tensor, style: str, scale: float = 1.0) -> torch.Tensor:

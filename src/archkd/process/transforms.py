@@ -12,23 +12,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archkd.config import register_choices
-from archkd.registry import lookup
+from archkd.registry import Registry
 
-TRANSFORMS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {}
-register_choices("process.transform", lambda: TRANSFORMS)
-register_choices("process.transforms", lambda: TRANSFORMS)
+TRANSFORMS: Registry[Callable[[int, int, tuple[int, int]], nn.Module]] = Registry("pathway transform")
+register_choices("process.transform", TRANSFORMS.names)
+register_choices("process.transforms", TRANSFORMS.names)
 
 
 def register_transform(name: str) -> Callable:
-    def deco(fn: Callable[[int, int, tuple[int, int]], nn.Module]) -> Callable:
-        TRANSFORMS[name] = fn
-        return fn
-
-    return deco
+    """Register ``fn(student channels, teacher channels, teacher size) -> nn.Module`` as transform ``name``."""
+    return TRANSFORMS.register(name)
 
 
 def create_transform(name: str, c_s: int, c_t: int, size: tuple[int, int]) -> nn.Module:
-    return lookup(TRANSFORMS, name, "pathway transform")(c_s, c_t, tuple(size))
+    return TRANSFORMS.lookup(name)(c_s, c_t, tuple(size))
 
 
 class Resize(nn.Module):

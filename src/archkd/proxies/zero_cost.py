@@ -57,6 +57,7 @@ from archkd.data import DataBundle
 from archkd.errors import ArchkdError
 from archkd.measure import count_flops, count_params
 from archkd.models import build_from_spec
+from archkd.registry import Registry
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -260,18 +261,13 @@ class Probe:
         return self.teacher_signature()
 
 
-PROXIES: dict[str, Callable[[Probe], float]] = {}
-register_choices("search.prescreen.proxy", lambda: PROXIES)
+PROXIES: Registry[Callable[[Probe], float]] = Registry("proxy")
+register_choices("search.prescreen.proxy", PROXIES.names)
 
 
 def register_proxy(name: str) -> Callable:
     """Register ``fn(probe) -> float`` (higher = predicted better) as proxy ``name``."""
-
-    def deco(fn: Callable[[Probe], float]) -> Callable[[Probe], float]:
-        PROXIES[name] = fn
-        return fn
-
-    return deco
+    return PROXIES.register(name)
 
 
 def _mean(distance: Callable, a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -367,9 +363,8 @@ class ProxyScorer:
 
     def __init__(self, names: list[str], teacher: nn.Module | None, data: DataBundle, *, n_batches: int = 1,
                  batch_size: int = 64, seed: int = 0, teacher_trained: bool = False) -> None:
-        unknown = [n for n in names if n not in PROXIES]
-        if unknown:
-            raise ArchkdError(f"unknown proxy '{unknown[0]}'", f"choose from {', '.join(sorted(PROXIES))}")
+        for n in names:
+            PROXIES.lookup(n)  # an unknown name fails here, before any scoring
         self.names, self.teacher, self.seed = list(names), teacher, int(seed)
         self.teacher_trained = teacher_trained
         self.input_shape, self.num_classes = tuple(data.input_shape), data.num_classes

@@ -20,8 +20,10 @@ Contract
     section must be imported before ``write_report`` runs. Helpers for fragments: ``archkd.report.fmt``
     (escaping, number formats, tables) and ``archkd.report.plots`` (``line_plot``, ``figure_img``).
 
-Built-in sections, in order: ``summary``, ``generic teacher pool``, ``final student``, ``trials table``,
-``search progress``, ``accuracy-vs-params plot``, ``budget``, ``timings``, ``epoch curves``, ``curves``, ``finalists``.
+Built-in sections, in order: ``summary``, ``generic teacher pool``, ``final student``, ``finalists``, ``family``,
+``fidelity check``, ``pareto front``, ``trials table``, ``search progress``, ``accuracy-vs-params plot`` (accuracy
+against the search's own cost: latency when that is the budget or an objective), ``budget``, ``timings``,
+``epoch curves``, ``curves``.
 
 Results schema (every key optional except ``"name"``; sections skip what is absent)::
 

@@ -20,7 +20,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from .fmt import esc, is_num, si_split
 
-__all__ = ["new_figure", "figure_img", "line_plot", "acc_vs_params_plot", "history_plot"]
+__all__ = ["new_figure", "figure_img", "line_plot", "acc_vs_cost_plot", "acc_vs_params_plot", "history_plot",
+           "COST_AXES"]
 
 # A small, readable style shared by all plots; applied per figure via rc_context.
 _STYLE = {
@@ -152,25 +153,36 @@ def pareto_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, fl
     return front
 
 
-def acc_vs_params_plot(
+# trial-row key -> (axis label, budget line label) of the accuracy-vs-cost plot
+COST_AXES = {"params": ("parameters", "params budget"), "latency_ms": ("latency (ms)", "latency budget"),
+             "flops": ("FLOPs", "FLOPs budget"), "memory_mb": ("peak activation memory (MB)", "memory budget")}
+
+
+def acc_vs_cost_plot(
     trials: Sequence[Mapping[str, Any]],
     *,
+    cost: str = "params",
     best_number: Any = None,
-    max_params: Any = None,
+    limit: Any = None,
     final: Mapping[str, Any] | None = None,
     teacher: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """Validation accuracy vs parameter count (log x) of the search; ``None`` when nothing has both."""
+    """Validation accuracy vs ``cost`` (a trial-row key of ``COST_AXES``: parameters, latency, FLOPs, memory; log x)
+    of the search, with the budget's ``limit`` on that axis; ``None`` when nothing has both.
+
+    Why the cost is chosen: a user whose budget (or objective) is latency asks which accuracy each latency buys; the
+    same trials against parameters answer another question."""
+    axis_name, budget_label = COST_AXES.get(cost, (cost, f"{cost} budget"))
 
     def state(t: Mapping[str, Any]) -> str:
         return str(t.get("state") or "").upper()
 
     def point(t: Mapping[str, Any]) -> bool:
-        return is_num(t.get("params")) and t["params"] > 0 and is_num(t.get("val_acc"))
+        return is_num(t.get(cost)) and t[cost] > 0 and is_num(t.get("val_acc"))
 
     complete = [t for t in trials if state(t) == "COMPLETE" and point(t)]
     pruned = [t for t in trials if state(t) == "PRUNED" and point(t)]
-    infeasible = [t for t in trials if state(t) == "INFEASIBLE" and is_num(t.get("params")) and t["params"] > 0]
+    infeasible = [t for t in trials if state(t) == "INFEASIBLE" and is_num(t.get(cost)) and t[cost] > 0]
     best = next((t for t in complete + pruned if best_number is not None and t.get("number") == best_number), None)
     final_pt = final if isinstance(final, Mapping) and point(final) else None
     if not (complete or pruned or final_pt):
@@ -185,46 +197,46 @@ def acc_vs_params_plot(
         ax = fig.add_subplot()
         ax.set_xscale("log")
         if complete:
-            ax.scatter([t["params"] for t in complete], [t["val_acc"] for t in complete], s=36, color=BLUE,
+            ax.scatter([t[cost] for t in complete], [t["val_acc"] for t in complete], s=36, color=BLUE,
                        alpha=0.85, edgecolor="white", linewidth=0.6, label=f"complete trials ({len(complete)})",
                        zorder=3)
             if len(complete) <= 40:
                 for t in complete:
                     if t.get("number") is not None:
-                        ax.annotate(str(t["number"]), (t["params"], t["val_acc"]), xytext=(7, 5),
+                        ax.annotate(str(t["number"]), (t[cost], t["val_acc"]), xytext=(7, 5),
                                     textcoords="offset points", fontsize=7, color=GREY)
-        front = pareto_points([(t["params"], t["val_acc"]) for t in complete])
+        front = pareto_points([(t[cost], t["val_acc"]) for t in complete])
         if len(front) >= 2:
             ax.step([p for p, _ in front], [a for _, a in front], where="post", color=BLUE, alpha=0.5, linewidth=1.2,
                     label=f"Pareto front ({len(front)} trials)", zorder=2)
         if pruned:
-            ax.scatter([t["params"] for t in pruned], [t["val_acc"] for t in pruned], s=30, facecolor="none",
+            ax.scatter([t[cost] for t in pruned], [t["val_acc"] for t in pruned], s=30, facecolor="none",
                        edgecolor=GREY, linewidth=1.0, label=f"pruned trials ({len(pruned)})", zorder=2)
         if infeasible:
             # Infeasible trials have no accuracy: put them on a strip at the bottom of the axes.
             strip = blended_transform_factory(ax.transData, ax.transAxes)
-            ax.scatter([t["params"] for t in infeasible], [0.03] * len(infeasible), transform=strip, marker="x",
+            ax.scatter([t[cost] for t in infeasible], [0.03] * len(infeasible), transform=strip, marker="x",
                        s=36, color=RED, linewidth=1.4, label=f"infeasible trials ({len(infeasible)})", zorder=3,
                        clip_on=False)
         if best is not None:
-            ax.scatter([best["params"]], [best["val_acc"]], s=210, facecolor="none", edgecolor=ORANGE,
+            ax.scatter([best[cost]], [best["val_acc"]], s=210, facecolor="none", edgecolor=ORANGE,
                        linewidth=2.0, label=f"best trial (#{best.get('number')})", zorder=4)
         if final_pt is not None:
-            ax.scatter([final_pt["params"]], [final_pt["val_acc"]], s=130, marker="*", color=GREEN,
+            ax.scatter([final_pt[cost]], [final_pt["val_acc"]], s=130, marker="*", color=GREEN,
                        edgecolor="black", linewidth=0.5, label="final student", zorder=5)
         if teacher_acc is not None:
             name = teacher.get("name") if isinstance(teacher, Mapping) else None  # type: ignore[union-attr]
             ax.axhline(teacher_acc, color=PURPLE, linestyle=":", linewidth=1.5,
                        label=f"teacher{f' ({name})' if name else ''} val acc")
 
-        xs = [t["params"] for t in complete + pruned + infeasible] + ([final_pt["params"]] if final_pt else [])
-        if is_num(max_params) and max_params > 0:
-            xs.append(max_params)
+        xs = [t[cost] for t in complete + pruned + infeasible] + ([final_pt[cost]] if final_pt else [])
+        if is_num(limit) and limit > 0:
+            xs.append(limit)
         lo, hi = min(xs), max(xs)
         ax.set_xlim(lo / 1.6, hi * 1.6)
-        if is_num(max_params) and max_params > 0:
-            ax.axvline(max_params, color=RED, linestyle="--", linewidth=1.3, label="params budget")
-            ax.axvspan(max_params, hi * 1.6, color=RED, alpha=0.05, linewidth=0)
+        if is_num(limit) and limit > 0:
+            ax.axvline(limit, color=RED, linestyle="--", linewidth=1.3, label=budget_label)
+            ax.axvspan(limit, hi * 1.6, color=RED, alpha=0.05, linewidth=0)
         ymin, ymax = ax.get_ylim()
         if teacher_acc is not None:  # axhline does not autoscale: keep the teacher line off the frame
             span = max(ymax, teacher_acc) - min(ymin, teacher_acc) or 1.0
@@ -239,11 +251,17 @@ def acc_vs_params_plot(
         major, minor = (matplotlib.rcParams[f"xtick.{w}.size"] + matplotlib.rcParams[f"xtick.{w}.pad"]
                         for w in ("major", "minor"))
         ax.tick_params(axis="x", which="minor", pad=matplotlib.rcParams["xtick.minor.pad"] + major - minor)
-        ax.set_xlabel("parameters (log scale)")
+        ax.set_xlabel(f"{axis_name} (log scale)")
         ax.set_ylabel("validation accuracy")
-        ax.set_title("Accuracy vs parameters")
+        ax.set_title(f"Accuracy vs {axis_name.split(' (')[0]}")
         ax.legend(loc="best")
-        return figure_img(fig, "validation accuracy vs parameter count of the search trials")
+        return figure_img(fig, f"validation accuracy vs {axis_name} of the search trials")
+
+
+def acc_vs_params_plot(trials: Sequence[Mapping[str, Any]], *, max_params: Any = None, **kw: Any) -> str | None:
+    """Validation accuracy vs parameter count (log x) of the search (``acc_vs_cost_plot`` on parameters)."""
+    return acc_vs_cost_plot(trials, cost="params", limit=max_params, **kw)
+
 
 
 def history_plot(history: Sequence[Mapping[str, Any]]) -> str | None:

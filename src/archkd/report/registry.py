@@ -11,9 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from archkd.registry import Registry
+
 SectionFn = Callable[[dict[str, Any]], "str | None"]
 
-__all__ = ["Section", "SectionFn", "register_section", "unregister_section", "get_sections", "section_names"]
+__all__ = ["SECTIONS", "Section", "SectionFn", "register_section", "unregister_section", "get_sections",
+           "section_names"]
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,8 @@ class Section:
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "section"
 
 
-_SECTIONS: list[Section] = []
-
-
-def _index(name: str) -> int | None:
-    for i, s in enumerate(_SECTIONS):
-        if s.name == name:
-            return i
-    return None
+# Ordered: the report shows sections in registration order (``before`` places one earlier).
+SECTIONS: Registry[Section] = Registry("report section")
 
 
 def register_section(
@@ -48,20 +45,14 @@ def register_section(
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("section name must be a non-empty string")
-    if before is not None and _index(before) is None:
+    if before is not None and before not in SECTIONS:
         raise ValueError(f"unknown section {before!r}; registered: {section_names()}")
 
     def decorator(fn: SectionFn) -> SectionFn:
         if not callable(fn):
             raise TypeError("a report section must be callable: fn(results: dict) -> str | None")
         section = Section(name=name, title=title or name[:1].upper() + name[1:], fn=fn)
-        i = _index(name)
-        if i is not None:
-            _SECTIONS[i] = section
-        elif before is not None:
-            _SECTIONS.insert(_index(before), section)  # type: ignore[arg-type]
-        else:
-            _SECTIONS.append(section)
+        SECTIONS.register(name, section, replace=True, before=None if name in SECTIONS else before)
         return fn
 
     return decorator
@@ -69,17 +60,14 @@ def register_section(
 
 def unregister_section(name: str) -> bool:
     """Remove section ``name``; return whether it was registered."""
-    i = _index(name)
-    if i is None:
-        return False
-    del _SECTIONS[i]
-    return True
+    return SECTIONS.unregister(name) is not None
 
 
 def get_sections() -> list[Section]:
     """The registered sections, in report order (a copy)."""
-    return list(_SECTIONS)
+    return list(SECTIONS.values())
 
 
 def section_names() -> list[str]:
-    return [s.name for s in _SECTIONS]
+    """The registered section names, in report order."""
+    return list(SECTIONS)

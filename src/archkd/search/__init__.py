@@ -26,9 +26,9 @@ from archkd.search.objective import KDTrialObjective, apply_recipe
 from archkd.search.prescreen import Screened, prescreen
 from archkd.search.reward import Reward
 from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
-from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_definition, check_feasible,
-                                 open_storage, open_study, pareto_front, record_constraints, recorded_definition,
-                                 run_search)
+from archkd.search.storage import check_definition, open_storage, open_study, recorded_definition
+from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_feasible, pareto_front,
+                                 record_constraints, run_search)
 from archkd.search.trust_region import TuRBOSampler  # registers the "trade" sampler
 
 __all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",

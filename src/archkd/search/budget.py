@@ -5,6 +5,9 @@ and (as hard constraints) only for candidates that already passed the cheap chec
 candidate is measured and trained, and its value is lowered by ``penalty`` per unit of relative excess. With
 ``latency_source="predicted"`` a :class:`archkd.measure.predictor.LatencyPredictor` (set on ``predictor``) gives the
 latency instead of the runtime.
+
+What can be limited is the table ``BUDGET_KINDS`` (``archkd.measure.budget_kinds``): every method below loops over
+it, so a new kind is one ``register_budget_kind`` and its limit one entry of ``budget.limits``.
 """
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ import torch.nn as nn
 
 from archkd.config import BudgetConfig
 from archkd.errors import ArchkdError
-from archkd.measure import count_flops, count_params, measure_latency, peak_activation_memory
+from archkd.measure.budget_kinds import BUDGET_KINDS, BudgetKind, register_budget_kind
 from archkd.measure.predictor import LatencyPredictor
 from archkd.models import build_from_spec
 from archkd.spaces import SearchSpace
+
+__all__ = ["Budget", "BudgetKind", "BUDGET_KINDS", "register_budget_kind"]
+LATENCY = "latency_ms"  # the kind ``Budget.measure(..., latency=...)`` forces or skips
 
 
 @dataclass
@@ -29,68 +35,77 @@ class Budget(BudgetConfig):
 
     predictor: LatencyPredictor | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        for name, limit in (self.limits or {}).items():
+            BUDGET_KINDS.lookup(name)
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+                raise ArchkdError(f"budget.limits.{name} is {limit!r}", "give a positive number, or null for no limit")
+
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> "Budget":
         return cls(**dataclasses.asdict(cfg))
 
+    def limit(self, kind: BudgetKind) -> float | None:
+        return kind.limit_in(self)
+
+    def limited(self, cheap: bool | None = None) -> list[tuple[BudgetKind, float]]:
+        """``(kind, limit)`` of every kind with a limit (only the cheap ones, or only the others, when ``cheap``)."""
+        pairs = [(k, k.limit_in(self)) for k in BUDGET_KINDS.values() if cheap is None or k.cheap == cheap]
+        return [(k, v) for k, v in pairs if v is not None]
+
     @property
     def is_empty(self) -> bool:
-        return all(v is None for v in (self.max_params, self.max_flops, self.max_latency_ms, self.max_memory_mb))
+        return not self.limited()
 
-    def measure(self, model: nn.Module, input_shape: tuple[int, ...], latency: bool | None = None) -> dict:
-        """Params and FLOPs always; latency/memory when the budget constrains them (or ``latency=True``)."""
-        fl = count_flops(model, tuple(input_shape))
-        m = {"params": count_params(model), "flops": fl.flops, "macs": fl.macs}
-        if self._cheap_violations(m) and self.mode == "constraint":
+    def _measure_into(self, m: dict, kind: BudgetKind, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+        value = kind.measure(model, tuple(input_shape), self)
+        m.update(value if isinstance(value, dict) else {kind.name: value})
+
+    def measure(self, model: nn.Module, input_shape: tuple[int, ...], latency: bool | None = None,
+                also: tuple[str, ...] = ()) -> dict:
+        """Cheap kinds (params, FLOPs) always; the others when the budget limits them or ``also`` names them (the
+        objectives of a multi-objective search). ``latency`` True/False forces or skips the latency measurement
+        whatever the limit. As hard constraints, a candidate already over a cheap limit is not measured further."""
+        m: dict = {}
+        for kind in BUDGET_KINDS.values():
+            if kind.cheap and (kind.always or self.limit(kind) is not None or kind.name in also):
+                self._measure_into(m, kind, model, input_shape)
+        if self._violations(m, cheap=True) and self.mode == "constraint":
             return m
-        if latency or (latency is None and self.max_latency_ms is not None):
-            if self.latency_source == "predicted":
-                if self.predictor is None:
-                    raise ArchkdError("budget.latency_source=predicted but no latency predictor is loaded",
-                                      "set budget.latency_predictor, or run the search through archkd.api")
-                m["latency_ms"] = self.predictor.predict_ms(model, tuple(input_shape))
-            else:
-                m["latency_ms"] = measure_latency(model, tuple(input_shape), runtime=self.latency_runtime,
-                                                  batch_size=self.latency_batch_size,
-                                                  threads=self.latency_threads).median_ms
-        if self.max_memory_mb is not None:
-            m["memory_mb"] = peak_activation_memory(model, tuple(input_shape)) / 2**20
+        for kind in BUDGET_KINDS.values():
+            wanted = self.limit(kind) is not None or kind.always or kind.name in also
+            if kind.name == LATENCY and latency is not None:
+                wanted = latency
+            if not kind.cheap and wanted:
+                self._measure_into(m, kind, model, input_shape)
         return m
 
-    def _cheap_violations(self, m: dict) -> list[str]:
-        out = []
-        if self.max_params is not None and m["params"] > self.max_params:
-            out.append(f"params {m['params']:,} > {self.max_params:,}")
-        if self.max_flops is not None and m["flops"] > self.max_flops:
-            out.append(f"FLOPs {m['flops']:,} > {self.max_flops:,}")
-        return out
+    def _violations(self, m: dict, cheap: bool | None = None) -> list[str]:
+        return [f"{kind.label} {kind.value_text(m[kind.name])} > {kind.limit_text(limit)}{kind.suffix(self)}"
+                for kind, limit in self.limited(cheap) if m.get(kind.name) is not None and m[kind.name] > limit]
 
     def violations(self, m: dict) -> list[str]:
-        out = self._cheap_violations(m)
-        if self.max_latency_ms is not None and m.get("latency_ms") is not None and m["latency_ms"] > self.max_latency_ms:
-            out.append(f"latency {m['latency_ms']:.3f} ms > {self.max_latency_ms} ms ({self.latency_runtime})")
-        if self.max_memory_mb is not None and m.get("memory_mb") is not None and m["memory_mb"] > self.max_memory_mb:
-            out.append(f"memory {m['memory_mb']:.2f} MB > {self.max_memory_mb} MB")
-        return out
+        """One message per limit ``m`` exceeds (cheap kinds first); unmeasured kinds are not judged."""
+        return self._violations(m, cheap=True) + self._violations(m, cheap=False)
 
     def constraints(self, m: dict) -> dict[str, float]:
         """Optuna constraint values, one per limit set: the relative excess ``value / limit − 1`` (≤ 0: within budget).
 
         A limit that was not measured because a cheaper one already failed is recorded as 0 (on the boundary).
         """
-        limits = {"params": ("params", self.max_params), "flops": ("flops", self.max_flops),
-                  "latency_ms": ("latency_ms", self.max_latency_ms), "memory_mb": ("memory_mb", self.max_memory_mb)}
-        return {name: (float(m[key]) / float(limit) - 1.0 if m.get(key) is not None else 0.0)
-                for name, (key, limit) in limits.items() if limit is not None}
+        return {kind.name: (float(m[kind.name]) / float(limit) - 1.0 if m.get(kind.name) is not None else 0.0)
+                for kind, limit in self.limited()}
 
     def feasibility(self, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int
                     ) -> Callable[[dict], bool] | None:
-        """A predicate for samplers: does a configuration meet the parameter and FLOP limits? (None without them.)
+        """A predicate for samplers: does a configuration meet the cheap limits (parameters, FLOPs)? (None without
+        them.)
 
-        Building a candidate and counting its parameters and FLOPs costs milliseconds, so samplers may redraw many
-        times; latency and memory are measured by the search loop only for candidates that pass this test.
+        Building a candidate and measuring its cheap kinds costs milliseconds, so samplers may redraw many times;
+        latency and memory are measured by the search loop only for candidates that pass this test.
         """
-        if (self.max_params is None and self.max_flops is None) or self.mode == "penalty":
+        cheap = [kind for kind, _ in self.limited(cheap=True)]
+        if not cheap or self.mode == "penalty":
             return None
         memo: dict[str, bool] = {}
 
@@ -99,9 +114,10 @@ class Budget(BudgetConfig):
             key = json.dumps(spec, sort_keys=True)
             if key not in memo:
                 model = build_from_spec(spec)
-                m = {"params": count_params(model)}
-                m["flops"] = count_flops(model, tuple(input_shape)).flops if self.max_flops is not None else 0
-                memo[key] = not self._cheap_violations(m)
+                m: dict = {}
+                for kind in cheap:
+                    self._measure_into(m, kind, model, input_shape)
+                memo[key] = not self._violations(m, cheap=True)
             return memo[key]
 
         return feasible
@@ -113,15 +129,6 @@ class Budget(BudgetConfig):
         return value - self.penalty * sum(max(0.0, e) for e in self.constraints(m).values())
 
     def describe(self) -> str:
-        parts = []
-        if self.max_params is not None:
-            parts.append(f"params ≤ {self.max_params:,}")
-        if self.max_flops is not None:
-            parts.append(f"FLOPs ≤ {self.max_flops:,}")
-        if self.max_latency_ms is not None:
-            parts.append(f"latency ≤ {self.max_latency_ms} ms ({self.latency_runtime}, {self.latency_threads} thr"
-                         + (", predicted)" if self.latency_source == "predicted" else ")"))
-        if self.max_memory_mb is not None:
-            parts.append(f"memory ≤ {self.max_memory_mb} MB")
+        parts = [f"{kind.label} ≤ {kind.limit_text(limit)}{kind.suffix(self)}" for kind, limit in self.limited()]
         soft = f" (soft: penalty {self.penalty:g} per unit of relative excess)" if self.mode == "penalty" and parts else ""
         return (", ".join(parts) or "none") + soft

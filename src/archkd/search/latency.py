@@ -142,7 +142,7 @@ def latency_quantile(space: SearchSpace, budget: "Budget", input_shape: tuple[in
         if len(lats) == samples:
             break
         config = space.sample_rng(rng)
-        if not feasible(config):
+        if feasible is not None and not feasible(config):  # (None: no cheap limit to meet)
             continue
         lats.append(measure_latency(space.build(config, input_shape, num_classes), input_shape,
                                     runtime=budget.latency_runtime, batch_size=budget.latency_batch_size,

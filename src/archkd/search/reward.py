@@ -7,11 +7,13 @@ latency as the cost metric.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
+from archkd.config import RewardMetric
 from archkd.errors import ArchkdError
 
-METRICS = ("latency_ms", "params", "flops")
+METRICS: tuple[str, ...] = typing.get_args(RewardMetric)  # the config type (search.reward_metric) is the list
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ constraint values every trial records.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,25 +25,45 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from archkd.config import register_choices, register_preset
+from archkd.config import register_choices, register_presets
 from archkd.errors import ArchkdError
-from archkd.registry import build
+from archkd.registry import Registry
 from archkd.spaces import SearchSpace, from_uniform
 
-SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
-register_choices("search.method", lambda: SAMPLERS)
+SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A search method's registry entry: its sampler factory and its ``preset`` (the config defaults the method
+    brings — its paper's space, recipe, pruner, reward — below anything the user sets). Calling it builds the
+    sampler, so the entry is also the factory."""
+
+    factory: SamplerFactory
+    preset: Mapping[str, Any] = field(default_factory=dict)
+    multi_objective: bool = False  # whether it can search several objectives at once (``search.objectives``)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> optuna.samplers.BaseSampler:
+        return self.factory(*args, **kwargs)
+
+
+SAMPLERS: Registry[Method] = Registry("search method", options_key="search.sampler_options",
+                                      origin=lambda method: method.factory)
+register_choices("search.method", SAMPLERS.names)
+# config (a layer below) applies a method's preset when it loads a config; the preset stays in the sampler's entry
+register_presets(lambda: {name: dict(m.preset) for name, m in SAMPLERS.items() if m.preset})
 Feasible = Callable[[dict], bool]
 MAX_DRAWS = 2000
 TPE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # the finished trials Optuna's TPE counts against its start-up
 
 
-def register_sampler(name: str, preset: dict[str, Any] | None = None) -> Callable:
+def register_sampler(name: str, preset: dict[str, Any] | None = None,
+                     multi_objective: bool = False) -> Callable[[SamplerFactory], SamplerFactory]:
     """Register a sampler factory as ``search.method=name``; ``preset``: the config defaults the method brings (its
-    paper's space, recipe, pruner, reward), below anything the user sets."""
-    def deco(fn: Callable[..., optuna.samplers.BaseSampler]) -> Callable[..., optuna.samplers.BaseSampler]:
-        SAMPLERS[name] = fn
-        if preset:
-            register_preset(name, preset)
+    paper's space, recipe, pruner, reward), below anything the user sets; ``multi_objective``: it can search a
+    Pareto front (``search.objectives``). Returns the factory unchanged."""
+    def deco(fn: SamplerFactory) -> SamplerFactory:
+        SAMPLERS.register(name, Method(fn, dict(preset or {}), multi_objective))
         return fn
 
     return deco
@@ -53,8 +75,7 @@ def create_sampler(name: str, seed: int = 0, space: SearchSpace | None = None, f
     those that sample within the budget, ``n_trials`` (the search's trial count) to those that size their start-up
     design or batches to it; ``options`` (``search.sampler_options``) go to the sampler itself and win over what it
     would derive from ``n_trials``."""
-    return build(SAMPLERS, name, "search method", "search.sampler_options", seed=seed, space=space,
-                 feasible=feasible, n_trials=n_trials, **options)
+    return SAMPLERS.build(name, seed=seed, space=space, feasible=feasible, n_trials=n_trials, **options)
 
 
 PROPOSER = "archkd_proposer"
@@ -191,7 +212,7 @@ def startup_trials(default: int, n_trials: int | None, options: dict) -> int:
     return default if n_trials is None else max(2, min(default, n_trials // 4))
 
 
-@register_sampler("random")
+@register_sampler("random", multi_objective=True)
 def _random(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
             n_trials: int | None = None, max_draws: int = MAX_DRAWS) -> optuna.samplers.BaseSampler:
     return HashRandomSampler(seed, space, feasible, max_draws)
@@ -213,13 +234,26 @@ def _akd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | N
     return AKDSampler(space, seed=seed, policy=PolicyConfig(**policy), feasible=feasible)
 
 
-@register_sampler("tpe")
+@register_sampler("tpe", multi_objective=True)
 def _tpe(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
          n_trials: int | None = None,
          **options: Any) -> optuna.samplers.BaseSampler:
-    """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones)."""
+    """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones). On a
+    multi-objective study it is Optuna's multi-objective TPE (MOTPE)."""
     kw = {**options, "n_startup_trials": startup_trials(10, n_trials, options)}
     return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES)
+
+
+@register_sampler("nsga2", multi_objective=True)
+def _nsga2(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
+           n_trials: int | None = None, **options: Any) -> optuna.samplers.BaseSampler:
+    """Optuna's NSGA-II for multi-objective searches, reading the budget constraints every trial records.
+
+    Its population (a generation of proposals) is a quarter of the search unless given (at least 4, at most Optuna's
+    50), so a 16-trial search evolves over four generations instead of never leaving its random first one."""
+    pop = int(options.pop("population_size", max(4, min(50, (n_trials or 200) // 4))))
+    kw = {**options, "population_size": pop}  # it reads the constraints every trial records (record_constraints)
+    return Replayed(lambda s: optuna.samplers.NSGAIISampler(seed=s, **kw), seed, pop, TPE_STATES)
 
 
 @register_sampler("gp")

@@ -31,7 +31,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from archkd.config import register_choices
 from archkd.errors import ArchkdError
-from archkd.registry import build
+from archkd.registry import Registry
 
 Condition = tuple[str, tuple] | None
 
@@ -246,21 +246,18 @@ class SearchSpace:
         return {k: config[k] for k in names if k in config}
 
 
-SPACES: dict[str, Callable[..., SearchSpace]] = {}
-register_choices("search.space", lambda: SPACES)
-register_choices("generic.space", lambda: SPACES)
+SPACES: Registry[Callable[..., SearchSpace]] = Registry("search space", options_key="search.space_kwargs")
+register_choices("search.space", SPACES.names)
+register_choices("generic.space", SPACES.names)
 
 
 def register_space(name: str) -> Callable:
-    def deco(cls: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
-        SPACES[name] = cls
-        return cls
-
-    return deco
+    """Register a ``SearchSpace`` class (or factory) as ``search.space=name``; a taken name is refused."""
+    return SPACES.register(name)
 
 
 def create_space(name: str, recipe: dict[str, Any] | None = None, **kwargs: Any) -> SearchSpace:
-    return build(SPACES, name, "search space", "search.space_kwargs", **kwargs).with_recipe(recipe or {})
+    return SPACES.build(name, **kwargs).with_recipe(recipe or {})
 
 
 from archkd.spaces import mnas as _mnas  # noqa: E402,F401  (registers the built-in spaces)

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from archkd.errors import ArchkdError, ArchkdWarning
+from archkd.registry import Registry
 
 
 @dataclass
@@ -55,14 +56,31 @@ class Teacher:
                 "params": sum(p.numel() for p in self.module.parameters()), **self.info}
 
 
-LOADERS: list[tuple[str, Callable[[str], bool], Callable[..., Teacher]]] = []
+@dataclass(frozen=True)
+class TeacherLoader:
+    """``load(ref, weights, kwargs) -> Teacher`` for the references where ``matches(ref)``."""
+
+    matches: Callable[[str], bool]
+    load: Callable[..., Teacher]
 
 
-def register_teacher_loader(name: str, matches: Callable[[str], bool]) -> Callable:
-    """Register ``fn(ref, weights, kwargs) -> Teacher`` for references where ``matches(ref)``; first match wins."""
+# In registration order, which is the order references are tried in: the first loader that matches wins.
+LOADERS: Registry[TeacherLoader] = Registry("teacher loader", origin=lambda loader: loader.load)
+# Catch-all loaders ("module.path:factory" takes any "a:b" reference, the file loader any reference at all) stay
+# last: a specific loader (e.g. a plugin's for "hub:<name>") registered later still goes before them.
+CATCH_ALL: list[str] = []
+
+
+def register_teacher_loader(name: str, matches: Callable[[str], bool], catch_all: bool = False) -> Callable:
+    """Register ``fn(ref, weights, kwargs) -> Teacher`` for references where ``matches(ref)``; first match wins. A
+    loader is tried before every ``catch_all`` one (the generic ``module:factory`` and file loaders)."""
 
     def deco(fn: Callable[..., Teacher]) -> Callable[..., Teacher]:
-        LOADERS.append((name, matches, fn))
+        first_catch_all = next((n for n in LOADERS if n in CATCH_ALL), None)
+        LOADERS.register(name, TeacherLoader(matches, fn),
+                         before=None if catch_all or name in LOADERS else first_catch_all)
+        if catch_all and name not in CATCH_ALL:
+            CATCH_ALL.append(name)
         return fn
 
     return deco
@@ -150,7 +168,7 @@ def _load_weights(module: nn.Module, weights: str, ref: str) -> None:
     module.load_state_dict(sd)
 
 
-@register_teacher_loader("factory", _is_module_ref)
+@register_teacher_loader("factory", _is_module_ref, catch_all=True)
 def _load_factory(ref: str, weights: str | None, kwargs: dict) -> Teacher:
     mod_name, fn_name = ref.split(":")
     try:
@@ -187,7 +205,7 @@ def _sidecar(path: Path) -> dict:
     return {}
 
 
-@register_teacher_loader("file", lambda ref: True)
+@register_teacher_loader("file", lambda ref: True, catch_all=True)
 def _load_file(ref: str, weights: str | None, kwargs: dict) -> Teacher:
     if kwargs:
         raise ArchkdError(f"teacher.kwargs were given but {ref} is a file, built already",
@@ -237,9 +255,9 @@ def load_teacher(ref: str, weights: str | None = None, mean: list[float] | None 
     """Load a teacher through the first matching loader; explicit ``mean``/``std`` override its metadata.
 
     Loading runs code by design: a TorchScript file carries its program, and ``module:factory`` imports a module."""
-    for _name, matches, fn in LOADERS:
-        if matches(ref):
-            t = fn(ref, weights, dict(kwargs or {}))
+    for loader in LOADERS.values():
+        if loader.matches(ref):
+            t = loader.load(ref, weights, dict(kwargs or {}))
             break
     if mean is not None:
         t.mean = list(mean)

@@ -1,0 +1,469 @@
+"""Generated pages of the documentation site, rebuilt on every ``mkdocs build`` (plugin ``mkdocs-gen-files``).
+
+* ``benchmarks/*.md`` from the benchmarks' JSON results, ``bench/results/*.json`` and ``bench/results/small/*.json``:
+  the only source of every benchmark figure the site shows. A result that is missing says "not run yet"; a result
+  that is partial (``"complete": false``) or that no renderer understands is shown for what it holds — a bad file
+  never stops the build.
+* ``reference/config.md`` from the config schema's field metadata (``archkd.config.describe_fields``).
+* ``dependencies.md`` from README.md's dependency table.
+* ``reproduction.md``: ``docs/reproduction.in.md`` with each ``<!-- gen:NAME -->`` marker replaced by a figure read
+  from a result file.
+
+Nothing is written into ``docs/`` on disk: the pages exist only in the built site, so they cannot go stale.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+
+# What `make bench` (bench/run.py --scale small) writes, in its order, and the script behind each file.
+SMALL = ["kd_throughput", "workers", "latency", "akd", "autokd", "trade", "distpro", "gtn", "proxy", "chaos",
+         "teacher_dependence", "losses"]
+# The longer runs, each script's own defaults (`python bench/<script>.py ...`): file stem -> (script, command).
+FULL: dict[str, tuple[str, str]] = {
+    "kd_throughput": ("kd_throughput.py", "python bench/kd_throughput.py --threads 1 --repeats 3"),
+    "workers": ("workers.py", "python bench/workers.py"),
+    "latency": ("latency.py", "python bench/latency.py"),
+    "precision_speed": ("precision.py", "python bench/precision.py --part speed"),
+    "precision_distill": ("precision.py", "python bench/precision.py --part distill --data PATH"),
+    "precision_parity": ("precision.py", "python bench/precision.py --part parity --data PATH"),
+    "akd_digits": ("akd.py", "python bench/akd.py --dataset digits"),
+    "akd_cifar10": ("akd.py", "python bench/akd.py --dataset cifar10"),
+    "teacher_dependence_digits": ("teacher_dependence.py", "python bench/teacher_dependence.py --dataset digits"),
+    "autokd_digits": ("autokd.py", "python bench/autokd.py --dataset digits"),
+    "autokd_cifar10": ("autokd.py", "python bench/autokd.py --dataset cifar10"),
+    "trade_digits": ("trade.py", "python bench/trade.py --dataset digits"),
+    "trade_cifar10": ("trade.py", "python bench/trade.py --dataset cifar10"),
+    "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits"),
+    "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10"),
+    "gtn_digits": ("gtn.py", "python bench/gtn.py --dataset digits"),
+    "gtn_cifar10": ("gtn.py", "python bench/gtn.py --dataset cifar10"),
+    "proxy_digits": ("proxy.py", "python bench/proxy.py --dataset digits"),
+    "proxy_cifar10": ("proxy.py", "python bench/proxy.py --dataset cifar10"),
+    "losses_cifar10": ("losses.py", "python bench/losses.py --dataset cifar10"),
+    "chaos": ("chaos.py", "python bench/chaos.py"),
+}
+NOT_RUN = "not run yet"
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def clean(text: str) -> str:
+    """Repository paths made relative; any other absolute path (this machine's data, temporary folders) is PATH."""
+    text = text.replace(str(ROOT) + "/", "")
+    return re.sub(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]*", "PATH", text)
+
+
+def shown(path: Path) -> str:
+    """A result file's name as the repository knows it (``bench/results/...``), wherever it was read from."""
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return "bench/results/" + ("small/" if path.parent.name == "small" else "") + path.name
+
+
+def load(path: Path) -> tuple[dict | None, str | None]:
+    """``(document, None)``, or ``(None, why)`` when the file is missing or is not a JSON object."""
+    if not path.is_file():
+        return None, NOT_RUN
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__}: {e}) — the run may still be writing it"
+    if not isinstance(doc, dict):
+        return None, "not a JSON object"
+    return doc, None
+
+
+def get(doc: Any, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        else:
+            return default
+    return doc
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return "—" if v is None else ("yes" if v else "no")
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v[:8]) + (" …" if len(v) > 8 else "")
+    return clean(str(v)).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(rows: list[dict]) -> str:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols and not isinstance(r[k], (dict, list))]
+    if not cols:
+        return ""
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def scalars(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and depth < 2:
+            out += scalars(v, f"{prefix}{k}.", depth + 1)
+        elif not isinstance(v, (dict, list)) or (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)):
+            out.append((prefix + str(k), v))
+    return out
+
+
+def kv_table(pairs: list[tuple[str, Any]]) -> str:
+    if not pairs:
+        return ""
+    return "\n".join(["| figure | value |", "|---|---|", *(f"| `{k}` | {fmt(v)} |" for k, v in pairs[:60])])
+
+
+SEPARATOR = re.compile(r"^\|[-:| ]+\|$")
+
+
+def table_line(line: str) -> str:
+    """A markdown table row with pipes inside a cell (``mean |Δ|``) escaped: a column pipe stands at either end of
+    the line or between spaces."""
+    if SEPARATOR.match(line.strip()):
+        return line
+    chars = list(line)
+    for i, c in enumerate(chars):
+        if c == "|" and 0 < i < len(chars) - 1 and not (chars[i - 1] == " " and chars[i + 1] == " ") \
+                and chars[i - 1] != "\\":
+            chars[i] = "\\|"
+    return "".join(chars)
+
+
+def table_text(table: Any) -> str:
+    """A benchmark's own ``table``: markdown tables kept as they are, other text in code blocks, a list of rows as a
+    table."""
+    if isinstance(table, str) and table.strip():
+        out = []
+        for block in re.split(r"\n\s*\n", clean(table.strip("\n"))):
+            lines = block.strip("\n").splitlines()
+            if lines and all(ln.startswith("|") for ln in lines):
+                out.append("\n".join(table_line(ln.rstrip()) for ln in lines))
+            elif lines:
+                out.append("```\n" + "\n".join(lines) + "\n```")
+        return "\n\n".join(out)
+    if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+        return md_table(table)
+    return ""
+
+
+# ----------------------------------------------------------------------------------- renderers for one result file
+def render_workers(doc: dict) -> str:
+    med = doc.get("median") or {}
+    rows = []
+    for n, m in sorted(med.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0):
+        if isinstance(m, dict):
+            rows.append({"workers": m.get("workers", n), "trials": m.get("trials"),
+                         "trials/h": m.get("trials_per_hour"), "speed-up": m.get("speedup"),
+                         "wall s": m.get("wall_s"), "mean trial s": m.get("mean_trial_s"),
+                         "overhead wall/Σtrial": m.get("overhead"),
+                         "efficiency Σtrial/(workers·wall)": m.get("efficiency")})
+    parts = [md_table(rows)]
+    split = [{"workers": m.get("workers", n), "start-up s": m["startup_s"], "in trials s": m.get("in_trials_s"),
+              "first trial s": m.get("first_trial_s"), "between trials s": m.get("between_trials_s"),
+              "tail s": m.get("tail_s")}
+             for n, m in sorted(med.items(), key=lambda kv: str(kv[0])) if isinstance(m, dict) and "startup_s" in m]
+    if split:
+        parts.append("Where each worker's wall-clock goes (means over workers): start-up is launch to the first "
+                     "trial (imports, teacher, data, study), tail is the last trial's end to exit (the run's "
+                     "results and report).\n\n" + md_table(split))
+    return "\n\n".join(parts)
+
+
+def render_kd_throughput(doc: dict) -> str:
+    s = doc.get("summary") or {}
+    ips, ratio = s.get("images_per_s") or {}, s.get("ratio_vs_student_only") or {}
+    rows = [{"mode": m, "images/s": ips.get(m), "× student-only": ratio.get(m)} for m in ips]
+    text = md_table(rows)
+    extra = [(k, s.get(k)) for k in ("warm_cache_hit_rate", "fill_cost_s", "target_warm_ratio", "target_met")
+             if k in s]
+    return text + ("\n\n" + kv_table(extra) if extra else "")
+
+
+def render_proxy(doc: dict) -> str:
+    parts = []
+    for space, r in (doc.get("rank") or {}).items():
+        corr = r.get("correlation") or {} if isinstance(r, dict) else {}
+        rows = [{"score": name, "kind": c.get("kind"), "Kendall τ vs reference": c.get("tau"),
+                 "Spearman ρ": c.get("rho")} for name, c in corr.items() if isinstance(c, dict)]
+        if rows:
+            parts.append(f"Rank agreement with the reference training, space `{space}` "
+                         f"({len(r.get('rows') or [])} architectures):\n\n" + md_table(rows))
+        cost = r.get("cost") if isinstance(r, dict) else None
+        if isinstance(cost, dict):
+            parts.append(kv_table([(f"{space}: seconds per architecture, {k.removesuffix('_s')}", v)
+                                   for k, v in cost.items()]))
+    search = doc.get("search")
+    if isinstance(search, dict):
+        parts.append(kv_table(scalars(search)))
+    return "\n\n".join(p for p in parts if p)
+
+
+SPECIFIC: dict[str, Callable[[dict], str]] = {"workers": render_workers, "kd_throughput": render_kd_throughput,
+                                              "proxy": render_proxy}
+
+
+def kind_of(stem: str, doc: dict) -> str:
+    for k in ("bench", "benchmark"):
+        if isinstance(doc.get(k), str):
+            return doc[k]
+    for name in sorted(SPECIFIC, key=len, reverse=True):
+        if stem.startswith(name):
+            return name
+    return stem
+
+
+def render_result(stem: str, path: Path, command: str | None = None) -> str:
+    """One result file as a markdown section body; never raises."""
+    doc, why = load(path)
+    rel = shown(path)
+    if doc is None:
+        how = f" — `{command}` writes it" if command else ""
+        return f"*{why[:1].upper() + why[1:]}* (`{rel}`){how}.\n"
+    out: list[str] = []
+    try:
+        meta = []
+        if isinstance(doc.get("command"), str):
+            meta.append(f"command `{clean(doc['command'])}`")
+        elif command:
+            meta.append(f"command `{command}`")
+        if isinstance(doc.get("created"), str):
+            meta.append(f"created {doc['created']}")
+        secs = doc.get("total_seconds", doc.get("seconds"))
+        if isinstance(secs, (int, float)) and not isinstance(secs, bool):
+            meta.append(f"{secs / 60:.1f} min")
+        torch_v = get(doc, "versions.torch")
+        if torch_v:
+            meta.append(f"torch {torch_v}")
+        if isinstance(doc.get("cpus"), int):
+            meta.append(f"{doc['cpus']} CPUs")
+        la = doc.get("load_avg")
+        if isinstance(la, list) and la:
+            meta.append("load average at the end " + ", ".join(fmt(x) for x in la[:3]))
+        out.append(f"Source: `{rel}`" + (" — " + "; ".join(meta) if meta else "") + ".")
+        if doc.get("complete") is False:
+            out.append('!!! warning "Partial result"\n    This run has not finished (`"complete": false`): the '
+                       "figures below cover only what it has measured so far.")
+    except Exception as e:  # a malformed header must not hide the rest
+        out.append(f"Source: `{rel}` (header unreadable: {type(e).__name__}).")
+    body = ""
+    try:
+        renderer = SPECIFIC.get(kind_of(stem, doc))
+        body = renderer(doc) if renderer else ""
+        if not body:
+            body = table_text(doc.get("table")) or table_text(get(doc, "summary.table"))
+        if not body and isinstance(doc.get("summary"), dict):
+            body = kv_table(scalars(doc["summary"]))
+        if not body:
+            body = kv_table(scalars({k: v for k, v in doc.items() if k not in ("args", "versions", "machine")}))
+    except Exception as e:
+        body = f"*This file could not be rendered ({type(e).__name__}: {clean(str(e))}); it is kept as it is.*"
+    out.append(body or "*The file holds no figures yet.*")
+    return "\n\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------- pages
+def small_page(results: Path = RESULTS) -> str:
+    small = results / "small"
+    lines = ["# Benchmarks at small scale (`make bench`)", "",
+             "`make bench` (= `python bench/run.py --scale small --docs`) runs every script in `bench/` one after "
+             "another on digits with one seed and short trainings, writes each JSON to `bench/results/small/`, and "
+             "rebuilds this site. At this scale the figures are comparisons measured within one run on one machine, "
+             "not the methods' accuracy at full scale (see [longer runs](full.md)). Every figure on this page is read "
+             "from those JSON files when the site is built.", ""]
+    extra = sorted(p.stem for p in small.glob("*.json") if p.stem not in SMALL and p.stem != "status") \
+        if small.is_dir() else []
+    for name in SMALL + extra:
+        lines += [f"## {name}", "", render_result(name, small / f"{name}.json",
+                                                  f"python bench/run.py --only {name}" if name in SMALL else None), ""]
+    return "\n".join(lines)
+
+
+def full_page(results: Path = RESULTS) -> str:
+    lines = ["# Benchmarks: longer runs", "",
+             "Each script's own settings (three seeds, longer trainings, CIFAR-10 where the script takes "
+             "`--dataset cifar10`), one JSON per run in `bench/results/`. Every figure on this page is read from "
+             "those files when the site is built; a run that has not been made says so. Scripts that read CIFAR-10 "
+             "take it with `--data PATH` (see [Getting started](../getting-started.md#cifar-10)).", ""]
+    present = sorted(p.stem for p in results.glob("*.json")) if results.is_dir() else []
+    for stem in list(FULL) + [s for s in present if s not in FULL]:
+        script, command = FULL.get(stem, (None, None))
+        title = f"{stem} (`bench/{script}`)" if script else stem
+        lines += [f"## {title}", "", render_result(stem, results / f"{stem}.json", command), ""]
+    return "\n".join(lines)
+
+
+def index_page(results: Path = RESULTS) -> str:
+    lines = ["# Benchmarks", "",
+             "Benchmarks live in `bench/` (each script's `--help` and docstring give its options); each compares "
+             "alternatives as ratios within one run, prints a table and writes JSON to `bench/results/`. These pages "
+             "are generated from that JSON every time the site is built, so every figure has one source.", "",
+             "- [Small scale (`make bench`)](small.md): every benchmark, digits, one seed, under an hour on 2 CPU "
+             "cores.",
+             "- [Longer runs](full.md): each script's own defaults.",
+             "- [Paper reproduction](../reproduction.md): one row per claim of the implemented papers.", "",
+             "## Headline figures", "", "| figure | value | source |", "|---|---|---|"]
+    rows = 0
+    for label, stem_path, fn in HEADLINES:
+        doc, why = load(results / stem_path)
+        try:
+            value = fn(doc) if doc is not None else None
+        except Exception:
+            value = None
+        lines.append(f"| {label} | {value if value else (why or 'not in this file')} | `bench/results/{stem_path}` |")
+        rows += 1
+    lines += ["", "## Result files", "", "| file | state |", "|---|---|"]
+    files = sorted((results.glob("*.json") if results.is_dir() else [])) + \
+        sorted(p for p in ((results / "small").glob("*.json") if (results / "small").is_dir() else [])
+               if p.stem != "status")
+    for p in files:
+        doc, why = load(p)
+        state = why or ("partial (`complete: false`)" if doc.get("complete") is False else "complete")
+        lines.append(f"| `{shown(p)}` | {state} |")
+    if not files:
+        lines.append(f"| — | {NOT_RUN} |")
+    return "\n".join(lines) + "\n"
+
+
+def _workers(doc: dict) -> str | None:
+    two = get(doc, "median.2")
+    if not isinstance(two, dict):
+        return None
+    return f"{two['speedup']:.2f}× with 2 workers (efficiency {two['efficiency']:.2f}, {two['trials']} trials)"
+
+
+def _kd(doc: dict) -> str | None:
+    r = get(doc, "summary.ratio_vs_student_only")
+    return f"naive KD {r['naive_kd']:.2f}×, cached KD (warm) {r['cached_kd_warm']:.2f}× student-only" if r else None
+
+
+def _precision(doc: dict) -> str | None:
+    ms = [m for m in doc.get("models") or [] if isinstance(m, dict) and "choice_vs_fp32" in m]
+    if not ms:
+        return None
+    lo, hi = min(m["choice_vs_fp32"] for m in ms), max(m["choice_vs_fp32"] for m in ms)
+    worst = min(m.get("choice_vs_best", 1.0) for m in ms)
+    return (f"the tuner's choice trains {lo:.2f}–{hi:.2f}× as fast as fp32 over {len(ms)} models; worst choice / "
+            f"best {worst:.3f}")
+
+
+def _gtn(doc: dict) -> str | None:
+    s = get(doc, "summary.generic_vs_vanilla")
+    return (f"{100 * s['mean']:+.2f} ± {100 * s['se']:.2f} points (s.e.), generic better on {s['first_better']} of "
+            f"{s['pairs']}") if s else None
+
+
+HEADLINES: list[tuple[str, str, Callable[[dict], str | None]]] = [
+    ("search workers: speed-up over 1 worker (small scale)", "small/workers.json", _workers),
+    ("KD throughput vs student-only training (small scale)", "small/kd_throughput.json", _kd),
+    ("KD throughput vs student-only training (CIFAR-10)", "kd_throughput.json", _kd),
+    ("precision tuner (`train.autotune`)", "precision_speed.json", _precision),
+    ("GTN: KD from the generic teacher − from a vanilla teacher (digits)", "gtn_digits.json", _gtn),
+]
+
+
+# The figures reproduction.md takes from result files: marker name -> (file, formatter).
+def _proxy_tau(doc: dict) -> str | None:
+    parts = []
+    for space, r in (doc.get("rank") or {}).items():
+        c = get(r, "correlation.diswot")
+        if isinstance(c, dict):
+            parts.append(f"τ {c['tau']:+.2f} on `{space}`")
+    return ", ".join(parts) or None
+
+
+MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
+    "gtn_digits": ("gtn_digits.json", _gtn),
+    "proxy_digits": ("proxy_digits.json", _proxy_tau),
+}
+
+
+def fill_markers(text: str, results: Path = RESULTS) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in MARKERS:
+            return f"(unknown figure {name})"
+        file, fn = MARKERS[name]
+        doc, why = load(results / file)
+        try:
+            value = fn(doc) if doc is not None else None
+        except Exception:
+            value = None
+        return value or f"({why or 'figure missing'}: `bench/results/{file}`)"
+    return re.sub(r"<!-- gen:([\w.-]+) -->", sub, text)
+
+
+def config_page() -> str:
+    """Every settable key with type, default, allowed range and help, from the config schema's field metadata."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import archkd.cli  # noqa: F401  (imports every registry, so registry-backed choices are listed as the CLI does)
+    from archkd.config import describe_fields
+
+    lines = ["# Configuration keys", "",
+             "Every key a YAML file, a flag or a `key.sub=value` override can set, with its type (closed choices "
+             "spelled out, registry-backed ones listed from the registries), its default, its allowed range and its "
+             "help. Generated from the config schema (each field's metadata) when the site is built; "
+             "`archkd config --keys` prints the same list. Precedence, lowest first: defaults < YAML file < flags < "
+             "overrides. A value outside its choices or range is refused when the config loads, before any data is "
+             "read.", ""]
+    section = None
+    cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+    for d in describe_fields():
+        top = d.key.split(".")[0] if "." in d.key else "(top level)"
+        if top != section:
+            section = top
+            lines += ["", f"## `{top}`" if top != "(top level)" else "## Top level", "",
+                      "| key | type | default | range | help |", "|---|---|---|---|---|"]
+        lines.append(f"| `{d.key}` | {cell(d.type)} | `{cell(d.default)}` | {d.range} | {cell(d.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def dependencies_page() -> str:
+    """The README's dependency table (the project keeps one line per dependency there) as a page of its own."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"^## Dependencies\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    body = m.group(1).strip() if m else "*README.md has no Dependencies section.*"
+    return ("# Dependencies\n\nOne line per dependency, as the project keeps them in `README.md` (this page is "
+            "generated from it). The extras are declared in `pyproject.toml`.\n\n" + body + "\n")
+
+
+def pages(results: Path = RESULTS) -> dict[str, str]:
+    out = {"benchmarks/index.md": index_page(results), "benchmarks/small.md": small_page(results),
+           "benchmarks/full.md": full_page(results), "dependencies.md": dependencies_page()}
+    src = DOCS / "reproduction.in.md"
+    if src.is_file():
+        out["reproduction.md"] = fill_markers(src.read_text(encoding="utf-8"), results)
+    return out
+
+
+def main() -> None:
+    import mkdocs_gen_files
+
+    generated = pages()
+    generated["reference/config.md"] = config_page()
+    for path, text in generated.items():
+        with mkdocs_gen_files.open(path, "w") as f:
+            f.write(text)
+        mkdocs_gen_files.set_edit_path(path, "gen_pages.py")
+
+
+if __name__ in ("__main__", "<run_path>"):
+    main()
