@@ -194,12 +194,12 @@ def speed_one(name: str, spec: dict, origin: str, args: argparse.Namespace, stor
     y = torch.randint(0, CLASSES, (bs,), generator=g)
     cpu0, wall0 = time.process_time(), time.perf_counter()
 
-    # (a) the tuner as fit calls it (distill.precision.student_precision's step: forward under the setting on the
-    # batch's first n images, fp32 CE, backward; n from autotune.timed_images)
-    def step(m: nn.Module, s: Setting, n: int) -> None:
+    # (a) the tuner as fit calls it (distill.precision.student_precision's step: forward under the setting, fp32 CE,
+    # backward)
+    def step(m: nn.Module, s: Setting) -> None:
         with autocast(dev, s.amp):
-            logits = m(x[:n].contiguous(memory_format=torch.channels_last) if s.channels_last else x[:n])
-        nn.functional.cross_entropy(logits.float(), y[:n]).backward()
+            logits = m(x.contiguous(memory_format=torch.channels_last) if s.channels_last else x)
+        nn.functional.cross_entropy(logits.float(), y).backward()
 
     model.train()
     choice = autotune.choose(model, step, device=dev, amp=None, channels_last=None, tune=True,

@@ -199,7 +199,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def demo_defaults() -> Config:
-    """The demo's recipe: sized to finish in under a minute on 2 CPU cores with the embedded digits data."""
+    """The demo's recipe: sized to finish in about a minute on 2 CPU cores with the embedded digits data."""
     cfg = Config(name="demo")
     cfg.teacher.arch = "resnet20"
     cfg.teacher.train.epochs = 30

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"archkd {__version__}")
     sub = ap.add_subparsers(dest="verb", metavar="VERB")
 
-    p = sub.add_parser("demo", help="teacher → KD search → distill → export → report on digits (under a minute on 2 CPU cores)")
+    p = sub.add_parser("demo", help="teacher → KD search → distill → export → report on digits (about a minute on 2 CPU cores)")
     _common(p)
     p.add_argument("--teacher", help="use this teacher instead of training one")
     p.add_argument("--n-trials", dest="n_trials", type=int)

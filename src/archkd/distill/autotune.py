@@ -13,8 +13,9 @@ under each candidate ``Setting`` — fp32 or bf16 autocast, contiguous or channe
   stay fp32 (autocast casts per op, it never stores bf16 weights).
 - Choices are cached per machine (CPU model, cores, threads, torch version, device) and per (model spec, batch size,
   input shape), in ``<cache dir>/autotune.json``, so a search pays once per architecture; a training too short to
-  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses a cached choice or the fixed default. Measuring
-  costs about ``TUNE_SECONDS`` at most: a slow model is timed on a slice of its batch (``timed_images``).
+  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses a cached choice or the fixed default. Measuring is
+  not bounded: timing a slow model on a slice of its batch instead picked a setting 15-40 % slower than the best for
+  3 of 16 models (``bench/precision.py``), so every setting is timed on the whole batch.
 - Explicit ``train.amp`` / ``train.channels_last`` win over the tuner, which then only tunes what is left open.
 """
 from __future__ import annotations
@@ -34,12 +35,10 @@ import torch.nn as nn
 
 from archkd.device import default_cache_dir
 
-Step = Callable[[nn.Module, "Setting", int], None]  # one step of a model copy under a setting on the batch's first n
+Step = Callable[[nn.Module, "Setting"], None]  # one training (or inference) step of a model copy under a setting
 
 WARMUP, TIMED = 1, 2  # untimed then timed training steps per candidate
 MIN_STEPS = 100  # a training shorter than this many steps is not worth measuring (cached or default choice)
-TUNE_SECONDS = 8.0  # what measuring every candidate of one model may cost, about (see ``timed_images``)
-PROBE_IMAGES, MIN_TIMED_IMAGES = 16, 8
 
 
 @dataclass(frozen=True)
@@ -138,49 +137,33 @@ def remember(key: str, choice: Choice) -> None:
 
 def measure(model: nn.Module, step: Step, settings: list[Setting], images: int,
             train: bool = True) -> dict[str, float]:
-    """img/s of ``step(model_copy, setting, n)`` (a training step, or an inference for ``train=False``, on the first
-    ``n`` of a real batch of ``images``; ``n`` from ``timed_images``) under each setting, on a private copy of the
-    model so the caller's weights and statistics are untouched."""
+    """img/s of ``step(model_copy, setting)`` (a training step, or an inference for ``train=False``, on a real batch
+    of ``images``) under each setting, on a private copy of the model so the caller's weights and statistics are
+    untouched."""
     speeds: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):  # dropout in the timed steps must not shift the training's random stream
-        n = timed_images(model, step, settings, images, train)
         for s in settings:
-            speeds[s.name] = _time(model, step, s, n, train)
+            speeds[s.name] = _time(model, step, s, images, train)
     return speeds
 
 
-def timed_images(model: nn.Module, step: Step, settings: list[Setting], images: int, train: bool,
-                 budget: float = TUNE_SECONDS) -> int:
-    """How many of the batch's ``images`` each timed step uses, so that timing every setting costs about ``budget``
-    seconds: the whole batch when that fits, else a slice (at least ``MIN_TIMED_IMAGES``).
-
-    Why: a step of a multi-million-parameter NAGO network takes seconds on one CPU thread, and 4 settings × 3 steps
-    of it cost two minutes before training starts. One probe step on ``PROBE_IMAGES`` images (in the first setting)
-    gives the cost per image; a smaller batch runs at a lower rate per image, so the estimate errs on the cheap side,
-    and the ratio between settings, not the absolute rate, is what the choice needs."""
-    probe = min(images, PROBE_IMAGES)
-    per_image = _seconds(model, step, settings[0], probe, train) / probe
-    affordable = int(budget / max(per_image * len(settings) * (WARMUP + TIMED), 1e-9))
-    return max(min(images, MIN_TIMED_IMAGES), min(images, affordable))
-
-
-def _seconds(model: nn.Module, step: Step, s: Setting, images: int, train: bool, steps: int = 1) -> float:
-    """Seconds of ``steps`` steps on ``images`` images, untimed warm-up aside, on a private copy of ``model``."""
+def _seconds(model: nn.Module, step: Step, s: Setting, train: bool, steps: int) -> float:
+    """Seconds of ``steps`` steps, untimed warm-up aside, on a private copy of ``model`` under ``s``."""
     m = copy.deepcopy(model)
     if s.channels_last:
         m = m.to(memory_format=torch.channels_last)
     m.train(train)
     for _ in range(WARMUP):
-        step(m, s, images)
+        step(m, s)
     t0 = time.perf_counter()
     for _ in range(steps):
-        step(m, s, images)
+        step(m, s)
     return max(time.perf_counter() - t0, 1e-9)
 
 
 def _time(model: nn.Module, step: Step, s: Setting, images: int, train: bool) -> float:
-    """img/s of ``TIMED`` steps after ``WARMUP`` on ``images`` images, on a private copy of ``model`` under ``s``."""
-    return images * TIMED / _seconds(model, step, s, images, train, TIMED)
+    """img/s of ``TIMED`` steps of ``images`` images after ``WARMUP``, on a private copy of ``model`` under ``s``."""
+    return images * TIMED / _seconds(model, step, s, train, TIMED)
 
 
 def choose(model: nn.Module, step: Step, *, device: torch.device,

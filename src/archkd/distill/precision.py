@@ -72,10 +72,10 @@ def student_precision(model: nn.Module, data: DataBundle, cfg: TrainConfig, dev:
     x8, y, idx = next(data.train.batches(bs, device=dev, indices=indices))
     x = prep(x8, idx, 0).contiguous()
 
-    def step(m: nn.Module, s: Setting, n: int) -> None:
+    def step(m: nn.Module, s: Setting) -> None:
         with autocast(dev, s.amp):
-            logits = m(x[:n].contiguous(memory_format=torch.channels_last) if s.channels_last else x[:n])
-        nn.functional.cross_entropy(logits.float(), y[:n]).backward()
+            logits = m(x.contiguous(memory_format=torch.channels_last) if s.channels_last else x)
+        nn.functional.cross_entropy(logits.float(), y).backward()
 
     return choose(model, step, device=dev, amp=cfg.amp, channels_last=cfg.channels_last, tune=cfg.autotune,
                   default=Setting(amp, cl), total_steps=total_steps, spec=spec, batch_size=bs,
@@ -94,9 +94,9 @@ def teacher_precision(view: TeacherView, data: DataBundle, cfg: TrainConfig, dev
     x8, _, idx = next(data.train.batches(bs, device=dev, indices=indices))
     x = prep(x8, idx, 0).contiguous()
 
-    def step(m: nn.Module, s: Setting, n: int) -> None:
+    def step(m: nn.Module, s: Setting) -> None:
         with torch.no_grad(), autocast(dev, s.amp):
-            m(x[:n].contiguous(memory_format=torch.channels_last) if s.channels_last else x[:n])
+            m(x.contiguous(memory_format=torch.channels_last) if s.channels_last else x)
 
     return choose(view.teacher, step, device=dev, amp=cfg.amp, channels_last=None, tune=cfg.autotune,
                   default=Setting(amp, False), total_steps=total_steps, spec=None, batch_size=bs,
