@@ -3,10 +3,27 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLI = [sys.executable, "-c", "from archkd.cli import main; main()"]  # the archkd command in this interpreter
+
+
+def cpu_busy(interval: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy (other processes included) over ``interval`` seconds, from /proc/stat (Linux)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
+
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
 
 
 def load_avg() -> list[float] | None:

@@ -41,7 +41,7 @@ from archkd.data.sources import RawData, open_source
 from archkd.distill import fit, objective_from_config, save_checkpoint
 from archkd.models import create_model, list_models, model_spec
 from archkd.teacher import Teacher, check_teacher, load_teacher
-from _common import load_avg  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _common import cpu_busy, load_avg  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -91,22 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.subset < a.batch_size or a.epochs < 1 or a.repeats < 1 or a.threads < 1:
         p.error("need --subset >= --batch-size, --epochs >= 1, --repeats >= 1, --threads >= 1")
     return a
-
-
-def cpu_busy(interval: float = 1.0) -> float | None:
-    """Fraction of all CPUs busy (other processes included) over ``interval`` seconds, from /proc/stat (Linux)."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
-
-    try:
-        t0, i0 = sample()
-        time.sleep(interval)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
 
 
 def synthetic_raw(n_train_wanted: int, val_fraction: float, test_fraction: float, seed: int) -> RawData:

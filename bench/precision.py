@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from _common import CLI, RESULTS, load_avg, write_result  # noqa: E402  (bench/ is on sys.path as a script)
+from _common import CLI, RESULTS, cpu_busy, load_avg, write_result  # noqa: E402  (bench/ is on sys.path as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -161,22 +161,6 @@ def build_spec(spec: dict) -> nn.Module:
     from archkd.models import build_from_spec
 
     return build_from_spec(spec)
-
-
-def cpu_busy(interval: float = 1.0) -> float | None:
-    """Fraction of all CPUs busy (other processes included) over ``interval`` seconds, from /proc/stat (Linux)."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
-
-    try:
-        t0, i0 = sample()
-        time.sleep(interval)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
 
 
 def speed_one(name: str, spec: dict, origin: str, args: argparse.Namespace, store: Path) -> dict:

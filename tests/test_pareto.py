@@ -61,6 +61,7 @@ def test_a_multi_objective_search_returns_a_front_and_its_hypervolume(tmp_path, 
     assert all(any(o.dominates(f, t) for f in front) for t in done if t not in front)
     assert r["pareto"]["objectives"] == ["accuracy", "latency"] and r["pareto"]["hypervolume"] > 0
     assert r["pareto"]["reference"]["accuracy"] == 0.0
+    assert r["pareto"]["keys"] == ["val_acc", "latency_ms"] and r["pareto"]["cost"] == "latency_ms"
     assert {f["trial"] for f in r["top_k"]} <= set(r["pareto"]["trials"])  # a spread of the front is re-trained
     assert any(t["proposer"] == "model" for t in done)  # NSGA-II evolved past its first generation
     saved = json.loads((cfg.run_dir / "results.json").read_text())

@@ -63,10 +63,11 @@ def front_section(results: dict[str, Any]) -> str | None:
     ref = pareto.get("reference") if isinstance(pareto.get("reference"), Mapping) else {}
     members = set(pareto.get("trials") or [])
     rows_in = [t for t in results.get("trials") or [] if isinstance(t, Mapping) and t.get("number") in members]
-    keys = {"accuracy": "val_acc", "latency": "latency_ms", "params": "params", "flops": "flops",
-            "memory": "memory_mb"}
-    rows = [[esc(t.get("number"))] + [fmt_pct(t.get("val_acc")) if n == "accuracy" else esc(_num(t.get(keys[n]), ".4g"))
-                                      for n in names] for t in rows_in]
+    keys = [str(k) for k in pareto.get("keys") or []]  # each objective's trial-row key, as the search recorded it
+    if len(keys) != len(names):
+        return None
+    rows = [[esc(t.get("number"))] + [fmt_pct(t.get(k)) if k == "val_acc" else esc(_num(t.get(k), ".4g"))
+                                      for k in keys] for t in rows_in]
     summary = kv_table([("objectives", esc(", ".join(names))),
                         ("hypervolume", esc(_num(pareto.get("hypervolume"), ".4g"))),
                         ("reference point", esc(", ".join(f"{k} {_num(v, '.4g')}" for k, v in ref.items())))])

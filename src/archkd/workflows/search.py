@@ -88,9 +88,7 @@ def finalize_top_k(cfg: Config, found: dict, teacher: Teacher, data: DataBundle,
     followers distil each finalist with rank 0."""
     log = mirrored(log)
     objectives = Objectives.parse(cfg.search.objectives)
-    front = set(found["pareto"]["trials"])
-    pick = top_trials if objectives is None else (
-        lambda trials, n: objectives.spread([t for t in objectives.front(trials) if t["number"] in front], n))
+    pick = top_trials if objectives is None else lambda trials, n: objectives.spread(objectives.front(trials), n)
     return finalize_trials(cfg, found["trials"], k, reward, _finalist_trainer(teacher, data, log), log, pick=pick)
 
 
@@ -196,5 +194,6 @@ def _front_summary(objectives: Objectives, front: list[dict], trials: list[dict]
     """A multi-objective search's front as the result states it: its objectives, the cost axis, the reference point
     and the hypervolume the front dominates above it (``archkd.search.pareto``)."""
     ref = objectives.reference(trials, to_dict(cfg.budget))
-    return {"objectives": list(objectives.names), "cost": objectives.keys[1] if objectives.keys[0] == "val_acc"
-            else objectives.keys[0], "reference": ref, "hypervolume": objectives.hypervolume(front, ref)}
+    return {"objectives": list(objectives.names), "keys": objectives.keys,
+            "cost": next(k for k, d in zip(objectives.keys, objectives.directions) if d == "minimize"),
+            "reference": ref, "hypervolume": objectives.hypervolume(front, ref)}
