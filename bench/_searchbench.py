@@ -1,11 +1,16 @@
 """The skeleton the search benchmarks (autokd.py, trade.py) share: one teacher and data set, then jobs per seed.
 
 Each job is a search (or a hand-designed student) that returns one JSON row; rows are written after every job, so a
-long run that dies keeps what it finished; the benchmark's own ``finish`` turns the rows into its tables.
+long run that dies keeps what it finished, and running the same command again **resumes**: the (job, seed) rows
+already in ``--out`` are kept and skipped (the file's arguments must match, apart from which seeds, methods and
+hand-designed students run). Seeds can run as separate processes on separate cores (``--seeds 1 --out X_s1.json``) and
+be pooled afterwards with ``--combine X_s0.json X_s1.json`` (same arguments required). The benchmark's own ``finish``
+turns the rows into its tables.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -47,11 +52,56 @@ def teacher_size(module: torch.nn.Module, input_shape: tuple) -> dict:
         return {"params": sum(p.numel() for p in module.parameters()), "peak_activation_bytes": None}
 
 
+# arguments that do not change what a row measures: a result file with other values of these still resumes/combines
+NEUTRAL_ARGS = ("seeds", "methods", "hand", "out", "verbose", "combine", "threads")
+
+
+def row_key(row: dict) -> tuple[str, int]:
+    """(job name, seed) of a row; hand-designed students are rows whose method is ``hand:<job>``."""
+    return row.get("job", row["method"].removeprefix("hand:")), int(row["seed"])
+
+
+def measured(args: dict) -> dict:
+    return {k: v for k, v in args.items() if k not in NEUTRAL_ARGS}
+
+
+def earlier_rows(out_path: Path, args: argparse.Namespace) -> list[dict]:
+    """The rows of a previous run of the same benchmark with the same arguments (nothing if there is none)."""
+    if not out_path.is_file():
+        return []
+    prev = json.loads(out_path.read_text())
+    if measured(prev.get("args", {})) != measured(vars(args)):
+        differ = sorted(k for k in measured(vars(args)) if prev.get("args", {}).get(k) != vars(args)[k])
+        sys.exit(f"error: {out_path} holds a run with other arguments ({', '.join(differ)}); pass another --out, or "
+                 "delete the file to start over")
+    return list(prev.get("rows", []))
+
+
+def combine(args: argparse.Namespace, bench: str, finish: Callable[[list[dict], dict, float], dict]) -> None:
+    """Pool the rows of result files written by separate processes (one per seed) into ``--out``."""
+    docs = [json.loads(Path(f).read_text()) for f in args.combine]
+    for f, d in zip(args.combine, docs):
+        if d.get("benchmark") != bench or measured(d["args"]) != measured(docs[0]["args"]):
+            sys.exit(f"error: {f} is not a {bench} run with the same arguments as {args.combine[0]}")
+    rows = {row_key(r): r for d in docs for r in d["rows"]}
+    seconds = sum(d.get("total_seconds") or 0.0 for d in docs)
+    payload = {**docs[0], "command": "python " + shlex.join(sys.argv), "combined": list(args.combine),
+               "rows": sorted(rows.values(), key=lambda r: (r["seed"], row_key(r)[0])),
+               "complete": all(d.get("complete") for d in docs), "total_seconds": seconds}
+    payload["args"] = {**docs[0]["args"], "seeds": sorted({r["seed"] for r in rows.values()})}
+    payload.update(finish(payload["rows"], payload["teacher"], seconds))
+    out = Path(args.out)
+    write_json(out, payload)
+    print(payload["table"] + f"\nwrote {out}", flush=True)
+
+
 def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argparse.Namespace, Path], Config],
               banner: Callable[[dict], str], jobs: list[tuple[str, Callable[[Setup, str, int], dict]]],
               row_line: Callable[[dict], str], finish: Callable[[list[dict], dict, float], dict]) -> None:
-    """Train or load the teacher once, run every (seed, job), then ``finish(rows, teacher, seconds)`` -> payload
-    additions with a ``table`` to print."""
+    """Train or load the teacher once, run every (seed, job) not already in ``--out``, then ``finish(rows, teacher,
+    seconds)`` -> payload additions with a ``table`` to print."""
+    if getattr(args, "combine", None):
+        return combine(args, bench, finish)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -60,7 +110,10 @@ def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argpa
     tmp = Path(tempfile.mkdtemp(prefix=f"archkd-{bench}-bench-"))
     payload: dict[str, Any] = {"benchmark": bench, "dataset": args.dataset, "command": "python " + shlex.join(
         sys.argv), "created": datetime.now().isoformat(timespec="seconds"), "args": vars(args),
-        "machine": machine_info(), "rows": [], "complete": False}
+        "machine": machine_info(), "rows": earlier_rows(out_path, args), "complete": False}
+    done = {row_key(r) for r in payload["rows"]}
+    if done:
+        print(f"resuming {out_path}: {len(done)} finished (job, seed) rows kept", flush=True)
     try:
         cfg = base_config(args, tmp / "runs")
         teacher_path, _ = resolve_teacher(args, cfg, log)
@@ -73,7 +126,9 @@ def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argpa
         setup = Setup(cfg, teacher, data, log)
         for seed in args.seeds:
             for name, job in jobs:
-                row = job(setup, name, seed)
+                if (name, seed) in done:
+                    continue
+                row = {"job": name, **job(setup, name, seed)}
                 payload["rows"].append(row)
                 print(f"{row_line(row)}; total {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
                 write_json(out_path, payload)
