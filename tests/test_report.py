@@ -219,8 +219,8 @@ def test_failing_section_does_not_break_report():
 
 
 def test_builtin_sections_in_order():
-    assert report.section_names()[:14] == [
-        "summary", "generic teacher pool", "final student", "finalists", "family", "fidelity check", "pareto front",
+    assert report.section_names()[:15] == [
+        "summary", "teacher vs student", "generic teacher pool", "final student", "finalists", "family", "fidelity check", "pareto front",
         "trials table", "search progress", "accuracy-vs-params plot", "budget", "timings", "epoch curves", "curves",
     ]
 

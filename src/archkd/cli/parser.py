@@ -15,6 +15,7 @@ FLAG_KEYS = {
     "trial_epochs": "search.epochs", "storage": "search.storage", "study": "search.study_name", "max_params": "budget.max_params",
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
+    "baseline": "search.baseline",
     "checkpoint": "export.checkpoint", "process": "distill.process", "replay": "process.replay", "tau": "process.tau",
     "transform": "process.transform", "quantize": "export.quantize", "student_init": "student.init", "pool": "generic.pool",
     "generic_space": "generic.space", "condition_weight": "generic.condition_weight",
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "several families)")
     p.add_argument("--guide", help="kd (KD-trained accuracy, default) or ce (NAS-then-KD baseline)")
     p.add_argument("--top-k", dest="top_k", type=int, help="re-train the top-k with the full recipe and test them")
+    p.add_argument("--baseline", help="with --top-k: also distil this hand-designed model (e.g. resnet8) the same way "
+                   "and report what the search gained over it")
     p.add_argument("--epochs", type=int, help="epochs of the full recipe (train.epochs) for the top-k re-training")
     p.add_argument("--space", help="search space (default: stages)")
     p.add_argument("--n-trials", dest="n_trials", type=int)

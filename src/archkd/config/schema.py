@@ -319,6 +319,10 @@ class SearchConfig:
     check_fidelity: int = opt(3, ge=0, help="with top_k: re-train this many more trials spanning the trial "
                                             "accuracies and report how well trial accuracy ranked full-recipe "
                                             "accuracy (Kendall τ, bootstrap interval; 0: off)")
+    baseline: str | None = opt(None, registry="model", help="with top_k: also distil this hand-designed registry "
+                                                             "model (e.g. resnet8) with the full recipe, so the "
+                                                             "report says what the search gained over it (it must "
+                                                             "fit the budget)")
     process: bool = opt(False, help="score each candidate by a short DistPro process search in its trial (joint "
                                     "student + process)")
     bn_recalibration: int = opt(2048, ge=0, help="training images that re-estimate a trial's BatchNorm statistics "

@@ -25,6 +25,7 @@ MODELS: Registry[ModelFactory] = Registry("model")
 _REGISTRY = MODELS  # the old name, which tests use to remove their temporary models
 register_choices("teacher.arch", MODELS.names)
 register_choices("student.arch", MODELS.names)
+register_choices("search.baseline", MODELS.names)
 _SPEC_KEYS = ("name", "num_classes", "in_channels", "kwargs")
 _GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 

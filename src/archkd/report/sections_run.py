@@ -75,6 +75,37 @@ def summary_section(results: dict[str, Any]) -> str | None:
     return "".join(parts) or None
 
 
+@register_section("teacher vs student", title="Teacher, student and baseline")
+def comparison_section(results: dict[str, Any]) -> str | None:
+    """The student against the teacher (speed-up on the deployment runtime, accuracy gap, compression) and, after a
+    search with ``search.baseline``, against the hand-designed model of the same budget (``archkd.workflows.compare``)."""
+    c = _dict(results, "comparison")
+    sides = [(label, c.get(key)) for key, label in (("teacher", "teacher"), ("student", "student"),
+                                                     ("baseline", "hand-designed baseline"))]
+    sides = [(label, s) for label, s in sides if isinstance(s, Mapping)]
+    if len(sides) < 2:
+        return None
+    t_ms, t_acc = sides[0][1].get("latency_ms"), sides[0][1].get("test_acc")
+    rows = []
+    for label, s in sides:
+        ms, acc = s.get("latency_ms"), s.get("test_acc")
+        speed = f"{t_ms / ms:.1f}×" if is_num(t_ms) and is_num(ms) and ms > 0 else DASH
+        gap = f"{100 * (acc - t_acc):+.2f}" if is_num(acc) and is_num(t_acc) else DASH
+        rows.append([esc(label), esc(s.get("name", DASH)), fmt_int(s.get("params")), fmt_pct(acc), fmt_ms(ms),
+                     speed, gap])
+    cards = []
+    if is_num(c.get("speedup")):
+        cards.append(card("Speed-up", f"{c['speedup']:.1f}×", f"teacher / student latency on {c.get('runtime')}"))
+    if is_num(c.get("gap")):
+        cards.append(card("Accuracy gap", f"{100 * c['gap']:.2f} pts", "teacher − student test acc"))
+    if is_num(c.get("search_gain")):
+        cards.append(card("Search vs baseline", f"{100 * c['search_gain']:+.2f} pts",
+                          "student − hand-designed test acc, same budget and recipe"))
+    return (f'<div class="cards">{"".join(cards)}</div>' if cards else "") + table(
+        ["", "model", "params", "test acc", f"latency ({esc(c.get('runtime', '-'))})", "speed-up vs teacher",
+         "Δ test acc vs teacher (pts)"], rows, numeric=(2, 3, 4, 5, 6))
+
+
 @register_section("generic teacher pool", title="Generic teacher (GTN): the student pool")
 def generic_pool_section(results: dict[str, Any]) -> str | None:
     teacher = _dict(results, "teacher")

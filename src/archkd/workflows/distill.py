@@ -16,6 +16,7 @@ from archkd.models import model_spec
 from archkd.process import ProcessObjective
 from archkd.teacher import Teacher
 from archkd.teacher.features import require_features
+from archkd.workflows.compare import Side, compare, teacher_side
 from archkd.workflows.inputs import accuracy_on_test, build_student, checkpoint_meta, make_cache, prepare
 from archkd.workflows.results import DistillRun
 from archkd.workflows.run import Log, metrics_sink, mirrored, record, start, verb, write_run
@@ -104,6 +105,9 @@ def distill(cfg: Config, log: Log | None = print, teacher: Teacher | None = None
                      process=cfg.distill.process,
                      process_replay=cfg.process.replay if cfg.distill.process else None, pathway_loss_saved=saved)
     if write:
+        versus = compare(cfg, teacher_side(teacher, data, cfg, t_test), Side(spec["name"], m["params"], test, best),
+                         data.input_shape, log=log)
         write_run(cfg, run, "archkd distill", data,
-                  {"teacher": {**teacher.describe(), "val_acc": t_acc, "test_acc": t_test}, "final": out.to_dict()})
+                  {"teacher": {**teacher.describe(), "val_acc": t_acc, "test_acc": t_test}, "final": out.to_dict(),
+                   "comparison": versus.to_dict()})
     return out

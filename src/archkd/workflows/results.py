@@ -121,7 +121,7 @@ class ProcessSearchRun(VerbResult):
 @result
 class SearchRun(VerbResult):
     """``archkd search``: the study as this worker saw it — best trial, Pareto set, trials, and the top k."""
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("prescreen", "top_k", "fidelity_check")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("prescreen", "top_k", "fidelity_check", "comparison")
     space: str
     scaled_to_params: int | None
     sampler: str
@@ -140,6 +140,7 @@ class SearchRun(VerbResult):
     prescreen: dict | None = None
     top_k: list[dict] | None = None
     fidelity_check: dict | None = None  # archkd.search.fidelity.FidelityCheck.to_dict()
+    comparison: dict | None = None  # archkd.workflows.compare.Comparison.to_dict(): teacher, student, baseline
 
 
 @result

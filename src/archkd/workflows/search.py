@@ -22,6 +22,7 @@ from archkd.search.samplers import SAMPLERS
 from archkd.spaces import SearchSpace, create_space
 from archkd.teacher import Teacher
 from archkd.teacher.features import require_features
+from archkd.workflows.compare import baseline_model, compare_finalists
 from archkd.workflows.follower import follow, lead_finalist, leading, release_followers
 from archkd.workflows.inputs import cache_root, make_cache, prepare
 from archkd.workflows.results import SearchRun
@@ -113,6 +114,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
         teacher, data = prepare(cfg, log)
     plan = plan_search(cfg, teacher, data, log)
     cfg, sc, fidelity = plan.cfg, plan.cfg.search, plan.fidelity
+    baseline = baseline_model(cfg, data, plan.budget)  # refused here, before any training, when it cannot compare
     log(f"searching space '{plan.space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
         f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; objective {plan.reward.describe()}; "
         f"budget {plan.budget.describe()}; study {plan.storage}")
@@ -150,11 +152,15 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
                 checked = check_fidelity(cfg, out.trials, out.top_k, sc.check_fidelity,
                                          _finalist_trainer(teacher, data, mirrored(log)), mirrored(log))
                 out.fidelity_check = checked.to_dict() if checked else None
+            out.comparison = compare_finalists(cfg, teacher, data, out.top_k, baseline,
+                                               _finalist_trainer(teacher, data, log), log).to_dict()
         elif sc.top_k:
             log(f"top-{sc.top_k} finalisation is left to the worker that finished the study's last trial")
         if write:
             write_run(cfg, run, "archkd search", data, {
-                "teacher": teacher.describe(), "budget": to_dict(cfg.budget),
+                "teacher": {**teacher.describe(), **({"test_acc": out.comparison["teacher"]["test_acc"]}
+                                                     if out.comparison else {})},
+                "budget": to_dict(cfg.budget), **({"comparison": out.comparison} if out.comparison else {}),
                 "search": {**{k: out[k] for k in SUMMARY_KEYS}, "fidelity_check": out.fidelity_check},
                 "trials": out.trials, "top_k": out.top_k, "worker_trials": res.ran})
     finally:
