@@ -106,3 +106,32 @@ def test_trade_does_not_propose_its_incumbent_again(tmp_path):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 't'}.db")
     assert not [t for t in study.trials if t.user_attrs.get("archkd_state") == "DUPLICATE"]
     assert len(_trained(res)) == 6
+
+
+@pytest.mark.parametrize("method", ["tpe", "nsga2"])
+def test_a_sampler_stuck_on_trained_points_moves_on_with_a_recorded_fallback(tmp_path, method):
+    """The reported case: multi-objective TPE on a small discrete space where every student scored the same proposed
+    trained configurations 80 times in a row and the search died with "the space looks exhausted". After
+    ``STUCK_AFTER`` repeats in a row the next proposal is a random draw recorded as ``fallback``."""
+    from archkd.search.pareto import Objectives
+    from archkd.search.samplers import STUCK_AFTER
+
+    space = create_space("stages", num_stages=1, widths=(8, 16), depths=(1, 2), kernels=(3, 5))  # 8 configurations
+    seen: list = []
+
+    def flat(c, report):  # every student the same: a model has nothing to tell apart
+        seen.append(json.dumps(c.config, sort_keys=True))
+        return TrialOutcome(0.5)
+
+    opts = {"tpe": {"n_startup_trials": 2}, "nsga2": {"population_size": 4}}[method]
+    res = run_search(space, flat, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s",
+                     sampler=create_sampler(method, seed=0, space=space, n_trials=7, **opts), n_trials=7,
+                     budget=Budget(), input_shape=(1, 8, 8), num_classes=10, log=None, max_attempts=20,
+                     objectives=Objectives.parse(["accuracy", "params"]))
+    assert len(seen) == len(set(seen)) == 7 and len(_trained(res)) == 7
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    rows = sorted(study.trials, key=lambda t: t.number)
+    for i, t in enumerate(rows):
+        stuck = i >= STUCK_AFTER and all(r.user_attrs.get("archkd_state") == "DUPLICATE" for r in rows[i - STUCK_AFTER:i])
+        assert (t.system_attrs.get("archkd_proposer") == "fallback") == stuck
+    assert any(t.system_attrs.get("archkd_proposer") == "fallback" for t in rows)  # the case arose and was handled

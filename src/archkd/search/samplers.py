@@ -54,6 +54,8 @@ register_choices("search.method", SAMPLERS.names)
 register_presets(lambda: {name: dict(m.preset) for name, m in SAMPLERS.items() if m.preset})
 Feasible = Callable[[dict], bool]
 MAX_DRAWS = 2000
+# a model-based sampler that proposed this many already-trained configurations in a row gets one random draw instead
+STUCK_AFTER = 3
 TPE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # the finished trials Optuna's TPE counts against its start-up
 
 
@@ -100,6 +102,16 @@ def sample_index(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
                if t.number < root and t.system_attrs.get("failed_trial") is None)
 
 
+def stuck(study: optuna.Study, trial: optuna.trial.FrozenTrial, after: int = STUCK_AFTER) -> bool:
+    """Whether the ``after`` trials before ``trial`` all proposed an already-trained configuration (the search loop
+    marks them ``DUPLICATE``). Why: a model whose density has collapsed onto trained points would otherwise be asked
+    again and again until the search gives up; one random draw (recorded as ``fallback``) moves it on, and depends
+    only on the study's history, so a resumed search draws the same."""
+    before = sorted((t for t in study.get_trials(deepcopy=False) if t.number < trial.number),
+                    key=lambda t: t.number, reverse=True)[:after]
+    return len(before) == after and all(t.user_attrs.get("archkd_state") == "DUPLICATE" for t in before)
+
+
 def first_feasible(draw: Callable[[int], dict], feasible: Feasible | None, max_draws: int = MAX_DRAWS) -> dict:
     """``draw(k)`` for k = 0, 1, ... until a configuration meets the budget (the last one if none does in
     ``max_draws``: the loop then records it as infeasible)."""
@@ -123,8 +135,8 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | None = None,
-                 max_draws: int = MAX_DRAWS) -> None:
-        self.seed = int(seed)
+                 max_draws: int = MAX_DRAWS, who: str = "random") -> None:
+        self.seed, self.who = int(seed), who
         self.space, self.feasible, self.max_draws = space, feasible, int(max_draws)
         self._index: tuple[int, int] = (-1, 0)  # (trial number, its sample index)
 
@@ -135,7 +147,7 @@ class HashRandomSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         index = sample_index(study, trial)
-        set_proposer(study, trial, "random")
+        set_proposer(study, trial, self.who)
         return first_feasible(lambda k: self.space.sample(lambda name: _uniform(self.seed, index, name, k)),
                               self.feasible, self.max_draws)
 
@@ -156,15 +168,21 @@ class Replayed(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int = 0, n_startup: int = 0,
-                 startup_states: tuple = (TrialState.COMPLETE,), name: str = "model") -> None:
+                 startup_states: tuple = (TrialState.COMPLETE,), name: str = "model", space: SearchSpace | None = None,
+                 feasible: Feasible | None = None) -> None:
         self.make, self.seed = make, int(seed)
         self.n_startup, self.startup_states, self.name = int(n_startup), startup_states, name
+        self.space, self.feasible = space, feasible
         make(self.seed)  # options that do not fit the sampler fail now, not at the first trial
         self._current: tuple[int, optuna.samplers.BaseSampler] | None = None  # (trial number, its sampler)
 
     def _for(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
         if self._current is None or self._current[0] != trial.number:
             index = sample_index(study, trial)
+            if stuck(study, trial):  # e.g. TPE on a small discrete space, whose density peaks at one trained point
+                self._current = (trial.number, HashRandomSampler(self.seed, self.space, self.feasible, who="fallback"))
+                set_proposer(study, trial, "fallback")
+                return self._current[1]
             self._current = (trial.number, self.make(int(np.random.default_rng([self.seed, index]).integers(2**31))))
             # the wrapped sampler proposes at random until n_startup trials in these states have finished
             finished = len(study.get_trials(deepcopy=False, states=self.startup_states))
@@ -241,7 +259,8 @@ def _tpe(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | N
     """Optuna's TPE; it reads every trial's budget constraints (infeasible trials sort below feasible ones). On a
     multi-objective study it is Optuna's multi-objective TPE (MOTPE)."""
     kw = {**options, "n_startup_trials": startup_trials(10, n_trials, options)}
-    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES)
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES,
+                    space=space, feasible=feasible)
 
 
 @register_sampler("nsga2", multi_objective=True)
@@ -253,7 +272,8 @@ def _nsga2(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible |
     50), so a 16-trial search evolves over four generations instead of never leaving its random first one."""
     pop = int(options.pop("population_size", max(4, min(50, (n_trials or 200) // 4))))
     kw = {**options, "population_size": pop}  # it reads the constraints every trial records (record_constraints)
-    return Replayed(lambda s: optuna.samplers.NSGAIISampler(seed=s, **kw), seed, pop, TPE_STATES)
+    return Replayed(lambda s: optuna.samplers.NSGAIISampler(seed=s, **kw), seed, pop, TPE_STATES,
+                    space=space, feasible=feasible)
 
 
 @register_sampler("gp")
@@ -262,7 +282,8 @@ def _gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible | No
         **options: Any) -> optuna.samplers.BaseSampler:
     """Optuna's Gaussian-process sampler; it models each budget constraint with a GP of its own."""
     kw = {**options, "n_startup_trials": startup_trials(10, n_trials, options)}
-    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"])
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"],
+                    space=space, feasible=feasible)
 
 
 _KD_RECIPE = {"distill.temperature": {"low": 1.0, "high": 20.0, "log": True}, "distill.alpha": {"low": 0.0, "high": 1.0}}
@@ -279,7 +300,8 @@ def _autokd(seed: int = 0, space: SearchSpace | None = None, feasible: Feasible 
     pairs it with Hyperband over trained epochs). Multivariate because generator dimensions interact (a graph's K
     only matters with its node count); 5 random start-up trials instead of 10, since each trial trains k networks."""
     kw = {"multivariate": True, **options, "n_startup_trials": startup_trials(5, n_trials, options)}
-    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES)
+    return Replayed(lambda s: optuna.samplers.TPESampler(seed=s, **kw), seed, kw["n_startup_trials"], TPE_STATES,
+                    space=space, feasible=feasible)
 
 
 # AutoKD with GP-based BO (Optuna's GPSampler): every family is trained to the end
@@ -290,4 +312,5 @@ def _autokd_gp(seed: int = 0, space: SearchSpace | None = None, feasible: Feasib
     """AutoKD with GP-based BO: Optuna's GPSampler (Matérn-5/2 kernel, log expected improvement) over the same
     vector, 5 random start-up trials."""
     kw = {**options, "n_startup_trials": startup_trials(5, n_trials, options)}
-    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"])
+    return Replayed(lambda s: optuna.samplers.GPSampler(seed=s, **kw), seed, kw["n_startup_trials"],
+                    space=space, feasible=feasible)
