@@ -53,7 +53,7 @@ def teacher_size(module: torch.nn.Module, input_shape: tuple) -> dict:
 
 
 # arguments that do not change what a row measures: a result file with other values of these still resumes/combines
-NEUTRAL_ARGS = ("seeds", "methods", "hand", "out", "verbose", "combine", "threads")
+NEUTRAL_ARGS = ("seeds", "methods", "fidelities", "hand", "out", "verbose", "combine", "threads")
 
 
 def row_key(row: dict) -> tuple[str, int]:

@@ -11,7 +11,7 @@ size, its best accuracy and its cheapest member, and the hypervolume after a qua
 The default cost is FLOPs, which is deterministic: latency measured on a loaded 2-core machine would make the fronts
 differ by timing noise. ``--cost latency`` runs the deployment question (ONNX Runtime, one thread).
 
-    python bench/pareto.py                      # digits, 24 trials, 3 seeds, ~15 min on 2 cores
+    python bench/pareto.py                      # digits, 24 trials, 3 seeds, ~10 min on one core
     python bench/pareto.py --cost latency --seeds 0
 
 Writes ``bench/results/pareto_<dataset>.json`` after every search (re-running resumes) and the library's log beside it.
@@ -36,7 +36,7 @@ from archkd.search.pareto import Objectives  # noqa: E402
 METHODS: dict[str, list[str]] = {"nsga2": ["search.method=nsga2"], "tpe": ["search.method=tpe"],
                                  "random": ["search.method=random"]}
 PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"trials": 24, "trial_epochs": 2, "search_data_fraction": 1.0, "max_params": 60_000,
+    "digits": {"trials": 24, "trial_epochs": 6, "search_data_fraction": 1.0, "max_params": 60_000,
                "val_fraction": 0.1},
     "cifar10": {"trials": 16, "trial_epochs": 1, "search_data_fraction": 0.2, "max_params": 150_000,
                 "val_fraction": 0.1},
