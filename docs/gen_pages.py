@@ -9,7 +9,10 @@
 * ``reproduction.md``: ``docs/reproduction.in.md`` with each ``<!-- gen:NAME -->`` marker replaced by a figure read
   from a result file.
 
-Nothing is written into ``docs/`` on disk: the pages exist only in the built site, so they cannot go stale.
+Nothing is written into ``docs/`` on disk: the pages exist only in the built site, so they cannot go stale. README.md,
+which GitHub shows unbuilt, keeps its benchmark tables between ``<!-- gen:NAME -->`` and ``<!-- /gen:NAME -->``:
+``python docs/gen_pages.py --readme`` rewrites them from the result files, and a test fails when they differ from
+what the committed results give.
 """
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ FULL: dict[str, tuple[str, str]] = {
     "autokd_digits": ("autokd.py", "python bench/autokd.py --dataset digits"),
     "autokd_cifar10": ("autokd.py", "python bench/autokd.py --dataset cifar10"),
     "trade_digits": ("trade.py", "python bench/trade.py --dataset digits"),
-    "trade_cifar10": ("trade.py", "python bench/trade.py --dataset cifar10"),
+    "trade_cifar10": ("trade.py", "python bench/trade.py --dataset cifar10 --hand resnet8x4"),
+    "fidelity_cifar10": ("fidelity.py", "python bench/fidelity.py --dataset cifar10 --data PATH --teacher PATH"),
+    "pareto_digits": ("pareto.py", "python bench/pareto.py --dataset digits"),
     "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits"),
     "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10"),
     "gtn_digits": ("gtn.py", "python bench/gtn.py --dataset digits"),
@@ -390,7 +395,18 @@ def _proxy_tau(doc: dict) -> str | None:
     return ", ".join(parts) or None
 
 
+def _trade_line(doc: dict) -> str | None:
+    methods = get(doc, "summary.methods")
+    if not isinstance(methods, dict) or not methods:
+        return None
+    parts = [f"{m} {100 * r['final_test_acc']:.2f} ± {100 * r['final_test_std']:.2f} %" for m, r in methods.items()]
+    n = max(r["seeds"] for r in methods.values())
+    fams = sorted({f for m, r in methods.items() if m in ("trade", "random") for f in r["winning_families"]})
+    return f"{n} seeds, final test " + ", ".join(parts) + f"; multi-family winners: {', '.join(fams)}"
+
+
 MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
+    "trade_cifar10": ("trade_cifar10.json", _trade_line),
     "gtn_digits": ("gtn_digits.json", _gtn),
     "proxy_digits": ("proxy_digits.json", _proxy_tau),
 }
@@ -409,6 +425,76 @@ def fill_markers(text: str, results: Path = RESULTS) -> str:
             value = None
         return value or f"({why or 'figure missing'}: `bench/results/{file}`)"
     return re.sub(r"<!-- gen:([\w.-]+) -->", sub, text)
+
+
+# ------------------------------------------------------------------------------------------------ README's tables
+def _trade_table(doc: dict) -> str | None:
+    methods = get(doc, "summary.methods")
+    if not isinstance(methods, dict) or not methods:
+        return None
+    n = max(get(doc, "summary.trial_marks") or [0])
+    rows = ["| method | seeds | best trial val acc @" + str(n) + " | final test acc | params | winning students |",
+            "|---|---|---|---|---|---|"]
+    for m, r in methods.items():
+        best = r.get(f"best_val@{n}")
+        rows.append(f"| {m} | {r['seeds']} | {'—' if best is None else f'{100 * best:.1f} %'} | "
+                    f"{100 * r['final_test_acc']:.2f} ± {100 * r['final_test_std']:.2f} % | {r['params_mean']:,.0f} | "
+                    f"{', '.join(r['winning_families'])} |")
+    t = doc.get("teacher") or {}
+    if t.get("test_acc") is not None:
+        rows.append(f"\nTeacher {t['name']}: {100 * t['test_acc']:.2f} % test accuracy, {t['params']:,} parameters.")
+    return "\n".join(rows)
+
+
+def _fidelity_table(doc: dict) -> str | None:
+    rows = [r for r in doc.get("rows") or [] if isinstance(r.get("fidelity_check"), dict)]
+    if not rows:
+        return None
+    out = ["| trial fidelity (epochs × data) | trial val acc | Kendall τ, trial vs full recipe [95 % interval] | "
+           "the search says | cost: trials / check |", "|---|---|---|---|---|"]
+    for r in rows:
+        fc, (lo, hi) = r["fidelity_check"], r["trial_val_acc_range"]
+        e, f = r["fidelity"].split("x")
+        out.append(f"| {e} × {float(f):.0%} | {100 * lo:.1f}–{100 * hi:.1f} % | {fc['tau']:+.2f} "
+                   f"[{fc['ci'][0]:+.2f}, {fc['ci'][1]:+.2f}] (n = {fc['n']}) | "
+                   f"{'trusted' if fc['trusted'] else 'not trusted: raise the fidelity'} | "
+                   f"{r['trial_seconds'] / 60:.1f} / {fc['seconds'] / 60:.1f} min |")
+    return "\n".join(out)
+
+
+def _pareto_table(doc: dict) -> str | None:
+    s = doc.get("summary")
+    if not isinstance(s, dict) or not s.get("methods"):
+        return None
+    n = s["marks"][-1]
+    out = [f"| method | seeds | hypervolume @{n} trials | Δ vs random, paired | front size | best front val acc |",
+           "|---|---|---|---|---|---|"]
+    for m, r in s["methods"].items():
+        diff = (f"{r['hv_minus_random']:+.3g} ± {r['hv_minus_random_std']:.2g} ({r['seeds_ahead_of_random']} of "
+                f"{r['seeds']} seeds ahead)") if "hv_minus_random" in r else "—"
+        out.append(f"| {m} | {r['seeds']} | {r[f'hv@{n}']:.4g} ± {r['hv_std']:.2g} | {diff} | {r['front_size']:.1f} | "
+                   f"{100 * r['best_acc']:.1f} % |")
+    return "\n".join(out)
+
+
+# README block name -> (result file, renderer of the markdown that goes between its markers)
+README_BLOCKS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
+    "trade_cifar10": ("trade_cifar10.json", _trade_table),
+    "fidelity_cifar10": ("fidelity_cifar10.json", _fidelity_table),
+    "pareto_digits": ("pareto_digits.json", _pareto_table),
+}
+
+
+def fill_blocks(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every ``<!-- gen:NAME -->…<!-- /gen:NAME -->`` block rendered anew from its result file."""
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        file, fn = README_BLOCKS[name]
+        doc, why = load(results / file)
+        body = fn(doc) if doc is not None else None
+        why = why or ("still running or incomplete" if doc is not None else NOT_RUN)
+        return f"<!-- gen:{name} -->\n{body or f'*({why}: `bench/results/{file}`)*'}\n<!-- /gen:{name} -->"
+    return re.sub(r"<!-- gen:([\w.-]+) -->.*?<!-- /gen:\1 -->", sub, text, flags=re.S)
 
 
 def config_page() -> str:
@@ -465,5 +551,8 @@ def main() -> None:
         mkdocs_gen_files.set_edit_path(path, "gen_pages.py")
 
 
-if __name__ in ("__main__", "<run_path>"):
+if __name__ == "__main__" and sys.argv[1:] == ["--readme"]:
+    readme = ROOT / "README.md"
+    readme.write_text(fill_blocks(readme.read_text(encoding="utf-8")), encoding="utf-8")
+elif __name__ in ("__main__", "<run_path>"):
     main()

@@ -105,3 +105,13 @@ def test_the_site_builds_strictly(tmp_path):
         assert (site / page).is_file(), page
     assert "archkd.api.distill" in (site / "reference/api/api/index.html").read_text(encoding="utf-8")
     assert "<!-- gen:" not in (site / "reproduction/index.html").read_text(encoding="utf-8")
+
+
+def test_readme_benchmark_tables_are_the_committed_results():
+    """README's benchmark tables are generated (``python docs/gen_pages.py --readme``): they must be what the result
+    files in bench/results give, so no number in README drifts from its JSON."""
+    gen = _gen()
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- gen:([\w.-]+) -->", text)
+    assert blocks and set(blocks) <= set(gen.README_BLOCKS)
+    assert gen.fill_blocks(text) == text, "run `python docs/gen_pages.py --readme` and commit README.md"
