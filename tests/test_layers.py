@@ -60,3 +60,22 @@ def test_no_cycle_between_packages():
     for node in list(graph):
         if node not in state:
             visit(node, [node])
+
+
+def test_no_private_name_is_imported_across_packages():
+    """A package's private modules and names (leading underscore) are its own: another package imports what the
+    package's ``__init__`` or a public module exports."""
+    crossing = []
+    for path in SRC.rglob("*.py"):
+        pkg = _package(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                continue
+            parts = node.module.split(".")
+            if parts[0] != "archkd" or len(parts) < 2 or parts[1] == pkg:
+                continue
+            private = [p for p in parts[2:] if p.startswith("_")] + \
+                [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+            if private:
+                crossing.append(f"{path.relative_to(SRC)}: from {node.module} import {private}")
+    assert not crossing, crossing

@@ -14,7 +14,7 @@ from torch import nn
 
 from archkd.config import ExportFormat
 from archkd.errors import ArchkdError
-from archkd.measure._common import model_dtype, private_copy, quiet_deprecations
+from archkd.measure import model_dtype, private_copy, quiet_deprecations
 from archkd.measure.onnx_export import INPUT_NAME, to_onnx
 
 FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)  # the config type (export.formats) is the list

@@ -16,6 +16,7 @@ Contract:
 """
 from __future__ import annotations
 
+from archkd.measure._common import model_dtype, private_copy, quiet_deprecations
 from archkd.measure.counting import FlopsResult, count_flops, count_params, peak_activation_memory
 from archkd.measure.latency import REPEATS, RUNTIMES, WARMUP, LatencyResult, measure_latency
 from archkd.measure.onnx_export import INPUT_NAME, OUTPUT_NAME, to_onnx
@@ -34,6 +35,9 @@ __all__ = [
     "format_budget",
     "measure_latency",
     "measure_model",
+    "model_dtype",
     "peak_activation_memory",
+    "private_copy",
+    "quiet_deprecations",
     "to_onnx",
 ]

@@ -3,8 +3,8 @@
 Contract:
 - A verb is a function ``verb(cfg: Config, log=print, ...) -> result``: it takes a resolved ``Config``, writes only
   into ``cfg.run_dir`` (``runs/<name>/``) and returns what it measured as a typed result (``results``: a dataclass
-  per verb that is also the JSON-serialisable dict ``results.json`` records, ``to_dict()``; ``measure``, ``export``
-  and the demo's whole results stay plain dicts; under torchrun, ranks other than 0 return ``{"rank": ...}``). Modules:
+  per verb that is also the JSON-serialisable dict ``results.json`` records, ``to_dict()``; the demo's whole results
+  stay a plain dict; under torchrun, ranks other than 0 return ``{"rank": ...}``). Modules:
   ``teacher`` (``train_teacher``), ``generic`` (``generic_teacher``, GTN), ``distill``, ``process``
   (``process_search``, DistPro), ``search`` (``search``, ``finalize_top_k``), ``family`` (``family_sample``),
   ``export``, ``measure`` (``measure``, ``latency_predictor``), ``demo``, ``report``.
@@ -29,8 +29,8 @@ from archkd.workflows.inputs import build_student, make_cache, prepare
 from archkd.workflows.measure import latency_predictor, measure
 from archkd.workflows.process import process_search
 from archkd.workflows.report import report
-from archkd.workflows.results import (DistillRun, Family, GenericTeacherRun, PredictorRun, ProcessSearchRun, SearchRun,
-                                      TeacherRun, VerbResult)
+from archkd.workflows.results import (DistillRun, ExportRun, Family, GenericTeacherRun, MeasureRun, PredictorRun,
+                                      ProcessSearchRun, SearchRun, TeacherRun, VerbResult)
 from archkd.workflows.run import RUN_LOG, Log
 from archkd.workflows.search import finalize_top_k, search
 from archkd.workflows.teacher import train_teacher
@@ -38,4 +38,5 @@ from archkd.workflows.teacher import train_teacher
 __all__ = ["demo", "Recipe", "distill", "distill_recipe", "export", "family_sample", "generic_teacher",
            "build_student", "make_cache", "prepare", "latency_predictor", "measure", "process_search", "report",
            "RUN_LOG", "Log", "finalize_top_k", "search", "train_teacher", "VerbResult", "TeacherRun",
-           "GenericTeacherRun", "DistillRun", "ProcessSearchRun", "SearchRun", "Family", "PredictorRun"]
+           "GenericTeacherRun", "DistillRun", "ProcessSearchRun", "SearchRun", "Family", "PredictorRun", "MeasureRun",
+           "ExportRun"]

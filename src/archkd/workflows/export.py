@@ -13,11 +13,12 @@ from archkd.data import DataBundle, Normalize, load_data
 from archkd.distill import model_from_checkpoint
 from archkd.errors import ArchkdError
 from archkd.workflows.inputs import cache_root, data_progress
+from archkd.workflows.results import ExportRun
 from archkd.workflows.run import Log, mirrored
 
 
 def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | None = None,
-           data: DataBundle | None = None, log: Log | None = print, force: bool = False) -> dict:
+           data: DataBundle | None = None, log: Log | None = print, force: bool = False) -> ExportRun:
     """Export a checkpoint to ONNX + TorchScript with a parity check on a real validation batch.
 
     The files go to ``out_dir``, by default the checkpoint's own run (``runs/<name>/export``), and replace an earlier
@@ -60,12 +61,10 @@ def export(cfg: Config, checkpoint: str | None = None, out_dir: str | Path | Non
 
     rundir.replace_dir(out, build)
     res = made["res"]
-    d = {**{k: str(out / Path(v).name) for k, v in res.paths.items()},
-         "max_abs_diff": dict(res.max_abs_diff), "metadata": str(out / res.metadata_path.name)}
+    d = ExportRun(**{k: str(out / Path(v).name) for k, v in res.paths.items()}, max_abs_diff=dict(res.max_abs_diff),
+                  metadata=str(out / res.metadata_path.name), int8=made.get("int8"))
     log(f"exported {ck_path} to {out}: "
-        + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d["max_abs_diff"].items()))
-    if "int8" in made:
-        d["int8"] = made["int8"]
+        + ", ".join(f"{k} (max |Δ| {v:.2e})" for k, v in d.max_abs_diff.items()))
     return d
 
 

@@ -16,11 +16,12 @@ from archkd.models import create_model
 from archkd.search import fit_latency_predictor, predictor_file
 from archkd.spaces import create_space
 from archkd.workflows.inputs import cache_root, prepare
-from archkd.workflows.results import PredictorRun
+from archkd.workflows.results import MeasureRun, PredictorRun
 from archkd.workflows.run import Log, mirrored
 
 
-def measure(cfg: Config, model: torch.nn.Module | None = None, input_shape: tuple[int, ...] | None = None) -> dict:
+def measure(cfg: Config, model: torch.nn.Module | None = None,
+            input_shape: tuple[int, ...] | None = None) -> MeasureRun:
     """Budgets of a registry model name or a checkpoint (``cfg.measure.model``), or of a given module."""
     m = cfg.measure
     if model is None:
@@ -35,8 +36,7 @@ def measure(cfg: Config, model: torch.nn.Module | None = None, input_shape: tupl
     input_shape = tuple(input_shape or m.input_shape or (3, 32, 32))
     out = measure_model(model, input_shape, runtimes=tuple(m.runtimes), latency=True, threads=m.threads,
                         batch_size=m.batch_size, warmup=m.warmup, repeats=m.repeats)
-    out["input_shape"] = list(input_shape)
-    return out
+    return MeasureRun(**{**out, "input_shape": list(input_shape)})
 
 
 def latency_predictor(cfg: Config, log: Log | None = print) -> PredictorRun:

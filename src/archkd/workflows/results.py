@@ -153,6 +153,31 @@ class Family(VerbResult):
 
 
 @result
+class MeasureRun(VerbResult):
+    """``archkd measure``: a model's deployment budgets, every one for the same input (``input_shape`` at
+    ``batch_size``); ``latency`` maps each runtime to its ``LatencyResult.to_dict()``."""
+    params: int
+    flops: int
+    macs: int
+    peak_activation_bytes: int | None
+    input_shape: list[int]
+    batch_size: int
+    latency: dict
+
+
+@result
+class ExportRun(VerbResult):
+    """``archkd export``: the file of each format written, each format's largest difference from PyTorch on a real
+    validation batch, the metadata file and, with ``export.quantize=int8``, the int8 model against fp32."""
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("onnx", "torchscript", "int8")
+    onnx: str | None = None
+    torchscript: str | None = None
+    max_abs_diff: dict = field(default_factory=dict)
+    metadata: str = ""
+    int8: dict | None = None
+
+
+@result
 class PredictorRun(VerbResult):
     """``archkd predictor``: where this machine's latency predictor went and how well it predicts."""
     path: str
