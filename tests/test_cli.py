@@ -66,3 +66,23 @@ def test_demo_end_to_end(tmp_path):
     sess = ort.InferenceSession(str(run / "export" / "student.onnx"))
     out = sess.run(None, {"input": np.zeros((2, 1, 8, 8), np.float32)})[0]
     assert out.shape == (2, 10)
+
+
+def test_every_option_of_every_verb_has_help_text():
+    """``archkd <verb> --help`` explains every option: none is listed bare."""
+    import argparse
+
+    from archkd.cli import build_parser
+
+    bare = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, path + [name])
+            elif not (a.help and a.help.strip()) and "--help" not in a.option_strings:
+                bare.append(f"archkd {' '.join(path)} {a.option_strings[-1] if a.option_strings else a.dest}")
+
+    walk(build_parser(), [])
+    assert not bare, f"options without help: {bare}"

@@ -28,7 +28,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (every option; see 'archkd config')")
     p.add_argument("--name", help="run name: outputs go to <runs_dir>/<name>/")
     p.add_argument("--runs-dir", dest="runs_dir", help="parent directory of runs (default: runs)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of data splits, initialisation and sampling (seed; default 0)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--data", help="digits | CIFAR python folder | ImageFolder dir or .zip | .npz")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.epochs=5")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="teacher → KD search → distill → export → report on digits (about a minute on 2 CPU cores)")
     _common(p)
     p.add_argument("--teacher", help="use this teacher instead of training one")
-    p.add_argument("--n-trials", dest="n_trials", type=int)
+    p.add_argument("--n-trials", dest="n_trials", type=int, help="students the search trains (search.n_trials)")
     p.add_argument("--max-params", dest="max_params", type=_count, help="e.g. 30k, 1M")
 
     p = sub.add_parser("teacher", help="teacher operations")
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("train", help="train a registry architecture as a teacher")
     _common(t)
     t.add_argument("--arch", help="registry architecture, e.g. resnet56")
-    t.add_argument("--epochs", dest="teacher_epochs", type=int)
+    t.add_argument("--epochs", dest="teacher_epochs", type=int, help="teacher training epochs (teacher.train.epochs)")
     t = tsub.add_parser("generic", help="GTN: train one generic teacher against a weight-sharing supernet of a pool "
                         "of students (resumes when re-run)")
     _common(t)
@@ -106,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")
     _common(p)
     _teacher_student(p, "TorchScript file, archkd checkpoint, module:factory or timm:name")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int, help="epochs of the student's distillation (train.epochs)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="training batch size (train.batch_size)")
+    p.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
 
     p.add_argument("--process", help="replay a searched process (runs/<name>/process.pt) instead of vanilla KD")
     p.add_argument("--replay", help="searched (default), final (constant α_T) or equal (all weights 1)")
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="KD-guided student search under a budget (resumes when re-run)")
     _common(p)
-    p.add_argument("--teacher")
-    p.add_argument("--teacher-weights", dest="teacher_weights")
+    p.add_argument("--teacher", help="TorchScript file, archkd checkpoint, module:factory or timm:name (teacher.path)")
+    p.add_argument("--teacher-weights", dest="teacher_weights", help="state dict for a module:factory teacher")
     p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware), "
                    "autokd (NAGO family + KD recipe, TPE with Hyperband), autokd-gp (GP-based BO) or trade (TuRBO over "
                    "several families)")
@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "and report what the search gained over it")
     p.add_argument("--epochs", type=int, help="epochs of the full recipe (train.epochs) for the top-k re-training")
     p.add_argument("--space", help="search space (default: stages)")
-    p.add_argument("--n-trials", dest="n_trials", type=int)
-    p.add_argument("--trial-epochs", dest="trial_epochs", type=int)
+    p.add_argument("--n-trials", dest="n_trials", type=int,
+                   help="students trained within budget, whoever trains them (search.n_trials; default 8)")
+    p.add_argument("--trial-epochs", dest="trial_epochs", type=int,
+                   help="epochs each trial trains its student (search.epochs; the full recipe is --epochs)")
     p.add_argument("--storage", help="Optuna storage shared by the workers: sqlite:///f.db (default: in the run "
                    "directory), journal:f.log (processes on one machine), postgresql://user@host/db (many machines)")
     p.add_argument("--study", help="study name in the storage (default: the run name); workers with the same join it")
@@ -160,11 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registry name or checkpoint path")
     p.add_argument("--input-shape", dest="input_shape", help="C,H,W (default 3,32,32 or the checkpoint's)")
     p.add_argument("--runtime", action="append", help="torch and/or onnxruntime (default both)")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--repeats", type=int)
+    p.add_argument("--threads", type=int, help="intra-op threads of each runtime (measure.threads; default 1)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="batch of the timed input (measure.batch_size)")
+    p.add_argument("--repeats", type=int, help="timed calls after warm-up; the median is reported (measure.repeats)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu (default) or cuda[:N]")
     p.add_argument("--config", help="YAML config file (its measure.* keys)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. measure.repeats=100")
 
@@ -192,5 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
     _common(p)
-    p.add_argument("--keys", action="store_true")
+    p.add_argument("--keys", action="store_true",
+                   help="list every settable key with its type, default, range and help, instead of the config")
     return ap
