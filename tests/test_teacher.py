@@ -80,3 +80,24 @@ def test_factory_teacher_with_state_dict(tmp_path, monkeypatch):
 def test_normalisation_channel_mismatch(tmp_path):
     with pytest.raises(ArchkdError, match=r"normalisation is for 3 channels \(RGB\) but the data has 1 channel \(grayscale\)"):
         load_data("digits", DataConfig(), mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+
+
+def test_an_exported_student_loads_back_as_a_teacher_with_its_preprocessing(tmp_path, teacher_ckpt, digits):
+    """archkd's export writes ``student.json`` with the preprocessing nested (``preprocessing.mean``): loading the
+    exported TorchScript as a teacher must use that normalisation, input shape, class names and architecture name,
+    not estimate the normalisation from the data."""
+    from conftest import small_config
+
+    from archkd import api
+    from archkd.distill import load_checkpoint
+
+    files = api.export(small_config(tmp_path), checkpoint=teacher_ckpt, out_dir=tmp_path / "export", data=digits,
+                       log=None)
+    ck = load_checkpoint(teacher_ckpt)
+    t = load_teacher(files["torchscript"])
+    assert t.mean == ck["preprocessing"]["mean"] and t.std == ck["preprocessing"]["std"]
+    assert t.input_shape == tuple(ck["input_shape"]) and t.classes == ck["classes"] and t.name == "resnet8"
+    check_teacher(t, digits)
+    again = load_teacher(teacher_ckpt)  # the same network either way: same outputs on the same batch
+    x = digits.normalize(next(digits.val.batches(8, device=torch.device("cpu")))[0])
+    assert torch.allclose(t.module(x), again.module(x), atol=1e-4)

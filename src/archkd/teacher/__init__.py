@@ -240,14 +240,19 @@ def _load_file(ref: str, weights: str | None, kwargs: dict) -> Teacher:
         raise ArchkdError(f"cannot load teacher {path} ({type(e).__name__})",
                           "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>") from None
     meta = _sidecar(path)
-    shape = None
+    # two sidecar layouts: flat keys (normalize_mean, ...) and archkd's own export (preprocessing.mean, input_shape,
+    # spec), so an exported student loads back as a teacher with the normalisation it was trained with
+    pre = meta.get("preprocessing") if isinstance(meta.get("preprocessing"), dict) else {}
+    shape = tuple(int(v) for v in meta["input_shape"]) if meta.get("input_shape") else None
     m = re.search(r"N\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", str(meta.get("input", "")))
-    if m:
+    if m and shape is None:
         shape = tuple(int(v) for v in m.groups())
-    return Teacher(module, path.name.split(".")[0], str(path), fp,
-                   mean=meta.get("normalize_mean") or meta.get("mean"), std=meta.get("normalize_std") or meta.get("std"),
+    name = (meta.get("spec") or {}).get("name") if isinstance(meta.get("spec"), dict) else None
+    return Teacher(module, name or path.name.split(".")[0], str(path), fp,
+                   mean=meta.get("normalize_mean") or meta.get("mean") or pre.get("mean"),
+                   std=meta.get("normalize_std") or meta.get("std") or pre.get("std"),
                    classes=meta.get("classes"), input_shape=shape, supports_features=False,
-                   info={k: meta[k] for k in ("test_acc", "params") if k in meta})
+                   info={k: meta[k] for k in ("test_acc", "val_acc", "params") if meta.get(k) is not None})
 
 
 def load_teacher(ref: str, weights: str | None = None, mean: list[float] | None = None,
