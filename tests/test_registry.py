@@ -114,7 +114,7 @@ def test_a_plugin_teacher_loader_is_tried_before_the_generic_loaders():
         return "teacher"
 
     try:
-        assert list(LOADERS) == ["timm", "_toy", "factory", "file"]
+        assert list(LOADERS) == ["timm", "hf", "_toy", "factory", "file"]
         assert load_teacher("toy:x") == "teacher" and seen == ["toy:x"]
     finally:
         LOADERS.unregister("_toy")

@@ -101,3 +101,14 @@ def test_an_exported_student_loads_back_as_a_teacher_with_its_preprocessing(tmp_
     again = load_teacher(teacher_ckpt)  # the same network either way: same outputs on the same batch
     x = digits.normalize(next(digits.val.batches(8, device=torch.device("cpu")))[0])
     assert torch.allclose(t.module(x), again.module(x), atol=1e-4)
+
+
+def test_a_timm_teacher_builds_where_timm_can_load():
+    """timm imports torchvision, which needs a build matched to the installed torch; where it cannot load (a CPU-only
+    torch from another index, as on the project's machines) timm teachers cannot either, and this test says so."""
+    try:
+        import timm  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - ImportError, or torchvision's own failure to load its operators
+        pytest.skip(f"timm cannot load here ({type(e).__name__}: {e}); timm needs a torchvision built for this torch")
+    t = load_teacher("timm:resnet18", kwargs={"num_classes": 10, "in_chans": 1})
+    assert t.name == "resnet18" and t.module(torch.zeros(1, 1, 32, 32)).shape == (1, 10)

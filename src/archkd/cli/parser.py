@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distill a student from a teacher and report its test accuracy")
     _common(p)
-    _teacher_student(p, "TorchScript file, archkd checkpoint, module:factory or timm:name")
+    _teacher_student(p, "TorchScript file, archkd checkpoint, module:factory, hf:<folder or hub id> or timm:name")
     p.add_argument("--epochs", type=int, help="epochs of the student's distillation (train.epochs)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="training batch size (train.batch_size)")
     p.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="KD-guided student search under a budget (resumes when re-run)")
     _common(p)
-    p.add_argument("--teacher", help="TorchScript file, archkd checkpoint, module:factory or timm:name (teacher.path)")
+    p.add_argument("--teacher", help="TorchScript file, archkd checkpoint, module:factory, hf:<folder or hub id> or timm:name (teacher.path)")
     p.add_argument("--teacher-weights", dest="teacher_weights", help="state dict for a module:factory teacher")
     p.add_argument("--method", help="random, akd (LSTM controller, PPO/REINFORCE), tpe or gp (Optuna, constraint-aware), "
                    "autokd (NAGO family + KD recipe, TPE with Hyperband), autokd-gp (GP-based BO) or trade (TuRBO over "

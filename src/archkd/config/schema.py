@@ -93,11 +93,11 @@ class TeacherConfig:
     """Where the teacher comes from: a file (archkd checkpoint, TorchScript), ``module:factory``, ``timm:name``,
     or a registry architecture to train with ``archkd teacher train``."""
 
-    path: str | None = opt(None, help="the teacher: archkd checkpoint, TorchScript file, module:factory or timm:name "
-                                      "(null: none given)")
+    path: str | None = opt(None, help="the teacher: archkd checkpoint, TorchScript file, module:factory, "
+                                      "hf:<folder or hub id> or timm:name (null: none given)")
     arch: str = opt("resnet20", registry="model", help="registry architecture that 'archkd teacher train' trains")
     weights: str | None = opt(None, help="state dict loaded into a module:factory or timm: teacher")
-    kwargs: dict = opt({}, help="constructor arguments of a module:factory or timm: teacher")
+    kwargs: dict = opt({}, help="constructor arguments of a module:factory or timm: teacher (from_pretrained's for hf:)")
     mean: list | None = opt(None, help="per-channel input mean the teacher was trained with (null: from its "
                                        "checkpoint or estimated)")
     std: list | None = opt(None, help="per-channel input std the teacher was trained with (null: from its checkpoint "

@@ -3,8 +3,9 @@
 Contract:
 - ``load_teacher(ref, weights=None, mean=None, std=None, kwargs=None) -> Teacher``. ``ref`` is an archkd checkpoint,
   a TorchScript file (its JSON sidecar gives normalisation, classes and input shape), ``module.path:factory`` (called
-  with ``kwargs``; ``weights`` is a state dict loaded with ``weights_only=True``) or ``timm:<name>`` (optional extra;
-  ``kwargs`` go to ``timm.create_model``). Loaders live in a registry: ``register_teacher_loader(name, matches)`` adds
+  with ``kwargs``; ``weights`` is a state dict loaded with ``weights_only=True``), ``hf:<folder or hub id>`` (a
+  Hugging Face image classifier with its processor's normalisation and class names; ``archkd.teacher.hf``, optional
+  extra) or ``timm:<name>`` (optional extra; ``kwargs`` go to ``timm.create_model``). Loaders live in a registry: ``register_teacher_loader(name, matches)`` adds
   ``fn(ref, weights, kwargs)`` in one file.
 - Weights that do not fit the built model name the first missing, unexpected and mis-shaped keys.
 - ``check_teacher(teacher, data)``: class count, input channels and size, normalisation — a one-line error on mismatch.
@@ -213,7 +214,7 @@ def _load_file(ref: str, weights: str | None, kwargs: dict) -> Teacher:
     path = Path(ref).expanduser()
     if not path.is_file():
         raise ArchkdError(f"teacher file not found: {ref}",
-                          "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>")
+                          "give a TorchScript file, an archkd checkpoint, module:factory, hf:<folder or hub id> or timm:<name>")
     fp = _sha(path)
     try:
         with warnings.catch_warnings():
@@ -238,7 +239,7 @@ def _load_file(ref: str, weights: str | None, kwargs: dict) -> Teacher:
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # noqa: BLE001
         raise ArchkdError(f"cannot load teacher {path} ({type(e).__name__})",
-                          "give a TorchScript file, an archkd checkpoint, module:factory or timm:<name>") from None
+                          "give a TorchScript file, an archkd checkpoint, module:factory, hf:<folder or hub id> or timm:<name>") from None
     meta = _sidecar(path)
     # two sidecar layouts: flat keys (normalize_mean, ...) and archkd's own export (preprocessing.mean, input_shape,
     # spec), so an exported student loads back as a teacher with the normalisation it was trained with
@@ -310,3 +311,5 @@ def check_teacher(teacher: Teacher, data: "DataBundle") -> None:  # noqa: F821
         if close < 1:
             warnings.warn(f"teacher class names {teacher.classes[:3]}... differ from the data's {data.classes[:3]}...;"
                           " assuming the same order", ArchkdWarning, stacklevel=2)
+
+from archkd.teacher import hf as _hf  # noqa: E402,F401  (registers the hf: loader; transformers is imported on use)
