@@ -85,7 +85,7 @@ def combine(args: argparse.Namespace, bench: str, finish: Callable[[list[dict], 
             sys.exit(f"error: {f} is not a {bench} run with the same arguments as {args.combine[0]}")
     rows = {row_key(r): r for d in docs for r in d["rows"]}
     seconds = sum(d.get("total_seconds") or 0.0 for d in docs)
-    payload = {**docs[0], "command": "python " + shlex.join(sys.argv), "combined": list(args.combine),
+    payload = {**docs[0], "pooled_by": "python " + shlex.join(sys.argv), "pooled_commands": [d["command"] for d in docs],
                "rows": sorted(rows.values(), key=lambda r: (r["seed"], row_key(r)[0])),
                "complete": all(d.get("complete") for d in docs), "total_seconds": seconds}
     payload["args"] = {**docs[0]["args"], "seeds": sorted({r["seed"] for r in rows.values()})}

@@ -98,9 +98,10 @@ def run_search(st: Setup, method: str, seed: int) -> dict:
 
 
 def hypervolume_at(obj: Objectives, trials: list[dict], ref: dict, n: int | None = None) -> float:
-    """Hypervolume of the front of the first ``n`` trials (all without ``n``) against ``ref``."""
-    seen = sorted(trials, key=lambda t: t["number"])[:n]
-    return obj.hypervolume(obj.front(seen), ref)
+    """Hypervolume against ``ref`` of the front of the first ``n`` trained trials (all without ``n``): over-budget
+    proposals cost no training and are not counted, as the search does not count them."""
+    trained = sorted((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["number"])[:n]
+    return obj.hypervolume(obj.front(trained), ref)
 
 
 def summarize(rows: list[dict], args: argparse.Namespace) -> dict:
