@@ -20,7 +20,7 @@ FLAG_KEYS = {
     "transform": "process.transform", "quantize": "export.quantize", "student_init": "student.init", "pool": "generic.pool",
     "generic_space": "generic.space", "condition_weight": "generic.condition_weight",
     "samples": "budget.latency_predictor_samples", "predictor_out": "budget.latency_predictor",
-    "threads": "budget.latency_threads",
+    "latency_threads": "budget.latency_threads", "threads": "threads",
 }
 
 
@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of data splits, initialisation and sampling (seed; default 0)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--data", help="digits | CIFAR python folder | ImageFolder dir or .zip | .npz")
+    p.add_argument("--threads", type=int, help="torch CPU threads of this process (threads; default $OMP_NUM_THREADS "
+                   "if set, else the idle cores)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.epochs=5")
 
 
@@ -175,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--space", help="search space (default stages); input shape and classes come from --data")
     p.add_argument("--runtime", help="onnxruntime (default) or torch")
-    p.add_argument("--threads", type=int, help="intra-op threads of the runtime (default 1)")
+    p.add_argument("--latency-threads", dest="latency_threads", type=int,
+                   help="intra-op threads of the runtime being timed (budget.latency_threads; default 1)")
     p.add_argument("--samples", type=int, help="random architectures measured (default 100; 20%% held out)")
     p.add_argument("--out", dest="predictor_out", help="predictor file (default: this machine's cache entry)")
 
