@@ -50,3 +50,18 @@ def test_distill_reports_the_student_against_its_teacher(tmp_path, teacher_ckpt)
     assert c["student"]["test_acc"] == r["test_acc"] and c["teacher"]["test_acc"] == r["teacher_test_acc"]
     assert c["speedup"] > 0 and "baseline" not in c
     assert "Teacher, student and baseline" in (cfg.run_dir / "report.html").read_text()
+
+
+def test_a_search_rates_which_parameters_mattered(tmp_path, teacher_ckpt):
+    """Optuna's fANOVA importances over the trained students, in results.json and the report; deterministic."""
+    from archkd.search.importance import param_importances
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.n_trials": 5})
+    r = api.search(cfg, log=None)
+    imp = r["importances"]
+    assert imp and set(imp) <= set(r["best"]["config"]) and sum(imp.values()) == pytest.approx(1.0)
+    assert list(imp.values()) == sorted(imp.values(), reverse=True)
+    assert param_importances(r["storage"], r["study_name"], cfg.seed) == imp  # same seed, same rating
+    saved = json.loads((cfg.run_dir / "results.json").read_text())["search"]["importances"]
+    assert saved == pytest.approx(imp)
+    assert "What mattered: parameter importances" in (cfg.run_dir / "report.html").read_text()

@@ -219,9 +219,9 @@ def test_failing_section_does_not_break_report():
 
 
 def test_builtin_sections_in_order():
-    assert report.section_names()[:15] == [
-        "summary", "teacher vs student", "generic teacher pool", "final student", "finalists", "family", "fidelity check", "pareto front",
-        "trials table", "search progress", "accuracy-vs-params plot", "budget", "timings", "epoch curves", "curves",
+    assert report.section_names()[:16] == [
+        "summary", "teacher vs student", "generic teacher pool", "final student", "finalists", "family", "fidelity check",
+        "pareto front", "parameter importances", "trials table", "search progress", "accuracy-vs-params plot", "budget", "timings", "epoch curves", "curves",
     ]
 
 

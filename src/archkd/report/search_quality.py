@@ -72,3 +72,20 @@ def front_section(results: dict[str, Any]) -> str | None:
                         ("hypervolume", esc(_num(pareto.get("hypervolume"), ".4g"))),
                         ("reference point", esc(", ".join(f"{k} {_num(v, '.4g')}" for k, v in ref.items())))])
     return summary + table(["trial"] + names, rows, numeric=tuple(range(len(names) + 1)))
+
+
+@register_section("parameter importances", title="What mattered: parameter importances", before="trials table")
+def importance_section(results: dict[str, Any]) -> str | None:
+    """Optuna's fANOVA importances over the trained students (``archkd.search.importance``), largest first, as a
+    table with a bar per parameter."""
+    imp = _search(results).get("importances")
+    if not isinstance(imp, Mapping) or not imp:
+        return None
+    rows = [[f"<code>{esc(k)}</code>", esc(_num(v, ".3f")),
+             f'<span class="bar" style="display:inline-block;height:0.8em;background:#4c78a8;'
+             f'width:{max(0.0, min(1.0, float(v))) * 12:.2f}em"></span>'] for k, v in imp.items() if is_num(v)]
+    note = ("<p>The share of the variance of the students' validation accuracy that each parameter explains on its "
+            "own (fANOVA over the trained students; the shares sum to 1). A parameter that explains little is one "
+            "the next search can fix; read it with the fidelity check: at a fidelity that does not rank, it rates "
+            "noise.</p>")
+    return note + table(["parameter", "importance", ""], rows, numeric=(1,))

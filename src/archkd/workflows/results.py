@@ -137,6 +137,7 @@ class SearchRun(VerbResult):
     pareto: dict
     trials: list[dict]
     seconds: float = 0.0
+    importances: dict[str, float] | None = None  # archkd.search.importance: fANOVA share of each parameter
     prescreen: dict | None = None
     top_k: list[dict] | None = None
     fidelity_check: dict | None = None  # archkd.search.fidelity.FidelityCheck.to_dict()

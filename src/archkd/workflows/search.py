@@ -17,6 +17,7 @@ from archkd.search import (Budget, KDTrialObjective, Reward, SearchResult, creat
                            predictor_file, run_search)
 from archkd.search.definition import search_fidelity, study_definition
 from archkd.search.finalise import check_fidelity, finalize_trials, top_trials
+from archkd.search.importance import param_importances
 from archkd.search.pareto import Objectives
 from archkd.search.samplers import SAMPLERS
 from archkd.spaces import SearchSpace, create_space
@@ -31,7 +32,7 @@ from archkd.workflows.search_setup import (predicted_budget, prescreen_candidate
                                            size_target)
 
 SUMMARY_KEYS = ("space", "scaled_to_params", "sampler", "sampler_info", "guide", "n_trials", "fidelity", "storage",
-                "study_name", "best_trial", "reward", "pareto")
+                "study_name", "best_trial", "reward", "pareto", "importances")
 
 
 @dataclass
@@ -189,6 +190,7 @@ def summarise(plan: SearchPlan, res: SearchResult, data: DataBundle, log: Log) -
                      fidelity={"epochs": plan.fidelity.epochs, "data_fraction": plan.fidelity.data_fraction},
                      storage=plan.storage, study_name=plan.study_name, reward=plan.reward.describe(),
                      best_trial=b["number"], best=b,
+                     importances=param_importances(plan.storage, plan.study_name, cfg.seed),
                      pareto={"cost": cost, "trials": [r["number"] for r in front],
                              **({"measured_ms": {r["number"]: r["latency_measured_ms"] for r in front}}
                                 if budget.predictor is not None else {}),
