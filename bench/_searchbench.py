@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from akd import machine_info, make_logger, resolve_teacher, teacher_test_acc, write_json
+from akd import CIFAR_DATA, machine_info, make_logger, resolve_teacher, teacher_test_acc, write_json
 
 from archkd import api
 from archkd.config import Config
@@ -50,6 +50,29 @@ def teacher_size(module: torch.nn.Module, input_shape: tuple) -> dict:
         return {"params": m["params"], "peak_activation_bytes": m["peak_activation_bytes"]}
     except RuntimeError:
         return {"params": sum(p.numel() for p in module.parameters()), "peak_activation_bytes": None}
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The arguments every such benchmark shares: its inputs, threads, output, resuming and pooling."""
+    p.add_argument("--teacher", help="teacher file (digits: resnet20 trained once and cached; cifar10: ../shared)")
+    p.add_argument("--data", help="data source (default: digits, or the shared CIFAR-10 zip for --dataset cifar10)")
+    p.add_argument("--teacher-epochs", type=int, default=30, help="epochs of the digits teacher trained once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: one benchmark per core)")
+    p.add_argument("--out", help="result JSON (default bench/results/<benchmark>_<dataset>.json); re-running resumes")
+    p.add_argument("--verbose", action="store_true", help="print the library's log, not only one line per job")
+    p.add_argument("--combine", nargs="+", metavar="JSON",
+                   help="pool result files of separate processes (e.g. one per seed) into --out; runs nothing")
+
+
+def shared_config(args: argparse.Namespace, runs_dir: Path) -> Config:
+    """What every job's config starts from: run and cache folders, CPU, the data and its validation split, the
+    digits teacher's recipe (a CIFAR-10 teacher is given)."""
+    cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
+    cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
+    cfg.data.val_fraction = args.val_fraction
+    cfg.teacher.arch = "resnet20"
+    cfg.teacher.train.epochs = args.teacher_epochs
+    return cfg
 
 
 # arguments that do not change what a row measures: a result file with other values of these still resumes/combines

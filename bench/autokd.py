@@ -30,8 +30,7 @@ from typing import Any
 
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, run_bench  # noqa: E402
-from akd import CIFAR_DATA  # noqa: E402
+from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config, load_config, method_presets  # noqa: E402
@@ -70,29 +69,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--final-bn-recalibration", type=int, help="train.bn_recalibration of the final trainings")
     p.add_argument("--max-params", type=int)
     p.add_argument("--val-fraction", type=float, help="data.val_fraction: the split searches read")
-    p.add_argument("--teacher", help="teacher file (digits: resnet20 trained once and cached; cifar10: ../shared)")
-    p.add_argument("--data")
-    p.add_argument("--teacher-epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out")
-    p.add_argument("--verbose", action="store_true")
-    p.add_argument("--combine", nargs="+", metavar="JSON",
-                   help="pool result files of separate processes (e.g. one per seed) into --out; runs nothing")
+    add_run_args(p)
     return fill_presets(p.parse_args(argv), PRESETS, "autokd")
 
 
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
-    cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
-    cfg.data.val_fraction = args.val_fraction
+    cfg = shared_config(args, runs_dir)
     cfg.search.epochs = args.trial_epochs
     cfg.search.data_fraction = args.search_data_fraction
     cfg.budget.max_params = args.max_params
     cfg.train.epochs = args.final_epochs
     cfg.train.data_fraction = args.final_data_fraction
     cfg.train.bn_recalibration = args.final_bn_recalibration
-    cfg.teacher.arch = "resnet20"
-    cfg.teacher.train.epochs = args.teacher_epochs
     return cfg
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, run_bench  # noqa: E402
-from akd import CIFAR_DATA  # noqa: E402
+from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config  # noqa: E402
@@ -50,14 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--final-data-fraction", type=float)
     p.add_argument("--max-params", type=int)
     p.add_argument("--val-fraction", type=float)
-    p.add_argument("--teacher")
-    p.add_argument("--data")
-    p.add_argument("--teacher-epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out")
-    p.add_argument("--verbose", action="store_true")
-    p.add_argument("--combine", nargs="+", metavar="JSON",
-                   help="pool result files of separate processes into --out; runs nothing")
+    add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "fidelity")
     args.methods = args.fidelities  # the jobs of this benchmark (resuming may add or drop some)
     return args
@@ -69,9 +61,7 @@ def fidelity(text: str) -> tuple[int, float]:
 
 
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
-    cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
-    cfg.data.val_fraction = args.val_fraction
+    cfg = shared_config(args, runs_dir)
     cfg.search.space = args.space
     cfg.search.n_trials = args.trials
     cfg.search.top_k = 1
@@ -79,8 +69,6 @@ def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
     cfg.budget.max_params = args.max_params
     cfg.train.epochs = args.final_epochs
     cfg.train.data_fraction = args.final_data_fraction
-    cfg.teacher.arch = "resnet20"
-    cfg.teacher.train.epochs = args.teacher_epochs
     return cfg
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, run_bench  # noqa: E402
-from akd import CIFAR_DATA  # noqa: E402
+from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config  # noqa: E402
@@ -43,26 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-fraction", type=float)
     p.add_argument("--max-params", type=int)
     p.add_argument("--val-fraction", type=float)
-    p.add_argument("--teacher")
-    p.add_argument("--data")
-    p.add_argument("--teacher-epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out")
-    p.add_argument("--verbose", action="store_true")
-    p.add_argument("--combine", nargs="+", metavar="JSON", help="pool result files into --out; runs nothing")
+    add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "nago_learning")
     args.methods = args.networks  # the jobs (resuming may add some)
     return args
 
 
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
-    cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
-    cfg.data.val_fraction = args.val_fraction
+    cfg = shared_config(args, runs_dir)
     cfg.train.epochs = args.epochs
     cfg.train.data_fraction = args.data_fraction
-    cfg.teacher.arch = "resnet20"
-    cfg.teacher.train.epochs = args.teacher_epochs
     return cfg
 
 

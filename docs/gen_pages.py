@@ -412,18 +412,21 @@ MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
 }
 
 
+def figure(file: str, render: Callable[[dict], str | None], results: Path = RESULTS) -> str:
+    """``render``'s text for a result file, or why there is none (not run, unreadable, incomplete or not understood):
+    a generated page says so rather than failing to build."""
+    doc, why = load(results / file)
+    try:
+        value = render(doc) if doc is not None else None
+    except Exception:  # noqa: BLE001 - a result this renderer does not understand is shown as missing, not fatal
+        value = None
+    return value or f"({why or 'still running, incomplete or not understood'}: `bench/results/{file}`)"
+
+
 def fill_markers(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every ``<!-- gen:NAME -->`` marker replaced by its figure (``MARKERS``)."""
     def sub(m: re.Match) -> str:
-        name = m.group(1)
-        if name not in MARKERS:
-            return f"(unknown figure {name})"
-        file, fn = MARKERS[name]
-        doc, why = load(results / file)
-        try:
-            value = fn(doc) if doc is not None else None
-        except Exception:
-            value = None
-        return value or f"({why or 'figure missing'}: `bench/results/{file}`)"
+        return figure(*MARKERS[m.group(1)], results) if m.group(1) in MARKERS else f"(unknown figure {m.group(1)})"
     return re.sub(r"<!-- gen:([\w.-]+) -->", sub, text)
 
 
@@ -488,12 +491,9 @@ README_BLOCKS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
 def fill_blocks(text: str, results: Path = RESULTS) -> str:
     """``text`` with every ``<!-- gen:NAME -->…<!-- /gen:NAME -->`` block rendered anew from its result file."""
     def sub(m: re.Match) -> str:
-        name = m.group(1)
-        file, fn = README_BLOCKS[name]
-        doc, why = load(results / file)
-        body = fn(doc) if doc is not None else None
-        why = why or ("still running or incomplete" if doc is not None else NOT_RUN)
-        return f"<!-- gen:{name} -->\n{body or f'*({why}: `bench/results/{file}`)*'}\n<!-- /gen:{name} -->"
+        body = figure(*README_BLOCKS[m.group(1)], results)
+        body = f"*{body}*" if body.startswith("(") else body
+        return f"<!-- gen:{m.group(1)} -->\n{body}\n<!-- /gen:{m.group(1)} -->"
     return re.sub(r"<!-- gen:([\w.-]+) -->.*?<!-- /gen:\1 -->", sub, text, flags=re.S)
 
 
