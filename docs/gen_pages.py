@@ -458,11 +458,17 @@ def _fidelity_table(doc: dict) -> str | None:
     for r in rows:
         fc, (lo, hi) = r["fidelity_check"], r["trial_val_acc_range"]
         e, f = r["fidelity"].split("x")
-        out.append(f"| {e} × {float(f):.0%} | {100 * lo:.1f}–{100 * hi:.1f} % | {fc['tau']:+.2f} "
-                   f"[{fc['ci'][0]:+.2f}, {fc['ci'][1]:+.2f}] (n = {fc['n']}) | "
+        tau = fc.get("tau")
+        agreement = (f"{tau:+.2f} [{fc['ci'][0]:+.2f}, {fc['ci'][1]:+.2f}]" if is_number(tau)
+                     else "undefined: every trial scored the same")
+        out.append(f"| {e} × {float(f):.0%} | {100 * lo:.1f}–{100 * hi:.1f} % | {agreement} (n = {fc['n']}) | "
                    f"{'trusted' if fc['trusted'] else 'not trusted: raise the fidelity'} | "
                    f"{r['trial_seconds'] / 60:.1f} / {fc['seconds'] / 60:.1f} min |")
     return "\n".join(out)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _pareto_table(doc: dict) -> str | None:
