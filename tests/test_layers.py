@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "archkd"
 LAYERS = [("cli",), ("api",), ("workflows",), ("search", "process", "teacher"), ("spaces", "distill", "proxies", "report"),
-          ("models", "data", "measure", "config", "export"), ("errors", "registry", "device", "progress", "rundir")]
+          ("models", "data", "measure", "config", "export", "tracking"), ("errors", "registry", "device", "progress", "rundir")]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 

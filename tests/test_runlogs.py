@@ -67,10 +67,10 @@ def test_tensorboard_gets_the_same_scalars_as_metrics_csv(tmp_path, teacher_ckpt
     rows = read_metrics(cfg.run_dir / "metrics.csv")
     acc = EventAccumulator(str(cfg.run_dir / "tensorboard" / "student"))
     acc.Reload()
-    events = acc.Scalars("val_acc")
+    events = acc.Scalars("val/acc")  # hierarchical tags: TensorBoard groups them by their prefix
     assert [e.step for e in events] == [r["epoch"] for r in rows]
     assert [e.value for e in events] == pytest.approx([r["val_acc"] for r in rows])
-    assert {"train_loss", "lr", "images_per_s", "loss_kd"} <= set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "speed/images_per_s", "loss/kd"} <= set(acc.Tags()["scalars"])
 
 
 def test_missing_tensorboard_is_a_user_error(tmp_path, monkeypatch):
@@ -78,6 +78,7 @@ def test_missing_tensorboard_is_a_user_error(tmp_path, monkeypatch):
 
     from archkd.distill import MetricsLog
     from archkd.errors import ArchkdError
+    from archkd.tracking import Tracking
 
     real = builtins.__import__
 
@@ -88,4 +89,4 @@ def test_missing_tensorboard_is_a_user_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tb)
     with pytest.raises(ArchkdError, match="pip install 'archkd\\[tensorboard\\]'"):
-        MetricsLog(tmp_path / "m.csv", "student", tensorboard=tmp_path / "tb")
+        MetricsLog(tmp_path / "m.csv", "student", Tracking(tmp_path, "t", ("tensorboard",)))

@@ -34,7 +34,7 @@ from archkd.workflows.measure import latency_predictor, measure
 from archkd.workflows.process import process_search
 from archkd.workflows.report import report
 from archkd.workflows.run import (RUN_LOG, Log, close_log_file, log_file, metrics_sink, mirrored, record, start,
-                                  tensorboard_dir, verb, write_run)
+                                  verb, write_run)
 from archkd.workflows.search import finalize_top_k, search
 from archkd.workflows.search_setup import prescreen_candidates, remeasure, reward_target, size_target
 from archkd.workflows.teacher import train_teacher
@@ -45,7 +45,7 @@ __all__ = ["Log", "RUN_LOG", "prepare", "make_cache", "train_teacher", "generic_
 
 # the names these had when they lived here, for callers outside the package (tests, benchmarks)
 _log, _log_file, _close_log_file, _start, _record, _verb = mirrored, log_file, close_log_file, start, record, verb
-_metrics, _tensorboard, _write_run = metrics_sink, tensorboard_dir, write_run
+_metrics, _write_run = metrics_sink, write_run
 _cache_root, _data_progress, _meta, _student = cache_root, data_progress, checkpoint_meta, build_student
 _test_acc = accuracy_on_test
 _fidelity, _size_target, _reward_target = search_fidelity, size_target, reward_target

@@ -84,8 +84,11 @@ class TrainConfig:
                                                 "default: CUDA)")
     bn_recalibration: int = opt(0, ge=0, help="training images that re-estimate BatchNorm statistics before each "
                                               "validation pass (0: off); see recalibrate_bn")
-    tensorboard: bool = opt(False, help="also log each epoch's scalars to TensorBoard under "
-                                        "runs/<name>/tensorboard/<run> (extra: tensorboard)")
+    tensorboard: bool = opt(False, help="shorthand for tensorboard in train.loggers")
+    loggers: list[str] = opt([], registry="tracker", help="experiment trackers for every training run: tensorboard "
+                                                          "(runs/<name>/tensorboard), mlflow (runs/<name>/mlflow.db); "
+                                                          "per-epoch metrics, each trial's parameters as "
+                                                          "hyper-parameters (extras: tensorboard, mlflow)")
 
 
 @dataclass

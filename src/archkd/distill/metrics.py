@@ -10,35 +10,31 @@ import csv
 import io
 import json
 import os
-import re
 from pathlib import Path
 
-from archkd.errors import ArchkdError
+from archkd.tracking import Tracking, open_trackers
 
 COLUMNS = ("run", "epoch", "train_loss", "val_acc", "lr", "images_per_s", "seconds", "losses")
 
 
 class MetricsLog:
-    """Appends fit's epoch rows, labelled with the run they belong to (``trial 3``, ``student``, ...); with
-    ``tensorboard`` (a directory), the same scalars also go to TensorBoard, one sub-directory per run."""
+    """Appends fit's epoch rows, labelled with the run they belong to (``trial 3``, ``student``, ...), and forwards
+    them to the experiment trackers ``tracking`` names (``archkd.tracking``: TensorBoard, MLflow), one tracker run per
+    training run; ``finish(params, metrics)`` records a trial's parameters with its result there."""
 
-    def __init__(self, path: str | Path, run: str, tensorboard: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, run: str, tracking: Tracking | None = None) -> None:
         self.path, self.run = Path(path), run
-        self.writer = None
-        if tensorboard is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ArchkdError("train.tensorboard=true needs the tensorboard package",
-                                  "pip install 'archkd[tensorboard]' or set train.tensorboard=false") from None
-            self.writer = SummaryWriter(str(Path(tensorboard) / re.sub(r"[^A-Za-z0-9_.-]+", "_", run)))
+        self.trackers = open_trackers(tracking, run)
+
+    def finish(self, params: dict, metrics: dict[str, float]) -> None:
+        for t in self.trackers:
+            t.finish(params, metrics)
+            t.close()
+        self.trackers = []
 
     def write(self, row: dict) -> None:
-        if self.writer is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)):
-                    self.writer.add_scalar(k, v, int(row["epoch"]))
-            self.writer.flush()
+        for t in self.trackers:
+            t.epoch(row)
         losses = {k[len("loss_"):]: v for k, v in row.items() if k.startswith("loss_")}
         values = [self.run, row.get("epoch"), row.get("train_loss"), row.get("val_acc"), row.get("lr"),
                   row.get("images_per_s"), row.get("seconds"), json.dumps(losses, sort_keys=True)]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # train keys a search trial takes from ``search.*`` instead (its fidelity), plus what only logs
 FIDELITY_KEYS = ("epochs", "data_fraction", "bn_recalibration")
-_TRAIN_NOT_DEFINING = FIDELITY_KEYS + ("tensorboard",)
+_TRAIN_NOT_DEFINING = FIDELITY_KEYS + ("tensorboard", "loggers")
 SEARCH_KEYS = ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration", "reward_target",
                "reward_metric", "reward_mode", "reward_alpha", "reward_beta", "process", "pruner", "pruner_options")
 

@@ -28,6 +28,7 @@ from archkd.models import build_from_spec
 from archkd.progress import Progress
 from archkd.search.study import Candidate, Report, TrialOutcome
 from archkd.teacher import Teacher
+from archkd.tracking import Tracking
 
 
 def apply_recipe(train: TrainConfig, distill: DistillConfig | None, recipe: dict[str, Any]
@@ -44,10 +45,10 @@ class KDTrialObjective:
     def __init__(self, data: DataBundle, train: TrainConfig, *, teacher: Teacher | None, distill: DistillConfig | None,
                  cache: TeacherCache | None, seed: int, device: str, trials_dir: Path | None,
                  process: ProcessConfig | None = None, metrics: Path | None = None,
-                 tensorboard: Path | None = None, progress: Progress | None = None) -> None:
+                 tracking: Tracking | None = None, progress: Progress | None = None) -> None:
         self.data, self.train, self.teacher, self.distill = data, train, teacher, distill
         self.cache, self.seed, self.device, self.trials_dir = cache, seed, device, trials_dir
-        self.process, self.metrics, self.tensorboard, self.progress = process, metrics, tensorboard, progress
+        self.process, self.metrics, self.tracking, self.progress = process, metrics, tracking, progress
 
     def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
         """Train every member of the candidate; its value is their mean validation accuracy.
@@ -61,7 +62,7 @@ class KDTrialObjective:
         outcomes: list[TrialOutcome] = []
         for j, spec in enumerate(members):
             name = f"trial {candidate.number}" + (f" member {j}" if len(members) > 1 else "")
-            sink = MetricsLog(self.metrics, name, self.tensorboard) if self.metrics else None
+            sink = MetricsLog(self.metrics, name, self.tracking) if self.metrics else None
             done = [o.val_acc for o in outcomes]
 
             def on_epoch(epoch: int, row: dict, sink=sink, done=done, j=j) -> None:
@@ -72,6 +73,9 @@ class KDTrialObjective:
 
             out = base / f"m{j}" if base is not None and len(members) > 1 else base
             outcomes.append(self._member(spec, train, distill, out, on_epoch, candidate))
+            if sink:  # the trial's configuration and KD recipe as hyper-parameters, beside its result
+                sink.finish({**candidate.config, **(candidate.recipe or {}), "trial": candidate.number, "member": j},
+                            {"val_acc": outcomes[-1].val_acc})
         return outcomes[0] if len(outcomes) == 1 else family_outcome(members, outcomes)
 
     def _member(self, spec: dict, train: TrainConfig, distill: DistillConfig | None, out: Path | None,

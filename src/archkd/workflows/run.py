@@ -15,6 +15,7 @@ from archkd.data import DataBundle
 from archkd.device import is_rank0, threads_in_use
 from archkd.distill import MetricsLog, read_metrics
 from archkd.errors import ArchkdError
+from archkd.tracking import Tracking
 
 Log = Callable[[str], None]
 
@@ -111,13 +112,16 @@ def verb(name: str, shared: bool = False, owns: bool = True) -> Callable:
 
 
 def metrics_sink(cfg: Config, run: str) -> Callable[[int, dict], None]:
-    """An ``on_epoch`` callback appending fit's epoch rows to the run's ``metrics.csv`` as ``run``."""
-    sink = MetricsLog(cfg.run_dir / "metrics.csv", run, tensorboard_dir(cfg))
+    """An ``on_epoch`` callback appending fit's epoch rows to the run's ``metrics.csv`` as ``run`` (and to the
+    experiment trackers of ``train.loggers``)."""
+    sink = MetricsLog(cfg.run_dir / "metrics.csv", run, tracking(cfg))
     return lambda _epoch, row: sink.write(row)
 
 
-def tensorboard_dir(cfg: Config) -> Path | None:
-    return cfg.run_dir / "tensorboard" if cfg.train.tensorboard and is_rank0() else None
+def tracking(cfg: Config) -> Tracking | None:
+    """The trackers of ``train.loggers`` (``train.tensorboard`` adds tensorboard) for this run; rank 0 only."""
+    names = tuple(dict.fromkeys([*cfg.train.loggers, *(["tensorboard"] if cfg.train.tensorboard else [])]))
+    return Tracking(cfg.run_dir, cfg.name, names) if names and is_rank0() else None
 
 
 def write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: dict) -> dict:

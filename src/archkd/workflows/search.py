@@ -27,7 +27,7 @@ from archkd.workflows.compare import baseline_model, compare_finalists
 from archkd.workflows.follower import follow, lead_finalist, leading, release_followers
 from archkd.workflows.inputs import cache_root, make_cache, prepare
 from archkd.workflows.results import SearchRun
-from archkd.workflows.run import Log, mirrored, record, start, tensorboard_dir, verb, write_run
+from archkd.workflows.run import Log, mirrored, record, start, tracking, verb, write_run
 from archkd.workflows.search_setup import (predicted_budget, prescreen_candidates, remeasure, reward_target,
                                            size_target)
 
@@ -127,7 +127,7 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
                                  cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
                                  trials_dir=run / "trials", process=cfg.process if sc.process else None,
-                                 metrics=run / "metrics.csv", tensorboard=tensorboard_dir(cfg), progress=progress)
+                                 metrics=run / "metrics.csv", tracking=tracking(cfg), progress=progress)
     rank, n_proc = world()
     if n_proc > 1 and rank != 0:  # under torchrun: train what rank 0 asks the study for, shard by shard
         follow(objective, teacher, data)
