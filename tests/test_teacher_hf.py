@@ -49,21 +49,44 @@ def test_distill_from_an_hf_teacher_on_digits(tmp_path):
     assert 0.0 <= r["test_acc"] <= 1.0 and (cfg.run_dir / "student" / "best.pt").is_file()
 
 
-def test_an_hf_teacher_resizes_as_its_processor_does_on_rgb_data(tmp_path):
-    """A teacher whose processor resizes to 16 px, on 12-px RGB images: inputs are resized to 16 px first."""
-    from archkd.data import load_data
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
+
+def _cifar_folder(tmp_path):
+    """A small folder in CIFAR-10's python format (32×32 RGB, its class names), made here: tests never download."""
+    import pickle
+
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
     rng = np.random.default_rng(0)
-    p = tmp_path / "rgb.npz"
-    np.savez(p, x_train=rng.integers(0, 255, (60, 12, 12, 3), dtype=np.uint8), y_train=rng.integers(0, 3, 60),
-             x_test=rng.integers(0, 255, (20, 12, 12, 3), dtype=np.uint8), y_test=rng.integers(0, 3, 20))
-    data = load_data(str(p), seed=0, cache_dir=str(tmp_path / "cache"))
-    ref = _save(tmp_path / "vit16", 3, 16, list(data.classes), [0.5, 0.5, 0.5], [0.25, 0.25, 0.25],
-                processor_size=16)
+    for i in range(1, 6):
+        with open(root / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}, f)
+    with open(root / "test_batch", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 255, (10, 3072), dtype=np.uint8), "labels": list(range(10))}, f)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": CIFAR10}, f)
+    return root
+
+
+def test_distill_from_an_hf_teacher_on_cifar10_that_resizes_as_its_processor_does(tmp_path):
+    """A ViT saved at 64 px (its processor resizes to 64) as the teacher of a CIFAR-10-format folder (32 px): the
+    teacher sees its inputs at 64 px, its normalisation and class names come from the saved config, and a student
+    distils from it."""
+    from conftest import small_config
+
+    from archkd import api
+
+    ref = _save(tmp_path / "vit64", 3, 64, CIFAR10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], processor_size=64)
     t = load_teacher(ref)
-    assert t.info["resizes_to"] == [16, 16]
-    check_teacher(t, data)
-    assert t.module(torch.zeros(2, 3, 12, 12)).shape == (2, 3)
+    assert t.info["resizes_to"] == [64, 64] and t.module(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    cfg = small_config(tmp_path, **{"teacher.path": ref, "data.source": str(_cifar_folder(tmp_path)),
+                                    "student.arch": "resnet8", "train.epochs": 1, "train.batch_size": 16})
+    teacher, data = api.prepare(cfg, log=None)
+    assert data.input_shape == (3, 32, 32) and teacher.classes == data.classes == CIFAR10
+    assert data.normalize.mean == [0.49, 0.48, 0.45]
+    r = api.distill(cfg, log=None, teacher=teacher, data=data)
+    assert 0.0 <= r["test_acc"] <= 1.0
 
 
 def test_a_missing_hf_teacher_is_one_line_naming_the_fix(tmp_path):
