@@ -84,6 +84,12 @@ class TrainConfig:
                                                 "default: CUDA)")
     bn_recalibration: int = opt(0, ge=0, help="training images that re-estimate BatchNorm statistics before each "
                                               "validation pass (0: off); see recalibrate_bn")
+    mixup: float = opt(0.0, ge=0, help="mixup: α of the Beta(α, α) mixing weight (0: off; e.g. 0.2); a mixing step "
+                                       "runs the teacher on the mixed images (no teacher-output cache)")
+    cutmix: float = opt(0.0, ge=0, help="CutMix: α of the Beta(α, α) kept area (0: off; e.g. 1.0); with mixup too, "
+                                        "each step picks one")
+    ema: float | None = opt(None, gt=0, lt=1, help="decay of a moving average of the weights that validation, the best "
+                                                   "checkpoint and the export use (e.g. 0.999; null: off)")
     tensorboard: bool = opt(False, help="shorthand for tensorboard in train.loggers")
     loggers: list[str] = opt([], registry="tracker", help="experiment trackers for every training run: tensorboard "
                                                           "(runs/<name>/tensorboard), mlflow (runs/<name>/mlflow.db); "

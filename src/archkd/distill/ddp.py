@@ -66,7 +66,7 @@ class Distributed(Callback):
         if batch_size % world_size:
             raise ArchkdError(f"batch size {batch_size} does not split over {world_size} processes",
                               f"set train.batch_size to a multiple of {world_size}")
-        if hooks or teacher_train is not None:
+        if any(not getattr(h, "runs_on_every_rank", False) for h in hooks) or teacher_train is not None:
             raise ArchkdError("hooks (DistPro's search) and trainable teachers do not run under torchrun yet",
                               "run them in one process")
         per = batch_size // world_size

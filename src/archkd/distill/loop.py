@@ -27,6 +27,7 @@ from archkd.distill.callbacks import Batch, Callback, EpochLog, FitLog, OnEpoch,
 from archkd.distill.evaluation import evaluate, recalibrate_bn
 from archkd.distill.objective import DistillObjective
 from archkd.distill.prepare import prepare
+from archkd.distill.recipe import ModelEMA, apply_mix, draw_mix
 from archkd.distill.resume import Checkpointing
 from archkd.errors import ArchkdError
 from archkd.progress import Progress
@@ -80,6 +81,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
     t0 = time.perf_counter()
     rank, world_size = world()
     speaks = rank == 0
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    if mixing and (hooks or teacher_train is not None or (objective is not None and not objective.mixable)):
+        raise ArchkdError("train.mixup / train.cutmix mix a batch's labels, which a process search, a replayed "
+                          "process or a generic teacher's training does not take",
+                          "set train.mixup=0 and train.cutmix=0 for this run")
+    hooks = [*hooks, ModelEMA(cfg.ema)] if cfg.ema else list(hooks)  # last: a resumed run finds its state in place
     ctx, view, ddp = prepare(model, data, cfg, objective=objective, teacher=teacher, cache=cache, seed=seed,
                              device=device, hooks=hooks, indices=indices, teacher_train=teacher_train, spec=spec,
                              log=FitLog(logger, log, silent=not speaks), rank=rank, world_size=world_size)
@@ -108,8 +115,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
             if ctx.shard is not None:  # torchrun: this process's rows of the global batch
                 x8, y, idx = x8[ctx.shard], y[ctx.shard], idx[ctx.shard]
             x = ctx.prep(x8, idx, epoch)
+            mix = draw_mix(cfg.mixup, cfg.cutmix, seed, ctx.step, len(y), x.shape[-2], x.shape[-1], dev) \
+                if mixing else None
+            if mix is not None:
+                x = apply_mix(x, mix)
             with autocast(dev, view.amp):
-                t_logits, t_feats = view(x, idx, train_tag)
+                t_logits, t_feats = view(x, idx, train_tag, cached=mix is None)  # a mixed image is a new view
             batch = Batch(x, y, idx, epoch, t_logits, t_feats)
             for h in hooks:
                 h.before_step(ctx, batch)
@@ -117,6 +128,10 @@ def fit(model: nn.Module, data: DataBundle, cfg: TrainConfig, *, objective: Dist
                 s_logits = model(x).float()  # the loss in fp32: KD's softmax at temperature T loses most in bf16
                 taps = ctx.student_taps.pop() if ctx.student_taps else None
                 loss, parts = objective(s_logits, y, t_logits, taps, t_feats)
+                if mix is not None:  # λ·L(y) + (1 − λ)·L(y[π]): the labels mix, the teacher's part is the same
+                    other, other_parts = objective(s_logits, y[mix.perm], t_logits, taps, t_feats)
+                    loss = mix.lam * loss + (1.0 - mix.lam) * other
+                    parts = {k: mix.lam * v + (1.0 - mix.lam) * other_parts.get(k, v) for k, v in parts.items()}
                 for h in hooks:
                     for name, term in h.loss_terms(ctx, batch, s_logits).items():
                         loss = loss + term

@@ -127,7 +127,11 @@ class DistillObjective(nn.Module):
     """``ce_weight · CE(s, y) + kd_weight · KD(s, t) + Σ w_k · feature_k(s_k, t_k)``.
 
     With no teacher terms it is plain (label-smoothed) cross-entropy, which is how teachers and CE baselines train.
+    ``mixable``: its ``forward`` keeps no per-call state, so a mixed batch (``train.mixup``/``cutmix``) may take it
+    once per label set; an objective that counts its calls (a replayed process's schedule) sets it False.
     """
+
+    mixable = True
 
     def __init__(self, ce_weight: float = 1.0, kd_weight: float = 0.0, kd_loss: str = "kd",
                  kd_kwargs: dict | None = None, features: list[dict] | None = None,

@@ -32,14 +32,15 @@ class TeacherView:
         if objective.uses_teacher and teacher is None:
             raise ArchkdError("the distillation loss needs a teacher but none was given", "set teacher.path")
 
-    def __call__(self, x: torch.Tensor, idx: torch.Tensor, tag: str) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-        """Teacher logits and tap features for a batch: from the cache when frozen and possible, with gradients when
-        the teacher trains."""
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, tag: str,
+                 cached: bool = True) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Teacher logits and tap features for a batch: from the cache when frozen and possible (``cached=False``: a
+        batch no cache entry describes, e.g. mixed images), with gradients when the teacher trains."""
         if not self.objective.uses_teacher:
             return None, []
         x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
         with contextlib.nullcontext() if self.trainable else torch.no_grad():
-            if self.taps is None and self.cache is not None:
+            if self.taps is None and self.cache is not None and cached:
                 return self.cache.lookup(tag, idx, lambda mask: self.teacher(x[mask]).float()), []
             logits = self.teacher(x).float()
             return logits, (self.taps.pop() if self.taps else [])

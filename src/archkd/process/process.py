@@ -81,7 +81,10 @@ class ProcessObjective(DistillObjective):
     """CE + Σ_i w_i · d(T_i(student feature s_i), teacher feature t_i) (+ optional Hinton KD).
 
     ``stem``: the first tap of each side is the stem (recorded in the process file; the taps themselves are paths).
+    Not ``mixable``: each call advances the replayed schedule one step.
     """
+
+    mixable = False
 
     def __init__(self, student_taps: list[str], teacher_taps: list[str], pathways: list[Pathway], *,
                  transform: str = "attention", distance: str = "hcl", normalization: str = "softmax",
