@@ -97,3 +97,33 @@ def test_the_ema_is_what_is_validated_and_saved_and_it_resumes(digits, tmp_path)
         run(tmp_path / "part", on_epoch=_stop_after_first)
     _, resumed = run(tmp_path / "part", resume=True)
     assert [r["val_acc"] for r in resumed.history] == pytest.approx([r["val_acc"] for r in full.history])
+
+
+def test_the_policy_is_a_function_of_seed_epoch_and_index_and_keys_the_cache(digits):
+    from archkd.data.augment import OPS, Augment, _op
+
+    aug = Augment(crop_padding=1, randaug_ops=2, randaug_magnitude=15)
+    x8, _, idx = next(digits.train.batches(16, device=torch.device("cpu")))
+    full = aug(x8, idx, epoch=3, seed=5)
+    part = aug(x8[4:9], idx[4:9], epoch=3, seed=5)  # another batch composition: the same views
+    assert torch.equal(full[4:9], part) and full.dtype == x8.dtype and full.shape == x8.shape
+    assert not torch.equal(aug(x8, idx, epoch=4, seed=5), full)  # another epoch: other draws
+    assert aug.key() == "pad1-flip0-cut0-ra2m15" and Augment(crop_padding=1).key() == "pad1-flip0-cut0"
+    sign = torch.ones(len(x8))
+    for name in OPS[1:]:  # every op changes some image and stays within 0..255
+        y = _op(name, x8, sign, 0.5)
+        assert y.dtype == x8.dtype and int(y.min()) >= 0 and int(y.max()) <= 255
+        assert not torch.equal(y, x8), name
+
+
+def test_a_distillation_with_the_policy_runs_end_to_end(tmp_path, teacher_ckpt):
+    from conftest import small_config
+
+    from archkd import api
+
+    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "student.arch": "resnet8", "train.epochs": 1,
+                                    "data.augment.randaug_ops": 2, "train.ema": 0.99, "train.mixup": 0.2})
+    teacher, data = api.prepare(cfg, log=None)
+    assert data.augment.key().endswith("-ra2m9")
+    r = api.distill(cfg, log=None, teacher=teacher, data=data)
+    assert 0.0 <= r["test_acc"] <= 1.0

@@ -36,6 +36,10 @@ class AugmentConfig:
         None, ge=0, help="pixels of zero padding before a random crop back to size (null: the dataset's default)")
     flip: bool | None = opt(None, help="random horizontal flips (null: the dataset's default; off for digits)")
     cutout: int = opt(0, ge=0, help="side in pixels of a random square zeroed per image (0: off)")
+    randaug_ops: int = opt(0, ge=0, le=4, help="RandAugment-style policy: ops applied per image, drawn from autocontrast, "
+                                               "brightness, contrast, solarize, posterize, translate, rotate, identity "
+                                               "(0: off; e.g. 2)")
+    randaug_magnitude: int = opt(9, ge=0, le=30, help="the policy's one magnitude, of 30")
 
 
 @dataclass

@@ -262,7 +262,8 @@ def load_data(source: Any = "digits", cfg: DataConfig | None = None, *, seed: in
                               f"or set teacher.{what} with {input_shape[0]} value(s) if the teacher takes such input")
     _check_test_classes(raw, test)
     return DataBundle(raw.name, raw.classes, input_shape, train, val, test,
-                      Augment(int(pad), bool(flip), int(aug_cfg.cutout)), Normalize(mean, std), fp, note)
+                      Augment(int(pad), bool(flip), int(aug_cfg.cutout), int(aug_cfg.randaug_ops),
+                              int(aug_cfg.randaug_magnitude)), Normalize(mean, std), fp, note)
 
 
 def _fmt(v: list[float]) -> str:
