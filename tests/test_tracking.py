@@ -9,17 +9,21 @@ from archkd import api
 from archkd.distill import read_metrics
 
 
-def _search(tmp_path, teacher_ckpt, loggers):
-    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.n_trials": 3, "train.loggers": loggers})
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, teacher_ckpt):
+    """One 3-trial search logging to both trackers (each test reads back one of them)."""
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    cfg = small_config(tmp_path_factory.mktemp("tracked"), **{"teacher.path": teacher_ckpt, "search.n_trials": 3,
+                                                              "train.loggers": ["tensorboard", "mlflow"]})
     return cfg, api.search(cfg, log=None)
 
 
-def test_tensorboard_gets_every_trial_with_its_hparams(tmp_path, teacher_ckpt):
-    pytest.importorskip("tensorboard")
+def test_tensorboard_gets_every_trial_with_its_hparams(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    cfg, r = _search(tmp_path, teacher_ckpt, ["tensorboard"])
+    cfg, r = tracked
     trained = [t for t in r["trials"] if t["state"] == "COMPLETE"]
     rows = read_metrics(cfg.run_dir / "metrics.csv")
     for t in trained:
@@ -33,11 +37,10 @@ def test_tensorboard_gets_every_trial_with_its_hparams(tmp_path, teacher_ckpt):
         assert acc.Scalars("hparam/val_acc")[-1].value == pytest.approx(t["val_acc"])
 
 
-def test_mlflow_nests_every_trial_under_the_search(tmp_path, teacher_ckpt):
-    pytest.importorskip("mlflow")
+def test_mlflow_nests_every_trial_under_the_search(tracked):
     from mlflow.tracking import MlflowClient
 
-    cfg, r = _search(tmp_path, teacher_ckpt, ["mlflow"])
+    cfg, r = tracked
     client = MlflowClient(tracking_uri=f"sqlite:///{(cfg.run_dir / 'mlflow.db').resolve()}")
     exp = client.get_experiment_by_name(cfg.name)
     runs = client.search_runs([exp.experiment_id])
