@@ -53,6 +53,8 @@ def test_agreement_is_deterministic_and_undefined_for_one_trial():
     assert a == rank_agreement([0.1, 0.4, 0.3, 0.8], [0.2, 0.5, 0.1, 0.9], seed=5)
     one = check([(0, 0.5, 0.5)])
     assert math.isnan(one.tau) and not one.trusted and "too few" in one.warning(2, 1.0)
+    tied = check([(i, 0.093, 0.1 * i) for i in range(5)])  # every trial at chance: one value for all
+    assert math.isnan(tied.tau) and "did not tell the students apart" in tied.warning(1, 0.02)
 
 
 def test_a_search_checks_its_fidelity_and_warns_when_trials_rank_at_random(tmp_path, teacher_ckpt):

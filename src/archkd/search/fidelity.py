@@ -63,7 +63,9 @@ class FidelityCheck:
         """One line for the log when the check cannot vouch for the search's ranking, else None."""
         if self.trusted:
             return None
-        if math.isnan(self.tau) or math.isnan(self.ci[0]):
+        if len(set(self.trial_values)) == 1 and self.n > 1:
+            what = "every re-trained trial had the same trial value: the trials did not tell the students apart"
+        elif math.isnan(self.tau) or math.isnan(self.ci[0]):
             what = "too few re-trained trials to tell"
         else:
             where = "includes 0" if self.ci[1] >= 0 else "lies below 0: higher trial values meant worse students"

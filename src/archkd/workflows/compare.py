@@ -11,6 +11,7 @@ PyTorch instead, and then every side is, so the ratio stays like for like; the c
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,8 +78,10 @@ def baseline_model(cfg: Config, data: DataBundle, budget: Budget) -> torch.nn.Mo
 
 def _time(module: torch.nn.Module, input_shape: tuple[int, ...], runtime: str, cfg: Config) -> float:
     b = cfg.budget
-    return measure_latency(module, input_shape, runtime=runtime, threads=b.latency_threads,
-                           batch_size=b.latency_batch_size).median_ms
+    with warnings.catch_warnings():  # the ONNX exporter's notices about a TorchScript teacher are not the user's
+        warnings.filterwarnings("ignore", message="no signature found")
+        return measure_latency(module, input_shape, runtime=runtime, threads=b.latency_threads,
+                               batch_size=b.latency_batch_size).median_ms
 
 
 def compare(cfg: Config, teacher: Side, student: Side, input_shape: tuple[int, ...],
