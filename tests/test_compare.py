@@ -8,6 +8,7 @@ from conftest import small_config
 
 from archkd import api
 from archkd.errors import ArchkdError
+from archkd.search.importance import param_importances
 
 
 def test_a_search_compares_its_student_with_the_teacher_and_a_baseline(tmp_path, teacher_ckpt):
@@ -29,6 +30,13 @@ def test_a_search_compares_its_student_with_the_teacher_and_a_baseline(tmp_path,
     report = (cfg.run_dir / "report.html").read_text()
     assert "Teacher, student and baseline" in report and "hand-designed baseline" in report
     assert f"{c['speedup']:.1f}×" in report
+    # the same search rates which parameters mattered (Optuna's fANOVA over the trained students), deterministically
+    imp = r["importances"]
+    assert imp and set(imp) <= set(r["best"]["config"]) and sum(imp.values()) == pytest.approx(1.0)
+    assert list(imp.values()) == sorted(imp.values(), reverse=True)
+    assert param_importances(r["storage"], r["study_name"], cfg.seed) == imp
+    assert saved["search"]["importances"] == pytest.approx(imp)
+    assert "What mattered: parameter importances" in report
 
 
 def test_a_baseline_is_refused_before_any_training_when_it_cannot_be_compared(tmp_path, teacher_ckpt):
@@ -50,18 +58,3 @@ def test_distill_reports_the_student_against_its_teacher(tmp_path, teacher_ckpt)
     assert c["student"]["test_acc"] == r["test_acc"] and c["teacher"]["test_acc"] == r["teacher_test_acc"]
     assert c["speedup"] > 0 and "baseline" not in c
     assert "Teacher, student and baseline" in (cfg.run_dir / "report.html").read_text()
-
-
-def test_a_search_rates_which_parameters_mattered(tmp_path, teacher_ckpt):
-    """Optuna's fANOVA importances over the trained students, in results.json and the report; deterministic."""
-    from archkd.search.importance import param_importances
-
-    cfg = small_config(tmp_path, **{"teacher.path": teacher_ckpt, "search.n_trials": 5})
-    r = api.search(cfg, log=None)
-    imp = r["importances"]
-    assert imp and set(imp) <= set(r["best"]["config"]) and sum(imp.values()) == pytest.approx(1.0)
-    assert list(imp.values()) == sorted(imp.values(), reverse=True)
-    assert param_importances(r["storage"], r["study_name"], cfg.seed) == imp  # same seed, same rating
-    saved = json.loads((cfg.run_dir / "results.json").read_text())["search"]["importances"]
-    assert saved == pytest.approx(imp)
-    assert "What mattered: parameter importances" in (cfg.run_dir / "report.html").read_text()
