@@ -76,7 +76,7 @@ def shared_config(args: argparse.Namespace, runs_dir: Path) -> Config:
 
 
 # arguments that do not change what a row measures: a result file with other values of these still resumes/combines
-NEUTRAL_ARGS = ("seeds", "methods", "fidelities", "hand", "out", "verbose", "combine", "threads")
+NEUTRAL_ARGS = ("seeds", "methods", "fidelities", "hand", "shard", "out", "verbose", "combine", "threads")
 
 
 def row_key(row: dict) -> tuple[str, int]:
@@ -121,8 +121,8 @@ def combine(args: argparse.Namespace, bench: str, finish: Callable[[list[dict], 
 def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argparse.Namespace, Path], Config],
               banner: Callable[[dict], str], jobs: list[tuple[str, Callable[[Setup, str, int], dict]]],
               row_line: Callable[[dict], str], finish: Callable[[list[dict], dict, float], dict]) -> None:
-    """Train or load the teacher once, run every (seed, job) not already in ``--out``, then ``finish(rows, teacher,
-    seconds)`` -> payload additions with a ``table`` to print."""
+    """Train or load the teacher once, run every (seed, job) not already in ``--out`` (a job returning None has
+    nothing to do in this process), then ``finish(rows, teacher, seconds)`` -> payload additions with a ``table``."""
     if getattr(args, "combine", None):
         return combine(args, bench, finish)
     if args.threads > 0:
@@ -151,7 +151,10 @@ def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argpa
             for name, job in jobs:
                 if (name, seed) in done:
                     continue
-                row = {"job": name, **job(setup, name, seed)}
+                result = job(setup, name, seed)
+                if result is None:  # not this process's job (e.g. another shard's)
+                    continue
+                row = {"job": name, **result}
                 payload["rows"].append(row)
                 print(f"{row_line(row)}; total {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
                 write_json(out_path, payload)
