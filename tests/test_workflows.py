@@ -95,3 +95,18 @@ def test_a_typed_result_is_the_dict_it_writes():
     assert json.loads(json.dumps(r))["top_k"] == [{"trial": 0}]
     for twin in (pickle.loads(pickle.dumps(r)), copy.deepcopy(r)):
         assert twin == r and twin.top_k == r.top_k and twin.best_trial == 3
+
+
+def test_recipe_keys_added_later_define_a_study_only_when_set(digits):
+    """A study recorded before mixup/CutMix/EMA existed has no such keys; at their defaults they stay out of the
+    definition, so it continues; set, they define a new study."""
+    from archkd.config import load_config
+    from archkd.search.definition import study_definition
+    from archkd.spaces import create_space
+
+    space = create_space("stages")
+    plain = study_definition(load_config(), space, "t", digits)["train"]
+    assert not {"mixup", "cutmix", "ema"} & set(plain)
+    mixed = study_definition(load_config(overrides=["train.mixup=0.2", "train.ema=0.999"]), space, "t", digits)
+    assert mixed["train"]["mixup"] == 0.2 and mixed["train"]["ema"] == 0.999 and "cutmix" not in mixed["train"]
+    assert "-ra" not in digits.augment.key()  # the augmentation key grows only when the policy is on
