@@ -18,13 +18,13 @@ from archkd.config.load import (PRESET_SOURCES, REGISTRY_CHOICES, all_keys, chec
 from archkd.config.schema import (AugmentConfig, BudgetConfig, Config, DataConfig, DistillConfig, ExportConfig,
                                   ExportFormat, FeatureLossConfig, GenericConfig, MeasureConfig, Normalization,
                                   ObjectiveName, OnnxExporter, PrescreenConfig, ProcessConfig, Pruner, RewardMetric, SearchConfig,
-                                  StudentConfig, TeacherConfig, TrainConfig)
+                                  StudentConfig, TeacherConfig, TRAIN_OUTPUT_ONLY, TrainConfig, recipe_identity)
 from archkd.config.yamlio import YAML_ALIAS_EXPANSION, load_yaml, read_yaml
 
 __all__ = [
     "AugmentConfig", "BudgetConfig", "Config", "DataConfig", "DistillConfig", "ExportConfig", "FeatureLossConfig",
     "GenericConfig", "MeasureConfig", "PrescreenConfig", "ProcessConfig", "SearchConfig", "StudentConfig",
-    "TeacherConfig", "TrainConfig",
+    "TeacherConfig", "TrainConfig", "recipe_identity", "TRAIN_OUTPUT_ONLY",
     "ExportFormat", "Normalization", "ObjectiveName", "OnnxExporter", "Pruner", "RewardMetric",
     "Bounds", "opt", "field_bounds", "field_help", "field_registry", "literal_choices",
     "all_keys", "set_key", "parse_overrides", "load_config", "check_ranges", "check_choices", "register_choices",

@@ -8,6 +8,7 @@ choices are a registry's names (models, spaces, samplers, losses, transforms, pr
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -99,6 +100,20 @@ class TrainConfig:
                                                           "(runs/<name>/tensorboard), mlflow (runs/<name>/mlflow.db); "
                                                           "per-epoch metrics, each trial's parameters as "
                                                           "hyper-parameters (extras: tensorboard, mlflow)")
+
+
+# TrainConfig fields added after runs and studies were first keyed by their recipe, with their defaults: such a field
+# counts in a run's or a study's identity only when set, so a run or study made before it existed continues
+TRAIN_KEYS_ADDED_LATER: dict[str, object] = {"mixup": 0.0, "cutmix": 0.0, "ema": None}
+# TrainConfig fields that change what is logged, not what is trained
+TRAIN_OUTPUT_ONLY = ("tensorboard", "loggers")
+
+
+def recipe_identity(cfg: "TrainConfig") -> dict:
+    """The fields of a training recipe that define what is trained (``TRAIN_OUTPUT_ONLY`` left out, fields added
+    later only when set): what a checkpoint's resumption and a study's definition compare."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in TRAIN_OUTPUT_ONLY
+            and not (f.name in TRAIN_KEYS_ADDED_LATER and getattr(cfg, f.name) == TRAIN_KEYS_ADDED_LATER[f.name])}
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from archkd.config import TrainConfig
+from archkd.config import TRAIN_OUTPUT_ONLY, TrainConfig, recipe_identity
 from archkd.device import broadcast_object
 from archkd.distill.callbacks import Callback, StepContext
 from archkd.distill.checkpoint import load_checkpoint, save_checkpoint
@@ -19,12 +19,12 @@ from archkd.errors import ArchkdError
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_ONLY = ("tensorboard",)  # TrainConfig fields that change what is logged, not what is trained
-
+OUTPUT_ONLY = TRAIN_OUTPUT_ONLY  # (its former name here) TrainConfig fields that change what is logged, not trained
 
 def run_key(spec: dict | None, cfg: TrainConfig, seed: int, meta: dict | None) -> str:
     """What makes two runs the same run: a checkpoint is resumed only under the same key."""
-    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OUTPUT_ONLY}
+    recipe = dataclasses.asdict(cfg)  # as a dict, then the fields that define the run (recipe_identity)
+    recipe = {k: recipe[k] for k in recipe_identity(cfg)}
     blob = json.dumps([spec, recipe, seed, meta], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

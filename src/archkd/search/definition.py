@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from archkd.config import Config, TrainConfig, to_dict
+from archkd.config import Config, TrainConfig, recipe_identity, to_dict
 from archkd.search.storage import recorded_definition
 
 if TYPE_CHECKING:
@@ -19,10 +19,7 @@ if TYPE_CHECKING:
 
 # train keys a search trial takes from ``search.*`` instead (its fidelity), plus what only logs
 FIDELITY_KEYS = ("epochs", "data_fraction", "bn_recalibration")
-_TRAIN_NOT_DEFINING = FIDELITY_KEYS + ("tensorboard", "loggers")
-# recipe keys added after studies were first recorded: part of the definition only when set, so a study made before
-# they existed (its definition lacks them) continues under their defaults
-_TRAIN_WHEN_SET = {"mixup": 0.0, "cutmix": 0.0, "ema": None}
+
 SEARCH_KEYS = ("space", "space_kwargs", "guide", "epochs", "data_fraction", "bn_recalibration", "reward_target",
                "reward_metric", "reward_mode", "reward_alpha", "reward_beta", "process", "pruner", "pruner_options")
 
@@ -39,8 +36,9 @@ def study_definition(cfg: Config, space, teacher_fingerprint: str, data: "DataBu
     The space by its dimensions (recipe ones included), not by how its options were spelled; the data by what it is
     (classes, sizes, shape, augmentation, normalisation), not by where it lies on this machine."""
     sc = cfg.search
-    train = {k: v for k, v in to_dict(cfg.train).items() if k not in _TRAIN_NOT_DEFINING
-             and not (k in _TRAIN_WHEN_SET and v == _TRAIN_WHEN_SET[k])}
+    # the recipe without what only logs (or fields added later at their defaults) and without the trial fidelity
+    defining = recipe_identity(cfg.train)
+    train = {k: v for k, v in to_dict(cfg.train).items() if k in defining and k not in FIDELITY_KEYS}
     d: dict = {"search": {k: getattr(sc, k) for k in SEARCH_KEYS},
                "budget": to_dict(cfg.budget), "train": train, "seed": cfg.seed,
                "teacher": teacher_fingerprint, "data": {**data.describe(), "classes": list(data.classes)},
