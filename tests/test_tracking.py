@@ -11,12 +11,36 @@ from archkd.distill import read_metrics
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, teacher_ckpt):
-    """One 3-trial search logging to both trackers (each test reads back one of them)."""
-    pytest.importorskip("tensorboard")
-    pytest.importorskip("mlflow")
+    """One 3-trial search logging to every tracker (each test reads back one of them)."""
+    for module in ("tensorboard", "mlflow", "wandb"):
+        pytest.importorskip(module)
     cfg = small_config(tmp_path_factory.mktemp("tracked"), **{"teacher.path": teacher_ckpt, "search.n_trials": 3,
-                                                              "train.loggers": ["tensorboard", "mlflow"]})
+                                                              "train.loggers": ["tensorboard", "mlflow", "wandb"]})
     return cfg, api.search(cfg, log=None)
+
+
+def wandb_records(path) -> list:
+    """The records of an offline W&B run file: a 7-byte header, then LevelDB-log blocks of 32 KiB whose records
+    (7-byte header: CRC, length, type full/first/middle/last) carry ``Record`` protobufs."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, block, part, out = path.read_bytes(), 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        body, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0:
+            break
+        part = body if kind in (1, 2) else part + body
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(part)
+            out.append(rec)
+    return out
 
 
 def test_tensorboard_gets_every_trial_with_its_hparams(tracked):
@@ -63,3 +87,27 @@ def test_an_unknown_tracker_is_refused_when_the_config_loads():
 
     with pytest.raises(ArchkdError, match="did you mean 'mlflow'"):
         load_config(overrides=["train.loggers=[mlflw]"])
+
+
+def test_wandb_writes_offline_runs_grouped_by_the_search(tracked):
+    import json
+
+    cfg, r = tracked
+    runs = {}
+    for f in (cfg.run_dir / "wandb").glob("offline-run-*/run-*.wandb"):
+        recs = wandb_records(f)
+        head = next(x.run for x in recs if x.WhichOneof("record_type") == "run")
+        name = lambda i: i.key or "/".join(i.nested_key)  # noqa: E731 - W&B keeps "a/b" whole or split
+        history = [{name(i): json.loads(i.value_json) for i in x.history.item} for x in recs
+                   if x.WhichOneof("record_type") == "history"]
+        config = {name(u): json.loads(u.value_json) for x in recs if x.WhichOneof("record_type") == "config"
+                  for u in x.config.update}
+        summary = {name(u): json.loads(u.value_json) for x in recs if x.WhichOneof("record_type") == "summary"
+                   for u in x.summary.update}
+        runs[head.display_name] = (head, history, config, summary)
+    for t in (t for t in r["trials"] if t["state"] == "COMPLETE"):
+        head, history, config, summary = runs[f"trial {t['number']}"]
+        assert head.run_group == cfg.name
+        assert [h["_step"] for h in history if "val/acc" in h] == list(range(1, cfg.search.epochs + 1))
+        assert summary["final/val_acc"] == pytest.approx(t["val_acc"])
+        assert {k: v for k, v in t["config"].items()}.items() <= config.items()

@@ -97,9 +97,10 @@ class TrainConfig:
                                                    "checkpoint and the export use (e.g. 0.999; null: off)")
     tensorboard: bool = opt(False, help="shorthand for tensorboard in train.loggers")
     loggers: list[str] = opt([], registry="tracker", help="experiment trackers for every training run: tensorboard "
-                                                          "(runs/<name>/tensorboard), mlflow (runs/<name>/mlflow.db); "
-                                                          "per-epoch metrics, each trial's parameters as "
-                                                          "hyper-parameters (extras: tensorboard, mlflow)")
+                                                          "(runs/<name>/tensorboard), mlflow (runs/<name>/mlflow.db), "
+                                                          "wandb (offline: runs/<name>/wandb); per-epoch metrics, each "
+                                                          "trial's parameters as hyper-parameters (extras of the same "
+                                                          "names)")
 
 
 # TrainConfig fields added after runs and studies were first keyed by their recipe, with their defaults: such a field

@@ -9,7 +9,8 @@ Contract:
 - ``TRACKERS`` is a registry of factories ``fn(tracking, run) -> Tracker``; ``train.loggers`` (config) names them,
   checked when the config loads. Built in: ``tensorboard`` (event files under ``runs/<name>/tensorboard/<run>``, the
   HParams plugin's records) and ``mlflow`` (a local SQLite store, ``runs/<name>/mlflow.db``: one MLflow run per
-  training run, nested under one parent run per archkd run). Each backend is an optional extra, imported on use.
+  training run, nested under one parent run per archkd run) and ``wandb`` (Weights & Biases, offline by default:
+  ``runs/<name>/wandb/``, runs grouped by the archkd run). Each backend is an optional extra, imported on use.
 - ``Tracking(root, group, names)`` is what a verb hands down: where its run directory is, the archkd run's name and
   the trackers to open; ``open_trackers(tracking, run)`` opens one of each for one training run.
 
@@ -87,3 +88,4 @@ def flat(params: dict[str, Any]) -> dict[str, Any]:
 
 from archkd.tracking import mlflow_tracker as _mlflow  # noqa: E402,F401  (registers "mlflow")
 from archkd.tracking import tensorboard as _tensorboard  # noqa: E402,F401  (registers "tensorboard")
+from archkd.tracking import wandb_tracker as _wandb  # noqa: E402,F401  (registers "wandb")
