@@ -28,6 +28,17 @@ def _resolve(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> C
     return cfg
 
 
+def _versus(c: dict) -> str:
+    """The comparison in one cell: speed-up and accuracy gap against the teacher, gain over the baseline."""
+    cell = f"{c['speedup']:.1f}× faster ({c['runtime']})" if c.get("speedup") else "latency not compared"
+    if c.get("gap") is not None:
+        cell += f" · {100 * c['gap']:.2f} pts below the teacher" if c["gap"] >= 0 else \
+            f" · {-100 * c['gap']:.2f} pts above the teacher"
+    if c.get("search_gain") is not None:
+        cell += f" · {100 * c['search_gain']:+.2f} pts vs {c['baseline']['name']}"
+    return cell
+
+
 def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -133,7 +144,8 @@ def run(argv: list[str] | None = None) -> int:
                                 ("checkpoint", str(b.get("checkpoint") or "-")), ("study", r.storage),
                                 ("pareto", ", ".join(f"#{n}" for n in r.pareto["trials"]) + f" ({r.pareto['cost']})")]
                      + [(f"top-{len(r.top_k)} #{t['trial']}", f"test {_pct(t['test_acc'])} · reward "
-                         f"{t['final_reward']:.4f}") for t in r.top_k or []])
+                         f"{t['final_reward']:.4f}") for t in r.top_k or []]
+                     + ([("vs teacher", _versus(r.comparison))] if r.comparison else []))
     elif args.verb == "family":
         if args.family_verb != "sample":
             raise ArchkdError("archkd family: no action given", "use 'archkd family sample RUN_DIR --n 5'")
