@@ -254,6 +254,10 @@ CASES: list[Case] = [
     ("unknown latency source", lambda c: ["search", T, c.teacher, "budget.latency_source=guessed"],
      "'budget.latency_source' is 'guessed'"),
     ("latency predictor from too few samples", lambda c: ["predictor", "--samples", "3"], "at least 5 sampled"),
+    ("baseline over the budget", lambda c: ["search", T, c.teacher, "--top-k", "1", "--max-params", "30k",
+                                            "--baseline", "resnet20"], "search.baseline=resnet20 is over the budget"),
+    ("baseline without finalists", lambda c: ["search", T, c.teacher, "--baseline", "resnet8"], "search.top_k is 0"),
+    ("unknown tracker", lambda c: ["distill", T, c.teacher, "train.loggers=[tensorbord]"], "did you mean 'tensorboard'"),
 ]
 
 
