@@ -2,6 +2,8 @@
 configuration as hyper-parameters; what was written is read back with each tracker's own reader."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import small_config
 
@@ -59,6 +61,8 @@ def test_tensorboard_gets_every_trial_with_its_hparams(tracked):
         info = plugin_data_pb2.HParamsPluginData.FromString(records["_hparams_/session_start_info"]).session_start_info
         assert {k for k in t["config"]} <= set(info.hparams) and info.hparams["trial"].number_value == t["number"]
         assert acc.Scalars("hparam/val_acc")[-1].value == pytest.approx(t["val_acc"])
+        config = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert f"name: {cfg.name}" in config  # the resolved config as a text artifact
 
 
 def test_mlflow_nests_every_trial_under_the_search(tracked):
@@ -72,6 +76,8 @@ def test_mlflow_nests_every_trial_under_the_search(tracked):
     children = {x.info.run_name: x for x in runs if "mlflow.parentRunId" in x.data.tags}
     assert len(parent) == 1 and all(x.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
                                     for x in children.values())
+    config = Path(client.download_artifacts(parent[0].info.run_id, "config.yaml", str(cfg.run_dir))).read_text()
+    assert f"name: {cfg.name}" in config and str(cfg.run_dir.resolve()) in exp.artifact_location
     for t in (t for t in r["trials"] if t["state"] == "COMPLETE"):
         run = children[f"trial {t['number']}"]
         history = client.get_metric_history(run.info.run_id, "val/acc")
@@ -111,3 +117,4 @@ def test_wandb_writes_offline_runs_grouped_by_the_search(tracked):
         assert [h["_step"] for h in history if "val/acc" in h] == list(range(1, cfg.search.epochs + 1))
         assert summary["final/val_acc"] == pytest.approx(t["val_acc"])
         assert {k: v for k, v in t["config"].items()}.items() <= config.items()
+        assert f"name: {cfg.name}" in config["archkd_config"]

@@ -45,10 +45,12 @@ class Tracker:
 
 @dataclass(frozen=True)
 class Tracking:
-    """The trackers a verb opens for its training runs: run directory, archkd run name, tracker names."""
+    """The trackers a verb opens for its training runs: run directory, archkd run name, tracker names, and the run's
+    resolved config (YAML text), which each tracker keeps as an artifact beside the runs."""
     root: Path
     group: str
     names: tuple[str, ...]
+    config_yaml: str = ""
 
 
 TRACKERS: Registry[Callable[[Tracking, str], Tracker]] = Registry("tracker")

@@ -1,7 +1,8 @@
 """The ``mlflow`` tracker: a local MLflow store in the run directory, no server — ``runs/<name>/mlflow.db`` (SQLite:
 MLflow's file store is in maintenance mode and refuses new runs), experiment = the archkd run's name, one MLflow run
 per training run (each search trial, the final student, the teacher) nested under one parent run per archkd run, with
-per-epoch metrics under hierarchical names and a finished trial's parameters. Open it with
+per-epoch metrics under hierarchical names and a finished trial's parameters; the resolved config is an artifact of
+the parent run (``runs/<name>/mlartifacts``). Open it with
 ``mlflow ui --backend-store-uri sqlite:///runs/<name>/mlflow.db``. Extra: ``mlflow`` (``mlflow-skinny`` suffices).
 
 Why the parent's id is kept in a file: the workers of one search are separate processes; the first to open the store
@@ -32,6 +33,8 @@ def _parent(client: Any, experiment: str, tracking: Tracking) -> str:
             time.sleep(0.05)
             continue
         run = client.create_run(experiment, run_name=tracking.group, tags={"archkd.run": tracking.group})
+        if tracking.config_yaml:
+            client.log_text(run.info.run_id, tracking.config_yaml, "config.yaml")
         os.write(fd, run.info.run_id.encode())
         os.close(fd)
         return run.info.run_id
@@ -49,7 +52,9 @@ class MLflowTracker(Tracker):
         tracking.root.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=f"sqlite:///{(tracking.root / DB).resolve()}")
         exp = self.client.get_experiment_by_name(tracking.group)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(tracking.group)
+        # artifacts (the config) inside the run directory, not in MLflow's default ./mlruns of the working directory
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(
+            tracking.group, artifact_location=(tracking.root / "mlartifacts").resolve().as_uri())
         parent = _parent(self.client, exp_id, tracking)
         self.run_id = self.client.create_run(exp_id, run_name=run, tags={"mlflow.parentRunId": parent,
                                                                           "archkd.run": tracking.group}).info.run_id

@@ -17,6 +17,8 @@ class TensorBoardTracker(Tracker):
             raise ArchkdError("train.loggers=[tensorboard] needs the tensorboard package",
                               "pip install 'archkd[tensorboard]' or drop tensorboard from train.loggers") from None
         self.writer = SummaryWriter(str(tracking.root / "tensorboard" / safe_name(run)))
+        if tracking.config_yaml:  # the resolved config, in TensorBoard's text tab (markdown: a code block)
+            self.writer.add_text("config", "```yaml\n" + tracking.config_yaml + "\n```", 0)
 
     def epoch(self, row: dict) -> None:
         for k, v in row.items():

@@ -25,6 +25,8 @@ class WandbTracker(Tracker):
         self.run = wandb.init(mode=os.environ.get("WANDB_MODE", "offline"), dir=str(tracking.root),
                               project=os.environ.get("WANDB_PROJECT", "archkd"), name=run, group=tracking.group,
                               job_type="train", reinit="create_new", settings=settings)
+        if tracking.config_yaml:  # the resolved config beside the run's own parameters
+            self.run.config.update({"archkd_config": tracking.config_yaml})
 
     def epoch(self, row: dict) -> None:
         scalars = {t: float(v) for k, v in row.items()

@@ -121,7 +121,11 @@ def metrics_sink(cfg: Config, run: str) -> Callable[[int, dict], None]:
 def tracking(cfg: Config) -> Tracking | None:
     """The trackers of ``train.loggers`` (``train.tensorboard`` adds tensorboard) for this run; rank 0 only."""
     names = tuple(dict.fromkeys([*cfg.train.loggers, *(["tensorboard"] if cfg.train.tensorboard else [])]))
-    return Tracking(cfg.run_dir, cfg.name, names) if names and is_rank0() else None
+    if not names or not is_rank0():
+        return None
+    import yaml
+
+    return Tracking(cfg.run_dir, cfg.name, names, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def write_run(cfg: Config, run: Path, command: str, data: DataBundle, parts: dict) -> dict:
