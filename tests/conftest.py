@@ -28,6 +28,26 @@ def small_config(tmp_path, **over) -> Config:
     return cfg
 
 
+def cifar_python_folder(root, classes: list[str] | None = None):
+    """A small folder in CIFAR-10's python format (32×32 RGB, 100 training and 10 test images of 10 classes), made
+    here: tests never download."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}, f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 255, (10, 3072), dtype=np.uint8), "labels": list(range(10))}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": classes or [f"c{i}" for i in range(10)]}, f)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def digits():
     from archkd.data import load_data

@@ -110,18 +110,9 @@ def test_bad_sources(tmp_path):
 
 
 def test_cifar_python_folder(tmp_path):
-    import pickle
+    from conftest import cifar_python_folder
 
-    root = tmp_path / "cifar-10-batches-py"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(1, 6):
-        with open(root / f"data_batch_{i}", "wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}, f)
-    with open(root / "test_batch", "wb") as f:
-        pickle.dump({"data": rng.integers(0, 255, (10, 3072), dtype=np.uint8), "labels": list(range(10))}, f)
-    with open(root / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    root = cifar_python_folder(tmp_path)
     d = load_data(str(root))
     assert d.input_shape == (3, 32, 32) and d.classes[0] == "c0"
     assert len(d.train) + len(d.val) == 100 and len(d.test) == 10

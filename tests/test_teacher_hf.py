@@ -2,7 +2,6 @@
 temporary folder, loaded with its normalisation and class names from the saved config, distilled from."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -52,35 +51,18 @@ def test_distill_from_an_hf_teacher_on_digits(tmp_path):
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _cifar_folder(tmp_path):
-    """A small folder in CIFAR-10's python format (32×32 RGB, its class names), made here: tests never download."""
-    import pickle
-
-    root = tmp_path / "cifar-10-batches-py"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(1, 6):
-        with open(root / f"data_batch_{i}", "wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}, f)
-    with open(root / "test_batch", "wb") as f:
-        pickle.dump({"data": rng.integers(0, 255, (10, 3072), dtype=np.uint8), "labels": list(range(10))}, f)
-    with open(root / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CIFAR10}, f)
-    return root
-
-
 def test_distill_from_an_hf_teacher_on_cifar10_that_resizes_as_its_processor_does(tmp_path):
     """A ViT saved at 64 px (its processor resizes to 64) as the teacher of a CIFAR-10-format folder (32 px): the
     teacher sees its inputs at 64 px, its normalisation and class names come from the saved config, and a student
     distils from it."""
-    from conftest import small_config
+    from conftest import cifar_python_folder, small_config
 
     from archkd import api
 
     ref = _save(tmp_path / "vit64", 3, 64, CIFAR10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], processor_size=64)
     t = load_teacher(ref)
     assert t.info["resizes_to"] == [64, 64] and t.module(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    cfg = small_config(tmp_path, **{"teacher.path": ref, "data.source": str(_cifar_folder(tmp_path)),
+    cfg = small_config(tmp_path, **{"teacher.path": ref, "data.source": str(cifar_python_folder(tmp_path, CIFAR10)),
                                     "student.arch": "resnet8", "train.epochs": 1, "train.batch_size": 16})
     teacher, data = api.prepare(cfg, log=None)
     assert data.input_shape == (3, 32, 32) and teacher.classes == data.classes == CIFAR10
