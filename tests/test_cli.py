@@ -58,6 +58,9 @@ def test_demo_end_to_end(tmp_path):
     assert res["final"]["test_acc"] is not None and max(res["export"]["max_abs_diff"].values()) <= 1e-4
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script src" not in html
+    c = res["comparison"]  # the exported student beside its teacher: speed-up and accuracy gap, in the report too
+    assert c["student"]["test_acc"] == res["final"]["test_acc"] and c["speedup"] > 0
+    assert "Teacher, student and baseline" in html
     for f in ("config.yaml", "study.db", "export/student.onnx", "export/student.torchscript.pt", "export/student.json"):
         assert (run / f).exists(), f
     import onnxruntime as ort

@@ -10,6 +10,7 @@ from archkd.device import seed_everything
 from archkd.search import Budget
 from archkd.search.finalise import trial_config
 from archkd.teacher import load_teacher
+from archkd.workflows.compare import checkpoint_side, compare, teacher_side
 from archkd.workflows.distill import distill
 from archkd.workflows.export import export
 from archkd.workflows.inputs import prepare
@@ -53,6 +54,8 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     timings["final_s"] = final.seconds
     if t_info.get("test_acc") is None:  # a given teacher: its accuracy as measured on this data, both splits
         t_info = {**t_info, "val_acc": final.teacher_val_acc, "test_acc": final.teacher_test_acc}
+    versus = compare(cfg, teacher_side(teacher, data, cfg, t_info.get("test_acc")),
+                     checkpoint_side(final.checkpoint, final.test_acc), data.input_shape, log=log)
     log("[4/5] export")
     exp = export(cfg, checkpoint=final.checkpoint, data=data, log=log)
     timings["total_s"] = time.perf_counter() - t0
@@ -60,6 +63,6 @@ def demo(cfg: Config, log: Log | None = print) -> dict:
     results = write_run(cfg, run, "archkd demo", data, {
         "teacher": {k: t_info.get(k) for k in TEACHER_KEYS}, "budget": to_dict(cfg.budget),
         "search": {k: s[k] for k in SEARCH_KEYS}, "trials": s.trials, "final": final.to_dict(), "export": exp,
-        "timings": timings})
+        "comparison": versus.to_dict(), "timings": timings})
     log(f"wrote {run / RESULTS_FILE} and {run / REPORT_FILE}")
     return results
