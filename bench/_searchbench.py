@@ -111,7 +111,9 @@ def combine(args: argparse.Namespace, bench: str, finish: Callable[[list[dict], 
     seconds = sum(d.get("total_seconds") or 0.0 for d in docs)
     payload = {**docs[0], "pooled_by": "python " + shlex.join(sys.argv), "pooled_commands": [d["command"] for d in docs],
                "rows": sorted(rows.values(), key=lambda r: (r["seed"], row_key(r)[0])),
-               "complete": all(d.get("complete") for d in docs), "total_seconds": seconds}
+               "total_seconds": seconds,
+               # complete when every job ran for every seed pooled (a process stopped after its seeds counts)
+               "complete": len(rows) == len({k[0] for k in rows}) * len({k[1] for k in rows})}
     payload["args"] = {**docs[0]["args"], "seeds": sorted({r["seed"] for r in rows.values()})}
     payload.update(finish(payload["rows"], payload["teacher"], seconds))
     out = Path(args.out)
