@@ -258,6 +258,11 @@ CASES: list[Case] = [
                                             "--baseline", "resnet20"], "search.baseline=resnet20 is over the budget"),
     ("baseline without finalists", lambda c: ["search", T, c.teacher, "--baseline", "resnet8"], "search.top_k is 0"),
     ("unknown tracker", lambda c: ["distill", T, c.teacher, "train.loggers=[tensorbord]"], "did you mean 'tensorboard'"),
+    ("blockwise fidelity over a space without stages", lambda c: ["search", T, c.teacher, "--fidelity", "blockwise",
+                                                                   "--space", "nago"], "needs a stage-wise student"),
+    ("blockwise fidelity of a CE-guided search", lambda c: ["search", T, c.teacher, "--fidelity", "blockwise",
+                                                           "--guide", "ce"], "cannot be combined with search.guide=ce"),
+    ("unknown trial fidelity", lambda c: ["search", T, c.teacher, "--fidelity", "blockwize"], "'search.fidelity'"),
 ]
 
 

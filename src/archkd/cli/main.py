@@ -139,7 +139,8 @@ def run(argv: list[str] | None = None) -> int:
             return 0
         b = r.best
         _print_table("search", [("best trial", f"#{b['number']}"), ("reward", f"{b['reward']:.4f}"),
-                                ("val acc", _pct(b["val_acc"])),
+                                ("blockwise score", f"{b['val_acc']:.4f}") if b.get("blockwise")
+                                else ("val acc", _pct(b["val_acc"])),
                                 ("params", f"{b['params']:,}"), ("config", json.dumps(b["config"])),
                                 ("checkpoint", str(b.get("checkpoint") or "-")), ("study", r.storage),
                                 ("pareto", ", ".join(f"#{n}" for n in r.pareto["trials"]) + f" ({r.pareto['cost']})")]

@@ -12,7 +12,7 @@ FLAG_KEYS = {
     "teacher": "teacher.path", "teacher_weights": "teacher.weights", "arch": "teacher.arch",
     "student": "student.arch", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "method": "search.method", "space": "search.space", "n_trials": "search.n_trials",
-    "trial_epochs": "search.epochs", "storage": "search.storage", "study": "search.study_name", "max_params": "budget.max_params",
+    "trial_epochs": "search.epochs", "fidelity": "search.fidelity", "storage": "search.storage", "study": "search.study_name", "max_params": "budget.max_params",
     "max_flops": "budget.max_flops", "max_latency": "budget.max_latency_ms", "runtime": "budget.latency_runtime",
     "latency_target": "search.reward_target", "guide": "search.guide", "top_k": "search.top_k",
     "baseline": "search.baseline",
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="students trained within budget, whoever trains them (search.n_trials; default 8)")
     p.add_argument("--trial-epochs", dest="trial_epochs", type=int,
                    help="epochs each trial trains its student (search.epochs; the full recipe is --epochs)")
+    p.add_argument("--fidelity", help="trained (default: each trial KD-trains its student) or blockwise (each stage "
+                   "trained alone against the teacher's stage, memoised across candidates; search.fidelity)")
     p.add_argument("--storage", help="Optuna storage shared by the workers: sqlite:///f.db (default: in the run "
                    "directory), journal:f.log (processes on one machine), postgresql://user@host/db (many machines)")
     p.add_argument("--study", help="study name in the storage (default: the run name); workers with the same join it")

@@ -352,6 +352,12 @@ class SearchConfig:
                                                              "model (e.g. resnet8) with the full recipe, so the "
                                                              "report says what the search gained over it (it must "
                                                              "fit the budget)")
+    fidelity: Literal["trained", "blockwise"] = opt(
+        "trained", help="how a trial scores its student: trained (KD-trains the whole student for search.epochs on "
+                        "search.data_fraction) or blockwise (trains each stage alone to reproduce the teacher's stage, "
+                        "for the same epochs and data, memoised across candidates; score exp(-mean block NSR); "
+                        "stage-wise spaces such as stages)")
+    blockwise_lr: float = opt(5e-3, gt=0, help="with fidelity=blockwise: Adam learning rate of each block")
     process: bool = opt(False, help="score each candidate by a short DistPro process search in its trial (joint "
                                     "student + process)")
     bn_recalibration: int = opt(2048, ge=0, help="training images that re-estimate a trial's BatchNorm statistics "

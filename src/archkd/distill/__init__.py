@@ -23,9 +23,14 @@ Contract:
 - ``TeacherCache``: exact per-(sample, epoch, seed, precision) teacher logits shared across trials and runs;
   ``cache_precision(amp)`` names the precision ``fit`` will check it against.
 - ``save_checkpoint`` / ``load_checkpoint`` / ``model_from_checkpoint``: self-describing, resumable checkpoints.
+- ``BlockwiseScorer(teacher, fingerprint, data, root, BlockRecipe(...)).score(model) -> BlockwiseScore``: blockwise
+  distillation (DNA/DONNA): each stage of a stage-wise student (``model.blocks()``) trained alone to reproduce the
+  teacher's stage from the teacher's input of it, memoised on disk; the score ``exp(−mean NSR)`` rates the student
+  without training it whole (``search.fidelity=blockwise``).
 - ``MetricsLog(path, run).write(row)`` / ``read_metrics(path)``: the run directory's ``metrics.csv``, one row per
   epoch per training run (losses, accuracy, lr, images/s, seconds).
 """
+from archkd.distill.blockwise import BlockRecipe, BlockwiseScore, BlockwiseScorer
 from archkd.distill.cache import TeacherCache, cache_precision
 from archkd.distill.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from archkd.distill.metrics import MetricsLog, read_metrics
@@ -39,7 +44,7 @@ from archkd.distill.loop import FitResult, fit
 from archkd.distill.optim import build_optimizer, epoch_steps, lr_factor
 from archkd.distill.resume import Checkpointing
 
-__all__ = ["MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
+__all__ = ["BlockRecipe", "BlockwiseScore", "BlockwiseScorer", "MetricsLog", "read_metrics", "TeacherCache", "cache_precision", "load_checkpoint", "model_from_checkpoint", "save_checkpoint", "LOSSES",
            "FeatureLoss", "LogitLoss", "create_loss", "register_loss", "DistillObjective", "Taps",
            "objective_from_config", "Batch", "Callback", "Checkpointing", "FitResult", "Metrics", "StepContext", "StopTraining", "TrainHook", "build_optimizer", "epoch_steps",
            "evaluate", "fit", "lr_factor", "recalibrate_bn", "teacher_accuracy", "SHORT_RUN_STEPS"]

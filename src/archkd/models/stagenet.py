@@ -97,6 +97,21 @@ class StageNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
 
+    def blocks(self) -> list[tuple[dict, nn.Module]]:
+        """The network before its head as consecutive blocks, one per stage (the stem goes with the first), each with
+        what defines it: its stage configuration and its input channels.
+
+        Why: blockwise distillation (``archkd.distill.blockwise``) trains and memoises a stage on its own, keyed by
+        this definition, so every candidate containing the same stage after the same width shares one training."""
+        out: list[tuple[dict, nn.Module]] = []
+        in_ch = self.stem[0].in_channels
+        for i, (cfg, stage) in enumerate(zip(self.stage_config, self.stages)):
+            module = nn.Sequential(self.stem, stage) if i == 0 else stage
+            key = {**cfg, "in_channels": in_ch} | ({"stem": self.stem_channels} if i == 0 else {})
+            out.append((key, module))
+            in_ch = cfg["width"]
+        return out
+
 
 @register_model("stagenet")
 def stagenet(

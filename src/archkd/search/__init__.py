@@ -12,7 +12,8 @@ Contract:
   they never train.
 - ``Reward``: ``ACC × (LAT/T)^w`` (AKD/MnasNet), the trial value when a target is set.
 - ``Budget``: parameter / FLOP / latency / memory limits checked before training, as constraint values.
-- ``KDTrialObjective``: the only place where search meets training.
+- ``KDTrialObjective``: the only place where search meets training; ``BlockwiseTrialObjective``
+  (``search.fidelity=blockwise``) scores a candidate by blockwise distillation instead (``archkd.distill.blockwise``).
 - ``TuRBOSampler`` (``--method trade``): TuRBO-1 trust-region BO on BoTorch, state replayed from the study.
 - ``fit_latency_predictor(space, ...)`` / ``search_predictor(budget, space, ...)``: a per-block latency predictor
   fitted on a space's networks, or the one a ``budget.latency_source=predicted`` search uses (cached per machine).
@@ -22,7 +23,7 @@ Contract:
 from archkd.search.budget import Budget
 from archkd.search.latency import (Sample, fit_latency_predictor, latency_quantile, predictor_file, sample_latencies,
                                   search_predictor)
-from archkd.search.objective import KDTrialObjective, apply_recipe
+from archkd.search.objective import BlockwiseTrialObjective, KDTrialObjective, apply_recipe
 from archkd.search.prescreen import Screened, prescreen
 from archkd.search.reward import Reward
 from archkd.search.samplers import SAMPLERS, HashRandomSampler, create_sampler, register_sampler, sample_index
@@ -31,7 +32,7 @@ from archkd.search.study import (Candidate, SearchResult, TrialOutcome, check_fe
                                  record_constraints, run_search)
 from archkd.search.trust_region import TuRBOSampler  # registers the "trade" sampler
 
-__all__ = ["Budget", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
+__all__ = ["Budget", "BlockwiseTrialObjective", "KDTrialObjective", "apply_recipe", "SAMPLERS", "HashRandomSampler", "create_sampler",
            "register_sampler", "sample_index", "Candidate", "SearchResult", "TrialOutcome", "check_definition",
            "check_feasible", "open_storage", "open_study", "pareto_front", "record_constraints", "run_search", "Reward",
            "TuRBOSampler", "Screened", "prescreen", "fit_latency_predictor", "predictor_file",

@@ -51,6 +51,8 @@ def study_definition(cfg: Config, space, teacher_fingerprint: str, data: "DataBu
         d["process"] = to_dict(cfg.process)
     if sc.objectives:  # only then: a scalar study made before multi-objective searches keeps its definition
         d["search"]["objectives"] = list(sc.objectives)
+    if sc.fidelity != "trained":  # only then: a study made before blockwise scoring existed keeps its definition
+        d["search"].update(fidelity=sc.fidelity, blockwise_lr=sc.blockwise_lr)
     if sc.prescreen.proxy:  # only then: a study made before pre-screening existed keeps its definition
         d["prescreen"] = to_dict(sc.prescreen)
     return d

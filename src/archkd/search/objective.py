@@ -23,7 +23,7 @@ from typing import Any, Callable
 from archkd.config import DistillConfig, ProcessConfig, TrainConfig
 from archkd.data import DataBundle
 from archkd.device import seed_everything
-from archkd.distill import MetricsLog, TeacherCache, fit, objective_from_config
+from archkd.distill import BlockwiseScorer, MetricsLog, TeacherCache, fit, objective_from_config
 from archkd.models import build_from_spec
 from archkd.progress import Progress
 from archkd.search.study import Candidate, Report, TrialOutcome
@@ -113,6 +113,23 @@ class KDTrialObjective:
             extra["process"] = str(save_process(out / "process.pt", res, objective,  # absolute: the study outlives cwd
                                                 {"student_spec": spec, "teacher": self.teacher.fingerprint}).resolve())
         return TrialOutcome(res.val_acc, extra)
+
+
+class BlockwiseTrialObjective:
+    """Score a candidate blockwise (``search.fidelity=blockwise``, ``archkd.distill.blockwise``): each stage trained
+    alone to reproduce the teacher's stage, memoised across candidates; the trial value is ``exp(−mean block NSR)``
+    instead of a validation accuracy, and no trial trains the whole student (the top-k finalists still do)."""
+
+    def __init__(self, scorer: BlockwiseScorer) -> None:
+        self.scorer = scorer
+
+    def __call__(self, candidate: Candidate, report: Report) -> TrialOutcome:
+        members = candidate.members or (candidate.spec,)
+        outcomes = []
+        for spec in members:
+            s = self.scorer.score(build_from_spec(spec))
+            outcomes.append(TrialOutcome(s.score, {"blockwise": s.to_dict()}))
+        return outcomes[0] if len(outcomes) == 1 else family_outcome(members, outcomes)
 
 
 def family_outcome(members: tuple, outcomes: list[TrialOutcome]) -> TrialOutcome:

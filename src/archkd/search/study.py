@@ -102,7 +102,7 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "checkpoint": ua.get("checkpoint"), "process": ua.get("process"), "recipe": ua.get("recipe") or {},
             "duplicate_of": ua.get("duplicate_of"), "family_accs": ua.get("family_accs"),
             "steps": None if t.last_step is None else t.last_step + 1,
-            "family_std": ua.get("family_std"), "student_spec": ua.get("family_best_spec") or ua.get("spec"),
+            "family_std": ua.get("family_std"), "blockwise": ua.get("blockwise"), "student_spec": ua.get("family_best_spec") or ua.get("spec"),
             "worker": (ua.get(LEASE) or {}).get("worker"), "retry_of": t.system_attrs.get("failed_trial"),
             "proposer": proposer(t)}
 

@@ -6,14 +6,17 @@ import time
 import warnings
 from copy import deepcopy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from archkd.config import Config, TrainConfig, to_dict
 from archkd.data import DataBundle
-from archkd.device import is_rank0, world
+from archkd.device import is_rank0, resolve_device, world
+from archkd.distill import BlockRecipe, BlockwiseScorer
 from archkd.errors import ArchkdError, ArchkdWarning
+from archkd.models import build_from_spec
 from archkd.progress import Progress
-from archkd.search import (Budget, KDTrialObjective, Reward, SearchResult, create_sampler, pareto_front,
+from archkd.search import (BlockwiseTrialObjective, Budget, KDTrialObjective, Reward, SearchResult, create_sampler, pareto_front,
                            predictor_file, run_search)
 from archkd.search.definition import search_fidelity, study_definition
 from archkd.search.finalise import check_fidelity, finalize_trials, top_trials
@@ -117,17 +120,16 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     cfg, sc, fidelity = plan.cfg, plan.cfg.search, plan.fidelity
     baseline = baseline_model(cfg, data, plan.budget)  # refused here, before any training, when it cannot compare
     log(f"searching space '{plan.space.name}' with {sc.method} ({sc.guide}-guided): {sc.n_trials} trials at "
-        f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data; objective {plan.reward.describe()}; "
+        f"{fidelity.epochs} epochs × {fidelity.data_fraction:g} data"
+        + (" per block (blockwise KD: trial score exp(-mean block NSR))" if sc.fidelity == "blockwise" else "")
+        + f"; objective {plan.reward.describe()}; "
         f"budget {plan.budget.describe()}; study {plan.storage}")
     if sc.process:
         require_features(teacher, "joint student + process searches (search.process)",
                          otherwise="search students alone (search.process=false)")
-    screened = prescreen_candidates(cfg, plan.space, teacher, data, plan.budget, log) if sc.prescreen.proxy else []
     progress = Progress(log)
-    objective = KDTrialObjective(data, fidelity, teacher=teacher, distill=cfg.distill if sc.guide == "kd" else None,
-                                 cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
-                                 trials_dir=run / "trials", process=cfg.process if sc.process else None,
-                                 metrics=run / "metrics.csv", tracking=tracking(cfg), progress=progress)
+    objective = trial_objective(cfg, plan.space, teacher, data, run, progress, log)
+    screened = prescreen_candidates(cfg, plan.space, teacher, data, plan.budget, log) if sc.prescreen.proxy else []
     rank, n_proc = world()
     if n_proc > 1 and rank != 0:  # under torchrun: train what rank 0 asks the study for, shard by shard
         follow(objective, teacher, data)
@@ -169,6 +171,32 @@ def search(cfg: Config, log: Log | None = print, teacher: Teacher | None = None,
     return out
 
 
+def trial_objective(cfg: Config, space: SearchSpace, teacher: Teacher, data: DataBundle, run: Path,
+                    progress: Progress, log: Log) -> KDTrialObjective | BlockwiseTrialObjective:
+    """What scores a trial (``search.fidelity``): a KD training of the whole student, or blockwise distillation
+    (refused here, before any training, for a space or teacher it cannot score)."""
+    sc = cfg.search
+    if sc.fidelity == "trained":
+        return KDTrialObjective(data, search_fidelity(cfg), teacher=teacher,
+                                distill=cfg.distill if sc.guide == "kd" else None,
+                                cache=make_cache(cfg, teacher, data), seed=cfg.seed, device=cfg.device,
+                                trials_dir=run / "trials", process=cfg.process if sc.process else None,
+                                metrics=run / "metrics.csv", tracking=tracking(cfg), progress=progress)
+    clash = ("search.guide=ce (it trains without the teacher)" if sc.guide == "ce" else
+             "search.process=true (it trains whole students)" if sc.process else
+             "torchrun (its blocks are small: run workers as separate processes on one search.storage)"
+             if world()[1] > 1 else None)
+    if clash:
+        raise ArchkdError(f"search.fidelity=blockwise scores students from the teacher's stages and cannot be "
+                          f"combined with {clash}", "use search.fidelity=trained for that search")
+    recipe = BlockRecipe(epochs=sc.epochs, data_fraction=sc.data_fraction, lr=sc.blockwise_lr,
+                         batch_size=cfg.train.batch_size, seed=cfg.seed)
+    scorer = BlockwiseScorer(teacher.module, teacher.fingerprint, data, cache_root(cfg), recipe,
+                             resolve_device(cfg.device), log)
+    scorer.check(build_from_spec(space.spec(space.smallest(), data.input_shape, data.num_classes)))
+    return BlockwiseTrialObjective(scorer)
+
+
 def summarise(plan: SearchPlan, res: SearchResult, data: DataBundle, log: Log) -> SearchRun:
     """The search's result: its best trial, its Pareto set (re-measured after a search on predicted latency, whose
     newly timed blocks the machine's predictor keeps) and every trial."""
@@ -187,7 +215,8 @@ def summarise(plan: SearchPlan, res: SearchResult, data: DataBundle, log: Log) -
             budget.predictor.save(predictor_file(cfg.budget, plan.space.name, data.input_shape, cache_root(cfg)))
     return SearchRun(space=plan.space.name, scaled_to_params=plan.size, sampler=sc.method,
                      sampler_info=getattr(plan.sampler, "info", dict)(), guide=sc.guide, n_trials=sc.n_trials,
-                     fidelity={"epochs": plan.fidelity.epochs, "data_fraction": plan.fidelity.data_fraction},
+                     fidelity={"epochs": plan.fidelity.epochs, "data_fraction": plan.fidelity.data_fraction,
+                               "scored": sc.fidelity},
                      storage=plan.storage, study_name=plan.study_name, reward=plan.reward.describe(),
                      best_trial=b["number"], best=b,
                      importances=param_importances(plan.storage, plan.study_name, cfg.seed),
