@@ -77,7 +77,8 @@ def shared_config(args: argparse.Namespace, runs_dir: Path) -> Config:
 
 # arguments that do not change what a row measures (or that each row records itself, as fidelity.py's check count): a
 # result file with other values of these still resumes/combines
-NEUTRAL_ARGS = ("seeds", "methods", "fidelities", "check", "hand", "shard", "out", "verbose", "combine", "threads")
+NEUTRAL_ARGS = ("seeds", "methods", "fidelities", "check", "hand", "shard", "out", "verbose", "combine", "threads",
+                "reference")
 
 
 def row_key(row: dict) -> tuple[str, int]:

@@ -10,6 +10,8 @@ Contract, shared by every model built with ``create_model(name, num_classes, in_
 - ``model.stem_name`` / ``model.stem_channels``: the module path of the stem (the conv/BN/act before the first stage)
   and its output channels, a tap like the stages (DistPro's first feature); ``None`` for a model without a stem.
   Kept apart from ``stage_names`` so stage-indexed code (feature losses, stage counts) is unchanged;
+- ``model.blocks()`` (stage-wise models: ``stagenet``): the network before its head as consecutive per-stage modules,
+  each with what defines it (stage configuration and input channels), for blockwise distillation;
 - ``model.archkd_spec`` / ``model_spec(model)``: a JSON-serialisable recipe; ``build_from_spec`` rebuilds it;
 - Kaiming init from the global RNG (reproducible under ``torch.manual_seed``); traceable, ONNX-exportable
   (opset 17), channels_last-safe.
