@@ -8,6 +8,9 @@ before the reference finishes). Each ``--fidelities`` entry rates every one of t
   accuracy after BatchNorm recalibration (what ``search.fidelity=trained`` does);
 - ``blockwise:ExF``: blockwise distillation (``search.fidelity=blockwise``): each stage trained alone against the
   teacher's stage for E epochs on F, memoised across the candidates (their order is the reference's);
+- ``supernet:ExF``: a weight-sharing supernet of the space (``archkd.models.supernet``) trained by KD for E epochs on
+  F, one path per step drawn from the architectures being rated; each rated by its extracted weights (``extract``)
+  after BatchNorm recalibration, on the validation split (GTN's inherited weights);
 - ``diswot``, ``grad_norm``: zero-cost proxies (``archkd.proxies``) on two batches, DisWOT against a randomly
   initialised network of the teacher's architecture (DisWOT's protocol; ``--teacher-arch`` gives it as a spec).
 
@@ -37,18 +40,22 @@ from reference import PRESETS as REFERENCE_PRESETS, architectures  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config  # noqa: E402
-from archkd.distill import BlockRecipe, BlockwiseScorer, fit, objective_from_config  # noqa: E402
+from archkd.distill import (Batch, BlockRecipe, BlockwiseScorer, StepContext, TrainHook, evaluate, fit,  # noqa: E402
+                            objective_from_config)
 from archkd.models import build_from_spec  # noqa: E402
+from archkd.models.supernet import Supernet, create_supernet  # noqa: E402
 from archkd.proxies import ProxyScorer  # noqa: E402
 from archkd.search.fidelity import rank_agreement  # noqa: E402
+from archkd.spaces import create_space  # noqa: E402
+from archkd.teacher.generic import extract_student  # noqa: E402
 
 # the shared CIFAR-10 teacher's architecture (ResNet, one basic block per stage at 32/64/128 channels) as a spec
 TEACHER_ARCH = {"name": "stagenet", "num_classes": 10, "in_channels": 3, "kwargs": {"stages": [
     {"depth": 1, "width": 32, "kernel": 3}, {"depth": 1, "width": 64, "kernel": 3},
     {"depth": 1, "width": 128, "kernel": 3}]}}
 PRESETS = {k: {"archs": v["archs"], "max_params": v["max_params"], "val_fraction": v["val_fraction"],
-               "fidelities": ["trial:1x0.2", "trial:2x0.2", "blockwise:1x0.2", "diswot", "grad_norm"]
-               if k == "cifar10" else ["trial:1x1", "blockwise:1x1", "diswot", "grad_norm"]}
+               "fidelities": ["trial:1x0.2", "trial:2x0.2", "blockwise:1x0.2", "supernet:4x0.2", "diswot", "grad_norm"]
+               if k == "cifar10" else ["trial:1x1", "blockwise:1x1", "supernet:2x1", "diswot", "grad_norm"]}
            for k, v in REFERENCE_PRESETS.items()}
 
 
@@ -56,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar10")
-    p.add_argument("--fidelities", nargs="+", help="trial:ExF, blockwise:ExF, diswot, grad_norm")
+    p.add_argument("--fidelities", nargs="+", help="trial:ExF, blockwise:ExF, supernet:ExF, diswot, grad_norm")
     p.add_argument("--reference", nargs="+", help="the reference set's JSON (or its shard files)")
     p.add_argument("--archs", type=int)
     p.add_argument("--max-params", type=int)
@@ -81,8 +88,8 @@ class Raters:
     """One rater per fidelity, built on first use (the blockwise library and the proxies' batches are shared by every
     architecture of the process)."""
 
-    def __init__(self, st: Setup, teacher_arch: dict | None) -> None:
-        self.st, self.teacher_arch, self.made = st, teacher_arch, {}
+    def __init__(self, st: Setup, teacher_arch: dict | None, specs: dict[str, dict]) -> None:
+        self.st, self.teacher_arch, self.specs, self.made = st, teacher_arch, specs, {}
 
     def rate(self, fidelity: str, spec: dict) -> dict:
         """The rating and its cost: wall-clock seconds, and CPU seconds of this process (one thread: the cost whatever
@@ -113,12 +120,45 @@ class Raters:
             s = self.made[fidelity].score(build_from_spec(spec))
             return {"score": s.score, "seconds": time.perf_counter() - t0, "nsr": s.nsr, "trained": s.trained,
                     "reused": s.reused}
+        if kind == "supernet":
+            if fidelity not in self.made:
+                self.made[fidelity] = self._supernet(epochs, fraction)
+            torch.manual_seed(0)
+            model = extract_student(self.made[fidelity], spec, st.data, n=st.cfg.search.bn_recalibration)
+            return {"score": evaluate(model, st.data.val, st.data.normalize, "cpu"),
+                    "seconds": time.perf_counter() - t0}
         if "proxies" not in self.made:
             torch.manual_seed(0)
             reference = build_from_spec(self.teacher_arch or st.teacher.spec)
             self.made["proxies"] = ProxyScorer(["diswot", "grad_norm"], reference, st.data, n_batches=2)
         t0 = time.perf_counter()
         return {"score": float(self.made["proxies"](spec)[kind]), "seconds": time.perf_counter() - t0}
+
+
+    def _supernet(self, epochs: int, fraction: float) -> Supernet:
+        """A weight-sharing supernet of the space, trained by KD from the teacher for ``epochs`` on ``fraction`` of the
+        images, one path per step drawn uniformly from the architectures being rated (GTN's pool)."""
+        st = self.st
+        space = create_space("stages")
+        supernet = create_supernet(space.spec(space.largest(), st.data.input_shape, st.data.num_classes))
+        cfg = copy.deepcopy(st.cfg.train)
+        cfg.epochs, cfg.data_fraction, cfg.bn_recalibration = epochs, fraction, 0
+        specs = [v for k, v in self.specs.items() if k.startswith("stages")]
+        fit(supernet, st.data, cfg, objective=objective_from_config(st.cfg.distill, cfg.label_smoothing),
+            teacher=st.teacher.module, cache=self.made.setdefault("cache", api.make_cache(st.cfg, st.teacher, st.data)),
+            seed=0, device="cpu", log=None, hooks=[PathSampler(supernet, specs)])
+        return supernet
+
+
+class PathSampler(TrainHook):
+    """Before each step, one of ``specs`` (seeded, uniform) becomes the supernet's active path."""
+
+    def __init__(self, supernet: Supernet, specs: list[dict], seed: int = 0) -> None:
+        self.supernet, self.specs = supernet, specs
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def before_step(self, ctx: StepContext, batch: Batch) -> None:
+        self.supernet.set_path(self.specs[int(torch.randint(len(self.specs), (1,), generator=self.generator))])
 
 
 def reference_accuracy(files: list[str] | None) -> dict[str, dict[int, float]]:
@@ -184,9 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     def job_for(fid: str, arch: str):  # noqa: ANN202
         def job(st: Setup, name: str, seed: int) -> dict:
             if not state:
-                state["rater"] = Raters(st, teacher_arch)
                 state["specs"] = dict(architectures(args.archs, args.max_params, st.data.input_shape,
                                                     st.data.num_classes))
+                state["rater"] = Raters(st, teacher_arch, state["specs"])
             return {"method": fid, "arch": arch, "seed": seed, **state["rater"].rate(fid, state["specs"][arch])}
         return job
 

@@ -40,7 +40,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from archkd.distill.checkpoint import atomic_save, safe_load
 from archkd.distill.evaluation import running_bns
@@ -275,12 +274,21 @@ class BlockwiseScorer:
         atomic_save(record, path)
         return {**record, "trained": 1}
 
-    def _train(self, net: nn.Module, t_in: int, t_out: int) -> float:
+    def _train(self, net: _Adapted, t_in: int, t_out: int) -> float:
+        """Adam on the per-channel standardised squared error (the NSR's own weighting), starting from the constant
+        prediction of the target's channel means (output adapter zero, bias the means: NSR 1), so a block that
+        learns nothing scores 1 rather than whatever its random output adds."""
         r, dev = self.recipe, self.device
         x_all, y_all = (self.stages.arrays("train")[j] for j in (t_in, t_out))
         n = len(x_all)
         bs = min(r.batch_size, n)
         steps = r.epochs * max(1, n // bs)
+        sample = torch.from_numpy(np.asarray(y_all[:1024], dtype=np.float32))
+        mean, var = sample.mean(dim=(0, 2, 3)), sample.var(dim=(0, 2, 3)).clamp_min(1e-8)
+        with torch.no_grad():
+            net.out.weight.zero_()
+            net.out.bias.copy_(mean)
+        weight = (1.0 / var).view(1, -1, 1, 1).to(dev)
         net.to(dev).train()
         opt = torch.optim.Adam(net.parameters(), lr=r.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -290,7 +298,7 @@ class BlockwiseScorer:
                 idx = np.sort(order[s:s + bs])
                 x = torch.from_numpy(np.asarray(x_all[idx], dtype=np.float32)).to(dev)
                 y = torch.from_numpy(np.asarray(y_all[idx], dtype=np.float32)).to(dev)
-                loss = F.mse_loss(net(x), y)
+                loss = ((net(x) - y) ** 2 * weight).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
