@@ -47,6 +47,10 @@ FULL: dict[str, tuple[str, str]] = {
     "trade_cifar10": ("trade.py", "python bench/trade.py --dataset cifar10 --hand resnet8x4"),
     "fidelity_cifar10": ("fidelity.py", "python bench/fidelity.py --dataset cifar10 --data PATH --teacher PATH"),
     "pareto_digits": ("pareto.py", "python bench/pareto.py --dataset digits"),
+    "rank_fidelity_cifar10": ("rank_fidelity.py", "python bench/rank_fidelity.py --dataset cifar10 --data PATH "
+                                                  "--teacher PATH --reference bench/data/cifar10_reference.json"),
+    "blockwise_search_cifar10": ("blockwise_search.py", "python bench/blockwise_search.py --dataset cifar10 --data PATH "
+                                                        "--teacher PATH --reference bench/data/cifar10_reference.json"),
     "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits"),
     "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10"),
     "gtn_digits": ("gtn.py", "python bench/gtn.py --dataset digits"),
@@ -486,11 +490,56 @@ def _pareto_table(doc: dict) -> str | None:
     return "\n".join(out)
 
 
+RATINGS = {"trial": "KD trial, {e} epoch(s) × {f}", "blockwise": "blockwise KD, {e} epoch(s) × {f} per block",
+           "supernet": "supernet (inherited weights), {e} epochs × {f}", "diswot": "DisWOT (zero-cost)",
+           "grad_norm": "grad_norm (zero-cost)"}
+
+
+def _rating(name: str) -> str:
+    kind, _, rest = name.partition(":")
+    e, _, f = rest.partition("x")
+    return RATINGS.get(kind, kind).format(e=e, f=f"{float(f):.0%}" if f else "")
+
+
+def _rank_table(doc: dict) -> str | None:
+    s = doc.get("summary")
+    if not isinstance(s, dict) or not s.get("fidelities"):
+        return None
+    out = ["| rating | Kendall τ vs the reference [95 % interval] | students | CPU s per student |",
+           "|---|---|---|---|"]
+    for name, r in sorted(s["fidelities"].items(), key=lambda kv: -kv[1]["cpu_seconds_per_candidate"]):
+        tau = f"{r['tau']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" if is_number(r["tau"]) else "undefined"
+        extra = (f" ({r['blocks_trained']} blocks trained, {r['blocks_reused']} reused)"
+                 if "blocks_trained" in r else "")
+        out.append(f"| {_rating(name)}{extra} | {tau} | {r['n']} | {r['cpu_seconds_per_candidate']:.1f} |")
+    for c in s.get("ceiling") or []:
+        out.append(f"| **ceiling**: the reference's two training seeds | {c['tau']:+.2f} [{c['ci'][0]:+.2f}, "
+                   f"{c['ci'][1]:+.2f}] | {c['n']} | — |")
+    return "\n".join(out)
+
+
+def _blockwise_search_table(doc: dict) -> str | None:
+    s = doc.get("summary")
+    if not isinstance(s, dict) or not s.get("arms"):
+        return None
+    out = ["| search | seeds | trials | search time | winner params | winner test acc |", "|---|---|---|---|---|---|"]
+    for arm, r in s["arms"].items():
+        kind, _, n = arm.partition(":")
+        out.append(f"| {kind}-scored | {r['seeds']} | {r['trials']:.0f} | {r['search_minutes']:.1f} min | "
+                   f"{r['params']:,.0f} | {100 * r['test_acc']:.2f} ± {100 * r['test_std']:.2f} % |")
+    for name, r in (s.get("hand") or {}).items():
+        out.append(f"| hand-designed {name} (reference set) | {r['seeds']} | — | — | — | "
+                   f"{100 * r['test_acc']:.2f} ± {100 * r['test_std']:.2f} % |")
+    return "\n".join(out)
+
+
 # README block name -> (result file, renderer of the markdown that goes between its markers)
 README_BLOCKS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
     "trade_cifar10": ("trade_cifar10.json", _trade_table),
     "fidelity_cifar10": ("fidelity_cifar10.json", _fidelity_table),
     "pareto_digits": ("pareto_digits.json", _pareto_table),
+    "rank_fidelity_cifar10": ("rank_fidelity_cifar10.json", _rank_table),
+    "blockwise_search_cifar10": ("blockwise_search_cifar10.json", _blockwise_search_table),
 }
 
 
