@@ -96,3 +96,26 @@ def cli_error(argv: list[str], capsys) -> str:
     assert len(lines) == 1 and lines[0].startswith("archkd: error: ") and "Traceback" not in err, err
     assert " — " in lines[0], f"no fix after the problem: {lines[0]}"
     return lines[0]
+
+
+def snapshot(*dirs) -> dict[str, str]:
+    """Every file under ``dirs``: a log's text (it may only grow), any other file's SHA-256 (run locks aside: they name
+    their last holder's pid)."""
+    import hashlib
+
+    out = {}
+    for d in dirs:
+        for p in sorted(d.rglob("*")) if d.exists() else []:
+            if p.is_file() and p.name != ".archkd.lock":
+                out[str(p)] = p.read_text() if p.name == "log.txt" else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def assert_nothing_lost(before: dict[str, str], after: dict[str, str]) -> None:
+    """No file of ``before`` was deleted or changed; logs were only appended to."""
+    for path, digest in before.items():
+        assert path in after, f"{path} was deleted"
+        if path.endswith("log.txt"):
+            assert after[path].startswith(digest), f"{path} was rewritten"
+        else:
+            assert after[path] == digest, f"{path} was changed"

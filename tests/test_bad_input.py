@@ -8,7 +8,6 @@ must not touch what the earlier run computed.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from archkd.cli import main
-from conftest import cli_error
+from conftest import assert_nothing_lost, cli_error, snapshot
 
 
 class Ctx:
@@ -276,33 +275,18 @@ def ctx(tmp_path_factory, teacher_ckpt) -> Ctx:
     return c
 
 
-def _snapshot(*dirs: Path) -> dict[str, str]:
-    out = {}
-    for d in dirs:
-        for p in sorted(d.rglob("*")) if d.exists() else []:
-            if p.is_file() and p.name != ".archkd.lock":  # the run's lock names its last holder's pid
-                out[str(p)] = p.read_text() if p.name == "log.txt" else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 @pytest.mark.parametrize("case, args, text", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_loses_nothing(ctx, capsys, monkeypatch, case, args, text):
     monkeypatch.syspath_prepend(str(ctx.root / "inputs" / "factories"))
     cache = Path(os.environ["ARCHKD_CACHE"])
     argv = args(ctx)
-    before = _snapshot(ctx.runs, cache)
+    before = snapshot(ctx.runs, cache)
     if argv[0] not in ("measure", "report"):  # verbs that take no run name
         argv += [] if "--runs-dir" in argv else ["--runs-dir", str(ctx.runs)]
         argv += [] if "--name" in argv else ["--name", "kept"]
     line = cli_error(argv, capsys)
     assert text in line, line
-    after = _snapshot(ctx.runs, cache)
-    for path, digest in before.items():
-        assert path in after, f"{path} was deleted"
-        if path.endswith("log.txt"):
-            assert after[path].startswith(digest), f"{path} was rewritten"
-        else:
-            assert after[path] == digest, f"{path} was changed"
+    assert_nothing_lost(before, snapshot(ctx.runs, cache))
     assert not (ctx.root / "pwned").exists()
 
 

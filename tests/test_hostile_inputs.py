@@ -8,7 +8,6 @@ taking the machine's memory and minutes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import resource
 import signal
 import time
@@ -19,7 +18,7 @@ import pytest
 import torch
 
 from archkd.cli import main
-from conftest import cli_error
+from conftest import assert_nothing_lost, cli_error, snapshot
 
 
 @contextlib.contextmanager
@@ -192,11 +191,6 @@ def test_a_student_checkpoint_with_a_huge_spec_is_refused_before_building(tmp_pa
 
 # --- a damaged checkpoint of the run itself ---------------------------------------------------------------------------
 
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p): p.read_text() if p.name == "log.txt" else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -218,17 +212,11 @@ def test_damaged_last_pt_of_the_run_names_the_file_and_the_way_out(tmp_path, cap
     capsys.readouterr()
     last = runs / "x" / "student" / "last.pt"
     damage(last)
-    before = _snapshot(runs)
+    before = snapshot(runs)
     line = cli_error(argv, capsys)
     assert str(last) in line and f"rm {last}" in line and "damaged" in line, line
     assert "give a checkpoint written by archkd" not in line
-    after = _snapshot(runs)
-    for path, digest in before.items():
-        assert path in after, f"{path} was deleted"
-        if path.endswith("log.txt"):
-            assert after[path].startswith(digest), f"{path} was rewritten"
-        else:
-            assert after[path] == digest, f"{path} was changed"
+    assert_nothing_lost(before, snapshot(runs))
 
 
 # --- the generic teacher's pool ---------------------------------------------------------------------------------------
