@@ -522,10 +522,10 @@ def _blockwise_search_table(doc: dict) -> str | None:
     s = doc.get("summary")
     if not isinstance(s, dict) or not s.get("arms"):
         return None
-    out = ["| search | seeds | trials | search time | winner params | winner test acc |", "|---|---|---|---|---|---|"]
+    out = ["| search | seeds | trials | search CPU time | winner params | winner test acc |", "|---|---|---|---|---|---|"]
     for arm, r in s["arms"].items():
         kind, _, n = arm.partition(":")
-        out.append(f"| {kind}-scored | {r['seeds']} | {r['trials']:.0f} | {r['search_minutes']:.1f} min | "
+        out.append(f"| {kind}-scored | {r['seeds']} | {r['trials']:.0f} | {r['search_cpu_minutes']:.1f} min | "
                    f"{r['params']:,.0f} | {100 * r['test_acc']:.2f} ± {100 * r['test_std']:.2f} % |")
     for name, r in (s.get("hand") or {}).items():
         out.append(f"| hand-designed {name} (reference set) | {r['seeds']} | — | — | — | "
