@@ -190,7 +190,6 @@ class TeacherStages:
             pos += len(x)
         for arr, t, f in zip(out, tmp, files):
             arr.flush()
-            del arr
             os.replace(t, f)
 
 
@@ -207,7 +206,7 @@ class _Adapted(nn.Module):
         return self.out(self.block(self.inp(x)))
 
 
-def _out_channels(block: nn.Module, x: torch.Tensor) -> torch.Size:
+def _output_shape(block: nn.Module, x: torch.Tensor) -> torch.Size:
     was = block.training
     block.eval()
     with torch.no_grad():
@@ -248,7 +247,7 @@ class BlockwiseScorer:
         x = torch.zeros(2, *shapes[0])
         out, t_prev = [], 0
         for i, (key, block) in enumerate(blocks):
-            x = torch.zeros(2, *_out_channels(block, x)[1:])
+            x = torch.zeros(2, *_output_shape(block, x)[1:])
             hits = [j for j in range(t_prev + 1, len(shapes)) if shapes[j][1:] == tuple(x.shape[2:])]
             if not hits:
                 raise ArchkdError(f"blockwise distillation: the student's stage {i} outputs {tuple(x.shape[2:])} maps, "
