@@ -30,6 +30,7 @@ from archkd import api
 from archkd.config import Config
 from archkd.data import DataBundle
 from archkd.measure import measure_model
+from archkd.models import build_from_spec
 from archkd.teacher import Teacher
 
 
@@ -64,15 +65,74 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="pool result files of separate processes (e.g. one per seed) into --out; runs nothing")
 
 
+# The recipe flags these benchmarks share, each with the config key it sets and its help: a benchmark names the ones
+# it takes (``bench_parser``) and ``shared_config`` sets whichever the parsed arguments hold. A flag left unset takes
+# the dataset's preset (``fill_presets``).
+RECIPE_FLAGS: dict[str, tuple[str, type, str]] = {
+    "trials": ("search.n_trials", int, "completed trials per search"),
+    "trial_epochs": ("search.epochs", int, "epochs of a search trial"),
+    "search_data_fraction": ("search.data_fraction", float, "share of the training images a search trial sees"),
+    "trial_data_fraction": ("search.data_fraction", float, "share of the training images a search trial sees"),
+    "epochs": ("train.epochs", int, "epochs of each training"),
+    "data_fraction": ("train.data_fraction", float, "share of the training images each training sees"),
+    "final_epochs": ("train.epochs", int, "epochs of the winner's final KD"),
+    "final_data_fraction": ("train.data_fraction", float, "share of the training images of the final KD"),
+    "final_bn_recalibration": ("train.bn_recalibration", int, "train.bn_recalibration of the final trainings"),
+    "max_params": ("budget.max_params", int, "the students' parameter budget"),
+    "val_fraction": ("data.val_fraction", float, "data.val_fraction: the split searches read"),
+}
+
+
+# The search-and-distil recipe the method benchmarks (autokd.py, trade.py) share per dataset; each adds its trial
+# count and parameter budget. CIFAR-10 at a fidelity where students learn on one CPU thread: a trial sees a fifth of
+# the training images once, the winner gets 5 epochs on that fifth; 5,000 images held out for validation.
+SEARCH_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 20, "final_data_fraction": 1.0,
+               "val_fraction": 0.1, "final_bn_recalibration": 0},
+    "cifar10": {"trial_epochs": 1, "search_data_fraction": 0.2, "final_epochs": 5, "final_data_fraction": 0.2,
+                "val_fraction": 0.1, "final_bn_recalibration": 0},
+}
+
+
+def bench_parser(doc: str, presets: dict, default_dataset: str, recipe: tuple[str, ...]) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring as help, ``--dataset`` over its presets, and its ``recipe`` flags
+    (names of ``RECIPE_FLAGS``); the benchmark adds its own flags, then ``add_run_args``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=doc)
+    p.add_argument("--dataset", choices=sorted(presets), default=default_dataset)
+    for name in recipe:
+        key, kind, text = RECIPE_FLAGS[name]
+        p.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{text} ({key}; default: the dataset's preset)")
+    return p
+
+
 def shared_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    """What every job's config starts from: run and cache folders, CPU, the data and its validation split, the
-    digits teacher's recipe (a CIFAR-10 teacher is given)."""
+    """What every job's config starts from: run and cache folders, CPU, the data, the digits teacher's recipe (a
+    CIFAR-10 teacher is given), then every recipe flag the benchmark takes (``RECIPE_FLAGS``)."""
     cfg = Config(name="base", runs_dir=str(runs_dir), cache_dir=str(runs_dir.parent / "cache"), device="cpu")
     cfg.data.source = args.data or ("digits" if args.dataset == "digits" else str(CIFAR_DATA))
-    cfg.data.val_fraction = args.val_fraction
     cfg.teacher.arch = "resnet20"
     cfg.teacher.train.epochs = args.teacher_epochs
+    for name, (key, _, _) in RECIPE_FLAGS.items():
+        if getattr(args, name, None) is not None:
+            *parents, leaf = key.split(".")
+            section = cfg
+            for part in parents:
+                section = getattr(section, part)
+            setattr(section, leaf, getattr(args, name))
     return cfg
+
+
+def search_and_distill(st: Setup, cfg: Config) -> tuple[dict, float, dict]:
+    """One search on the shared teacher and data, then its best trial's student distilled with the full recipe:
+    ``(search result, search seconds, final result)``."""
+    t0 = time.perf_counter()
+    found = api.search(cfg, log=st.log, teacher=st.teacher, data=st.data)
+    t_search = time.perf_counter() - t0
+    best = found["best"]
+    final = api.distill(api.trial_config(cfg, best), log=st.log, teacher=st.teacher, data=st.data,
+                        student=build_from_spec(best["student_spec"]), subdir="final")
+    return found, t_search, final
 
 
 # arguments that do not change what a row measures (or that each row records itself, as fidelity.py's check count): a

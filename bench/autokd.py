@@ -24,17 +24,13 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import SEARCH_PRESETS, Setup, add_run_args, bench_parser, run_bench, search_and_distill, shared_config  # noqa: E402
 
-from archkd import api  # noqa: E402
 from archkd.config import Config, load_config, method_presets  # noqa: E402
-from archkd.models import build_from_spec  # noqa: E402
 
 # method -> config overrides (on top of the shared base); the AutoKD methods bring their preset (space nago, KD recipe)
 METHODS: dict[str, list[str]] = {
@@ -43,45 +39,24 @@ METHODS: dict[str, list[str]] = {
     "random": ["search.method=random", "search.space=nago"],  # + the AutoKD recipe dims (method_config)
     "akd": ["search.method=akd"],  # AKD's own preset: mnas space, latency-aware reward, batch scaled to the trials
 }
+# On CIFAR-10 a NAGO network at 150k params trains at ~110 images/s on one thread (~80 s a trial); 8 networks = 4
+# families of 2, the default trial count.
 PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"networks": 12, "trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 20,
-               "final_data_fraction": 1.0, "max_params": 100_000, "val_fraction": 0.1, "final_bn_recalibration": 0},
-    # CIFAR-10 at a fidelity where students learn, on one CPU thread: a NAGO network at 150k params trains at ~110
-    # images/s, so a trial sees a fifth of the training images once (~80 s a network) and the winner gets 5 epochs on
-    # that fifth; 5,000 images held out for validation. The default trial count (8 networks = 4 families of 2).
-    "cifar10": {"networks": 8, "trial_epochs": 1, "search_data_fraction": 0.2, "final_epochs": 5,
-                "final_data_fraction": 0.2, "max_params": 150_000, "val_fraction": 0.1, "final_bn_recalibration": 0},
+    "digits": {**SEARCH_PRESETS["digits"], "networks": 12, "max_params": 100_000},
+    "cifar10": {**SEARCH_PRESETS["cifar10"], "networks": 8, "max_params": 150_000},
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p = bench_parser(__doc__, PRESETS, "digits", ("trial_epochs", "search_data_fraction", "final_epochs",
+                                                   "final_data_fraction", "final_bn_recalibration", "max_params",
+                                                   "val_fraction"))
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--networks", type=int, help="trained networks per search (the budget every method gets)")
     p.add_argument("--family-size", type=int, default=2, help="k: networks sampled per AutoKD configuration")
-    p.add_argument("--trial-epochs", type=int)
-    p.add_argument("--search-data-fraction", type=float)
-    p.add_argument("--final-epochs", type=int)
-    p.add_argument("--final-data-fraction", type=float)
-    p.add_argument("--final-bn-recalibration", type=int, help="train.bn_recalibration of the final trainings")
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float, help="data.val_fraction: the split searches read")
     add_run_args(p)
     return fill_presets(p.parse_args(argv), PRESETS, "autokd")
-
-
-def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = shared_config(args, runs_dir)
-    cfg.search.epochs = args.trial_epochs
-    cfg.search.data_fraction = args.search_data_fraction
-    cfg.budget.max_params = args.max_params
-    cfg.train.epochs = args.final_epochs
-    cfg.train.data_fraction = args.final_data_fraction
-    cfg.train.bn_recalibration = args.final_bn_recalibration
-    return cfg
 
 
 def method_config(base: Config, args: argparse.Namespace, method: str, seed: int) -> Config:
@@ -117,13 +92,8 @@ def curve(trials: list[dict], epochs: int, family_size: int) -> list[tuple[float
 
 def run_one(st: Setup, args: argparse.Namespace, method: str, seed: int) -> dict:
     cfg = method_config(st.cfg, args, method, seed)
-    teacher, data, log = st.teacher, st.data, st.log
-    t0 = time.perf_counter()
-    found = api.search(cfg, log=log, teacher=teacher, data=data)
-    t_search = time.perf_counter() - t0
+    found, t_search, final = search_and_distill(st, cfg)
     best = found["best"]
-    final = api.distill(api.trial_config(cfg, best), log=log, teacher=teacher, data=data,
-                        student=build_from_spec(best["student_spec"]), subdir="final")
     k = args.family_size if cfg.search.space == "nago" else 1
     spreads = [t["family_std"] for t in found["trials"] if t.get("family_std") is not None]
     return {"method": method, "seed": seed, "n_trials": cfg.search.n_trials, "family_size": k,
@@ -211,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                  f"{seconds / 60:.1f} min")
         return {"summary": summary, "smallest_within_1pt": small, "table": format_tables(summary, small, teacher, title)}
 
-    run_bench(args, "autokd", base_config,
+    run_bench(args, "autokd", shared_config,
               lambda t: (f"AutoKD benchmark on {args.dataset}: {args.networks} trained networks per search, k = "
                          f"{args.family_size}, {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, "
                          f"budget {args.max_params:,} params; teacher test {t['test_acc']:.4f}"),

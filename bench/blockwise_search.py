@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 from rank_fidelity import reference_accuracy  # noqa: E402
 
 from archkd import api  # noqa: E402
@@ -39,18 +39,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar10")
+    p = bench_parser(__doc__, PRESETS, "cifar10", ("trial_epochs", "trial_data_fraction", "final_epochs",
+                                                    "final_data_fraction", "max_params", "val_fraction"))
     p.add_argument("--arms", nargs="+", metavar="KIND:TRIALS")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--reference", nargs="+", help="the reference set's JSON (or its shard files): the baseline")
-    p.add_argument("--trial-epochs", type=int)
-    p.add_argument("--trial-data-fraction", type=float)
-    p.add_argument("--final-epochs", type=int)
-    p.add_argument("--final-data-fraction", type=float)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "blockwise_search")
     args.methods = args.arms
@@ -59,10 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
     cfg = shared_config(args, runs_dir)
-    cfg.search.epochs, cfg.search.data_fraction = args.trial_epochs, args.trial_data_fraction
     cfg.search.top_k, cfg.search.check_fidelity = 0, 0
-    cfg.budget.max_params = args.max_params
-    cfg.train.epochs, cfg.train.data_fraction = args.final_epochs, args.final_data_fraction
     return cfg
 
 

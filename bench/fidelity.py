@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config  # noqa: E402
@@ -37,18 +37,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p = bench_parser(__doc__, PRESETS, "digits", ("trials", "final_epochs", "final_data_fraction", "max_params",
+                                                   "val_fraction"))
     p.add_argument("--fidelities", nargs="+", metavar="EPOCHSxFRACTION")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--space", default="stages")
-    p.add_argument("--trials", type=int)
     p.add_argument("--check", type=int, help="search.check_fidelity: trials re-trained besides the finalist")
-    p.add_argument("--final-epochs", type=int)
-    p.add_argument("--final-data-fraction", type=float)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "fidelity")
     args.methods = args.fidelities  # the jobs of this benchmark (resuming may add or drop some)
@@ -63,12 +57,8 @@ def fidelity(text: str) -> tuple[int, float]:
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
     cfg = shared_config(args, runs_dir)
     cfg.search.space = args.space
-    cfg.search.n_trials = args.trials
     cfg.search.top_k = 1
     cfg.search.check_fidelity = args.check
-    cfg.budget.max_params = args.max_params
-    cfg.train.epochs = args.final_epochs
-    cfg.train.data_fraction = args.final_data_fraction
     return cfg
 
 

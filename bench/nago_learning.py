@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from pathlib import Path
 
 import numpy as np
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
-from archkd.config import Config  # noqa: E402
 from archkd.models import build_from_spec  # noqa: E402
 from archkd.spaces import create_space  # noqa: E402
 
@@ -32,27 +30,14 @@ PRESETS = {"cifar10": {"epochs": 3, "data_fraction": 0.2, "max_params": 150_000,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar10")
+    p = bench_parser(__doc__, PRESETS, "cifar10", ("epochs", "data_fraction", "max_params", "val_fraction"))
     p.add_argument("--networks", nargs="+", default=["fewest", "random0", "random1"],
                    help="'fewest' (3 nodes at every level) or 'randomN' (a random generator, seed N)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--data-fraction", type=float)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "nago_learning")
     args.methods = args.networks  # the jobs (resuming may add some)
     return args
-
-
-def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = shared_config(args, runs_dir)
-    cfg.train.epochs = args.epochs
-    cfg.train.data_fraction = args.data_fraction
-    return cfg
 
 
 def generator(space, name: str) -> dict:
@@ -90,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"{r['seconds'] / 60:.1f} |")
         return {"table": "\n".join(lines)}
 
-    run_bench(args, "nago_learning", base_config,
+    run_bench(args, "nago_learning", shared_config,
               lambda t: f"NAGO learning probe on {args.dataset}: teacher test {t['test_acc']:.4f}",
               [(n, lambda st, name, seed: run_one(st, name, seed, args)) for n in args.networks],
               lambda r: (f"{r['method']:<8} nodes {r['nodes']} channels {r['channels']}: val "

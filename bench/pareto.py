@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
 from archkd.config import Config, load_config  # noqa: E402
@@ -43,19 +43,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p = bench_parser(__doc__, PRESETS, "digits", ("trials", "trial_epochs", "search_data_fraction", "max_params",
+                                                   "val_fraction"))
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--cost", choices=["flops", "latency", "params"], default="flops",
                    help="the objective traded against accuracy")
     p.add_argument("--space", default="stages")
-    p.add_argument("--trials", type=int)
-    p.add_argument("--trial-epochs", type=int)
-    p.add_argument("--search-data-fraction", type=float)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     add_run_args(p)
     return fill_presets(p.parse_args(argv), PRESETS, "pareto")
 
@@ -63,11 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
     cfg = shared_config(args, runs_dir)
     cfg.search.space = args.space
-    cfg.search.epochs = args.trial_epochs
-    cfg.search.data_fraction = args.search_data_fraction
-    cfg.search.n_trials = args.trials
     cfg.search.objectives = ["accuracy", args.cost]
-    cfg.budget.max_params = args.max_params
     return cfg
 
 

@@ -35,11 +35,10 @@ from typing import Any
 import torch
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 from reference import PRESETS as REFERENCE_PRESETS, architectures  # noqa: E402
 
 from archkd import api  # noqa: E402
-from archkd.config import Config  # noqa: E402
 from archkd.distill import (Batch, BlockRecipe, BlockwiseScorer, StepContext, TrainHook, evaluate, fit,  # noqa: E402
                             objective_from_config)
 from archkd.models import build_from_spec  # noqa: E402
@@ -60,14 +59,10 @@ PRESETS = {k: {"archs": v["archs"], "max_params": v["max_params"], "val_fraction
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar10")
+    p = bench_parser(__doc__, PRESETS, "cifar10", ("max_params", "val_fraction"))
     p.add_argument("--fidelities", nargs="+", help="trial:ExF, blockwise:ExF, supernet:ExF, diswot, grad_norm")
     p.add_argument("--reference", nargs="+", help="the reference set's JSON (or its shard files)")
     p.add_argument("--archs", type=int)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     p.add_argument("--teacher-arch", help="JSON spec of the teacher's architecture for DisWOT (default: the shared "
                                           "CIFAR-10 teacher's; digits: the digits teacher's own)")
     add_run_args(p)
@@ -203,9 +198,6 @@ def main(argv: list[str] | None = None) -> None:
     teacher_arch = json.loads(args.teacher_arch) if args.teacher_arch else (
         TEACHER_ARCH if args.dataset == "cifar10" else None)
 
-    def base_config(a: argparse.Namespace, runs_dir: Path) -> Config:
-        return shared_config(a, runs_dir)
-
     def finish(rows: list[dict], teacher: dict, seconds: float) -> dict:
         s = summarize(rows, reference_accuracy(args.reference))
         lines = [f"Ranking the reference set ({args.dataset}, {s['reference_archs']} stages students with both "
@@ -231,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         return job
 
     names = [f"stages{k:02d}" for k in range(args.archs)]
-    run_bench(args, "rank_fidelity", base_config,
+    run_bench(args, "rank_fidelity", shared_config,
               lambda t: f"Rating the reference set's students on {args.dataset}: {', '.join(args.fidelities)}",
               [(f"{fid}@{a}", job_for(fid, a)) for fid in args.fidelities for a in names],
               lambda r: f"{r['method']:<16} {r['arch']}: score {r['score']:.4f}, {r['seconds']:.1f} s", finish)

@@ -23,16 +23,14 @@ import itertools
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import Setup, add_run_args, bench_parser, run_bench, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
-from archkd.config import Config  # noqa: E402
 from archkd.measure import measure_latency  # noqa: E402
 from archkd.models import build_from_spec, create_model, model_spec  # noqa: E402
 from archkd.proxies import rank_correlation  # noqa: E402
@@ -47,15 +45,9 @@ PRESETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar10")
+    p = bench_parser(__doc__, PRESETS, "cifar10", ("epochs", "data_fraction", "max_params", "val_fraction"))
     p.add_argument("--archs", type=int, help="architectures drawn from the stages space (besides the hand-designed)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--data-fraction", type=float)
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     p.add_argument("--shard", default="0/1", help="i/n: this process runs every n-th job, starting at the i-th")
     add_run_args(p)
     args = fill_presets(p.parse_args(argv), PRESETS, "reference")
@@ -82,13 +74,6 @@ def architectures(n: int, budget: int, input_shape: tuple, num_classes: int) -> 
     for name in HAND:
         out.append((name, model_spec(create_model(name, num_classes=num_classes, in_channels=input_shape[0]))))
     return out
-
-
-def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = shared_config(args, runs_dir)
-    cfg.train.epochs = args.epochs
-    cfg.train.data_fraction = args.data_fraction
-    return cfg
 
 
 def run_one(st: Setup, name: str, seed: int, spec: dict) -> dict:
@@ -152,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         return run_one(st, name, seed, chosen[(name, seed)]) if (name, seed) in chosen else None
 
     names = [f"stages{k:02d}" for k in range(args.archs)] + list(HAND)
-    run_bench(args, "reference", base_config,
+    run_bench(args, "reference", shared_config,
               lambda t: f"Reference set on {args.dataset}: shard {args.shard}; teacher test {t['test_acc']:.4f}",
               [(nm, job) for nm in names],
               lambda r: (f"{r['method']:<10} seed {r['seed']}: test {r['test_acc']:.4f}, {r['params']:,} params, "

@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from _common import fill_presets  # noqa: E402  (bench/ is on sys.path when run as a script)
-from _searchbench import Setup, add_run_args, run_bench, shared_config  # noqa: E402
+from _searchbench import SEARCH_PRESETS, Setup, add_run_args, bench_parser, run_bench, search_and_distill, shared_config  # noqa: E402
 
 from archkd import api  # noqa: E402
-from archkd.config import Config, load_config  # noqa: E402
-from archkd.models import build_from_spec, create_model, model_spec  # noqa: E402
+from archkd.config import load_config  # noqa: E402
+from archkd.models import create_model, model_spec  # noqa: E402
 
 METHODS: dict[str, list[str]] = {
     "trade": ["search.method=trade"],
@@ -49,46 +47,23 @@ HAND: dict[str, list[tuple[str, dict]]] = {
     "mobilenetv2": [("mobilenetv2", {"width_mult": w}) for w in (0.25, 0.35, 0.5, 0.75, 1.0)],
     "shufflenetv2": [("shufflenetv2", {"net_size": s}) for s in (0.5, 1.0, 1.5, 2.0)],
 }
+# On CIFAR-10 a trial takes ~30 s for a student within 150k params (17-27 % validation accuracy); 8 trials is
+# archkd's default trial count.
 PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"trials": 16, "trial_epochs": 4, "search_data_fraction": 1.0, "final_epochs": 20,
-               "final_data_fraction": 1.0, "max_params": 300_000, "val_fraction": 0.1, "final_bn_recalibration": 0},
-    # CIFAR-10 at a fidelity where students learn, on one CPU thread: a trial sees a fifth of the training images
-    # once (~30 s for a student within 150k params; 17-27 % validation accuracy), the winner gets 5 epochs on that
-    # fifth; 5,000 images held out for validation; archkd's default trial count
-    "cifar10": {"trials": 8, "trial_epochs": 1, "search_data_fraction": 0.2, "final_epochs": 5,
-                "final_data_fraction": 0.2, "max_params": 150_000, "val_fraction": 0.1, "final_bn_recalibration": 0},
+    "digits": {**SEARCH_PRESETS["digits"], "trials": 16, "max_params": 300_000},
+    "cifar10": {**SEARCH_PRESETS["cifar10"], "trials": 8, "max_params": 150_000},
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(PRESETS), default="digits")
+    p = bench_parser(__doc__, PRESETS, "digits", ("trials", "trial_epochs", "search_data_fraction", "final_epochs",
+                                                   "final_data_fraction", "final_bn_recalibration", "max_params",
+                                                   "val_fraction"))
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--hand", nargs="*", choices=list(HAND), default=list(HAND))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--trials", type=int)
-    p.add_argument("--trial-epochs", type=int)
-    p.add_argument("--search-data-fraction", type=float)
-    p.add_argument("--final-epochs", type=int)
-    p.add_argument("--final-data-fraction", type=float)
-    p.add_argument("--final-bn-recalibration", type=int, help="train.bn_recalibration of the final trainings")
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--val-fraction", type=float)
     add_run_args(p)
     return fill_presets(p.parse_args(argv), PRESETS, "trade")
-
-
-def base_config(args: argparse.Namespace, runs_dir: Path) -> Config:
-    cfg = shared_config(args, runs_dir)
-    cfg.search.epochs = args.trial_epochs
-    cfg.search.data_fraction = args.search_data_fraction
-    cfg.search.n_trials = args.trials
-    cfg.budget.max_params = args.max_params
-    cfg.train.epochs = args.final_epochs
-    cfg.train.data_fraction = args.final_data_fraction
-    cfg.train.bn_recalibration = args.final_bn_recalibration
-    return cfg
 
 
 def curve(trials: list[dict]) -> list[tuple[int, float, float]]:
@@ -104,15 +79,10 @@ def curve(trials: list[dict]) -> list[tuple[int, float, float]]:
 
 
 def run_search(st: Setup, method: str, seed: int) -> dict:
-    teacher, data, log = st.teacher, st.data, st.log
     cfg = load_config(None, METHODS[method], base=copy.deepcopy(st.cfg))
     cfg.name, cfg.seed = f"{method}-s{seed}", seed
-    t0 = time.perf_counter()
-    found = api.search(cfg, log=log, teacher=teacher, data=data)
-    t_search = time.perf_counter() - t0
+    found, t_search, final = search_and_distill(st, cfg)
     best = found["best"]
-    final = api.distill(api.trial_config(cfg, best), log=log, teacher=teacher, data=data,
-                        student=build_from_spec(best["student_spec"]), subdir="final")
     done = [t for t in found["trials"] if t["state"] == "COMPLETE"]
     return {"method": method, "seed": seed, "curve": curve(found["trials"]), "best_trial": best["number"],
             "best_config": best["config"], "family": str(best["config"].get("family", best["student_spec"]["name"])),
@@ -197,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                  f"{seconds / 60:.1f} min")
         return {"summary": summary, "table": format_table(summary, teacher, title)}
 
-    run_bench(args, "trade", base_config,
+    run_bench(args, "trade", shared_config,
               lambda t: (f"TRADE benchmark on {args.dataset}: {args.trials} trials per search × {args.trial_epochs} "
                          f"epoch(s) × {args.search_data_fraction:g} data, budget {args.max_params:,} params; teacher "
                          f"test {t['test_acc']:.4f}"),
