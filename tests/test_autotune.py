@@ -42,6 +42,10 @@ def test_the_tuner_picks_the_fastest_measured_setting_and_remembers_it():
     short = choose(create_model("resnet8", num_classes=7, in_channels=3), _step(torch.randn(16, 3, 32, 32)),
                    **{**kw, "spec": {"other": 1}, "total_steps": MIN_STEPS - 1})
     assert short.source == "default" and short.setting == Setting(False, False)  # not worth measuring
+    # nor does a short training of the measured model read its cached choice: what a short training computes must
+    # not depend on which longer trainings ran on this machine before it (a restarted search reproduces its trials)
+    same_model_short = choose(m, _step(torch.randn(16, 3, 32, 32)), **{**kw, "total_steps": MIN_STEPS - 1})
+    assert same_model_short.source == "default" and same_model_short.setting == Setting(False, False)
     fixed = choose(m, _step(torch.randn(16, 3, 32, 32)), **{**kw, "amp": False, "channels_last": True})
     assert fixed.source == "config" and fixed.setting == Setting(False, True)  # the user's settings win
 

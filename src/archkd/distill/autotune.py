@@ -12,8 +12,11 @@ under each candidate ``Setting`` — fp32 or bf16 autocast, contiguous or channe
 - The loss is always taken in fp32 on fp32 logits (KD's softmax at temperature T loses most in bf16); master weights
   stay fp32 (autocast casts per op, it never stores bf16 weights).
 - Choices are cached per machine (CPU model, cores, threads, torch version, device) and per (model spec, batch size,
-  input shape), in ``<cache dir>/autotune.json``, so a search pays once per architecture; a training too short to
-  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses a cached choice or the fixed default. Measuring is
+  input shape), in ``<cache dir>/autotune.json``, so a search pays once per architecture. A training too short to
+  repay the measurement (under ``MIN_STEPS`` optimiser steps) uses the fixed default, never a cached choice: the
+  cache is filled by whatever longer training ran first on the machine (a search's final student, its teacher), and
+  a short training that read it would train in another precision after such a run than before it — a restarted or
+  repeated search would not reproduce its trials (``bench/chaos.py`` caught this). Measuring is
   not bounded: timing a slow model on a slice of its batch instead picked a setting 15-40 % slower than the best for
   3 of 16 models (``bench/precision.py``), so every setting is timed on the whole batch.
 - Explicit ``train.amp`` / ``train.channels_last`` win over the tuner, which then only tunes what is left open.
@@ -176,13 +179,13 @@ def choose(model: nn.Module, step: Step, *, device: torch.device,
         return Choice(settings[0], "config")
     if not tune:
         return Choice(default if default in settings else settings[0], "default")
+    if total_steps < MIN_STEPS:  # before the cache: see the module docstring
+        return Choice(default if default in settings else settings[0], "default")
     key = cache_key(("" if train else "inference|") + model_key(model, spec), batch_size, input_shape, device,
                     settings)
     found = cached(key)
     if found is not None:
         return Choice(found, "cached")
-    if total_steps < MIN_STEPS:
-        return Choice(default if default in settings else settings[0], "default")
     t0 = time.perf_counter()
     speeds = measure(model, step, settings, batch_size, train)
     best = max(settings, key=lambda s: speeds[s.name])
