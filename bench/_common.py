@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +54,8 @@ def write_result(path: str | Path, payload: dict) -> dict:
     import optuna
     import torch
 
-    payload = {**payload, "load_avg": load_avg(), "cpus": os.cpu_count(),
+    payload = {"command": "python " + shlex.join(sys.argv), "created": datetime.now().isoformat(timespec="seconds"),
+               **payload, "load_avg": load_avg(), "cpus": os.cpu_count(),
                "versions": {"torch": torch.__version__, "optuna": optuna.__version__}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -7,7 +7,8 @@
 * ``reference/config.md`` from the config schema's field metadata (``archkd.config.describe_fields``).
 * ``dependencies.md`` from README.md's dependency table.
 * ``reproduction.md``: ``docs/reproduction.in.md`` with each ``<!-- gen:NAME -->`` marker replaced by a figure read
-  from a result file.
+  from a result file; likewise every other page of ``docs/`` that carries such markers (``gen:result:STEM`` shows a
+  whole result file, as the benchmark pages do).
 
 Nothing is written into ``docs/`` on disk: the pages exist only in the built site, so they cannot go stale. README.md,
 which GitHub shows unbuilt, keeps its benchmark tables between ``<!-- gen:NAME -->`` and ``<!-- /gen:NAME -->``:
@@ -226,8 +227,30 @@ def render_proxy(doc: dict) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def render_chaos(doc: dict) -> str:
+    s = doc.get("summary") or {}
+    phases = s.get("by_phase") or {}
+    head = ("| kills (training / measurement / final) | finished trials lost | duplicated trials | trial results = "
+            "uninterrupted run | final student = uninterrupted run | time lost |\n|---|---|---|---|---|---|")
+    lost = (f"{fmt(s.get('time_lost_s'))} s over {fmt(s.get('kills'))} kills: {fmt(s.get('startup_s'))} s per "
+            f"restart (launch to first trial) + {fmt(s.get('time_lost_beyond_restarts_epochs'))} trial-epochs of "
+            f"{fmt(s.get('trial_epoch_s'))} s redone ({fmt(s.get('retried_trials'))} trials retried)")
+    row = (f"| {fmt(s.get('kills'))} ({' / '.join(fmt(phases.get(k)) for k in ('training', 'measurement', 'final'))})"
+           f" | {fmt(s.get('finished_trials_lost'))} | {fmt(s.get('duplicated_trials'))} | "
+           f"{fmt(s.get('trial_results_equal_uninterrupted'))} | {fmt(s.get('final_student_equal_uninterrupted'))} | "
+           f"{lost} |")
+    a = doc.get("args") or {}
+    return (f"{fmt(a.get('n_trials'))} trials × {fmt(a.get('trial_epochs'))} epochs, top-1 re-trained "
+            f"{fmt(a.get('final_epochs'))} epochs; uninterrupted run {fmt(s.get('uninterrupted_s'))} s, with kills "
+            f"{fmt(s.get('with_kills_s'))} s.\n\n{head}\n{row}")
+
+
+def render_trade(doc: dict) -> str:
+    return _trade_table(doc) or ""
+
+
 SPECIFIC: dict[str, Callable[[dict], str]] = {"workers": render_workers, "kd_throughput": render_kd_throughput,
-                                              "proxy": render_proxy}
+                                              "proxy": render_proxy, "chaos": render_chaos, "trade": render_trade}
 
 
 def kind_of(stem: str, doc: dict) -> str:
@@ -428,10 +451,27 @@ def figure(file: str, render: Callable[[dict], str | None], results: Path = RESU
 
 
 def fill_markers(text: str, results: Path = RESULTS) -> str:
-    """``text`` with every ``<!-- gen:NAME -->`` marker replaced by its figure (``MARKERS``)."""
+    """``text`` with every ``<!-- gen:NAME -->`` marker replaced by its figure (``MARKERS``), and every
+    ``<!-- gen:result:STEM -->`` by the whole of ``bench/results/STEM.json`` as the benchmark pages show it (source,
+    command, date, then its tables)."""
     def sub(m: re.Match) -> str:
-        return figure(*MARKERS[m.group(1)], results) if m.group(1) in MARKERS else f"(unknown figure {m.group(1)})"
-    return re.sub(r"<!-- gen:([\w.-]+) -->", sub, text)
+        name = m.group(1)
+        if name.startswith("result:"):
+            stem = name.removeprefix("result:")
+            return render_result(stem, results / f"{stem}.json", FULL.get(stem, ("", None))[1])
+        return figure(*MARKERS[name], results) if name in MARKERS else f"(unknown figure {name})"
+    return re.sub(r"<!-- gen:([\w.:-]+) -->", sub, text)
+
+
+def marked_pages(results: Path = RESULTS) -> dict[str, str]:
+    """Every page of ``docs/`` that carries ``<!-- gen:... -->`` markers, filled from the result files: the guide and
+    method pages show benchmark figures this way, so each figure has one source, its JSON."""
+    out = {}
+    for path in sorted(DOCS.rglob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        if not path.name.endswith(".in.md") and "<!-- gen:" in text:
+            out[path.relative_to(DOCS).as_posix()] = fill_markers(text, results)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ README's tables
@@ -592,6 +632,7 @@ def pages(results: Path = RESULTS) -> dict[str, str]:
     src = DOCS / "reproduction.in.md"
     if src.is_file():
         out["reproduction.md"] = fill_markers(src.read_text(encoding="utf-8"), results)
+    out.update(marked_pages(results))
     return out
 
 
