@@ -21,7 +21,7 @@ from torch import nn
 from archkd.errors import ArchkdError
 from archkd.models.blocks import ClassifierHead, init_weights
 from archkd.models.registry import register_model
-from archkd.models.vit import ConvPatchEmbed, Mlp, image_hw, positive_int, token_grid, token_stages
+from archkd.models.vit import ConvPatchEmbed, Mlp, image_hw, token_args, token_grid, token_stages
 
 
 class MixerBlock(nn.Module):
@@ -46,11 +46,7 @@ class MlpMixer(nn.Module):
                  mlp_ratio: float = 4.0, patch: int = 4, stem_stride: int = 1,
                  img_size: int | Sequence[int] = 32) -> None:
         super().__init__()
-        dim = positive_int(dim, "Mixer dim", "64")
-        depth = positive_int(depth, "Mixer depth", "6")
-        patch = positive_int(patch, "Mixer patch", "4")
-        if not (isinstance(mlp_ratio, (int, float)) and not isinstance(mlp_ratio, bool) and mlp_ratio > 0):
-            raise ArchkdError(f"Mixer mlp_ratio must be a number > 0, got {mlp_ratio!r}.", "Use e.g. 2 or 4.")
+        dim, depth, patch, mlp_ratio = token_args("Mixer", dim, depth, patch, mlp_ratio)
         self.embed = ConvPatchEmbed(in_channels, dim, patch, stem_stride)
         self.img_size = image_hw(img_size)
         self.grid = token_grid(img_size, stem_stride, patch)

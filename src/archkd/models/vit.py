@@ -52,6 +52,20 @@ def positive_int(value: object, what: str, example: str) -> int:
     return int(value)
 
 
+def positive_number(value: object, what: str, example: str) -> float:
+    """``value`` as a number > 0, or a one-line ``ArchkdError`` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ArchkdError(f"{what} must be a number > 0, got {value!r}.", f"Use e.g. {example}.")
+    return float(value)
+
+
+def token_args(kind: str, dim: object, depth: object, patch: object,
+               mlp_ratio: object) -> tuple[int, int, int, float]:
+    """The size arguments every token model (ViT, Mixer) takes, checked: ``(dim, depth, patch, mlp_ratio)``."""
+    return (positive_int(dim, f"{kind} dim", "64"), positive_int(depth, f"{kind} depth", "6"),
+            positive_int(patch, f"{kind} patch", "4"), positive_number(mlp_ratio, f"{kind} mlp_ratio", "2 or 4"))
+
+
 def image_hw(img_size: int | Sequence[int]) -> tuple[int, int]:
     """``img_size`` (an int or ``[H, W]``) as ``(H, W)``."""
     hw = [img_size, img_size] if isinstance(img_size, int) and not isinstance(img_size, bool) else img_size
@@ -174,18 +188,14 @@ class VisionTransformer(nn.Module):
                  mlp_ratio: float = 2.0, patch: int = 4, stem_stride: int = 1,
                  img_size: int | Sequence[int] = 32) -> None:
         super().__init__()
-        dim = positive_int(dim, "ViT dim", "64")
-        depth = positive_int(depth, "ViT depth", "6")
+        dim, depth, patch, mlp_ratio = token_args("ViT", dim, depth, patch, mlp_ratio)
         heads = positive_int(heads, "ViT heads", "4")
-        patch = positive_int(patch, "ViT patch", "4")
         if dim % heads:
             raise ArchkdError(f"ViT dim {dim} is not divisible by heads {heads}.",
                               "Use a dim that is a multiple of heads.")
-        if not (isinstance(mlp_ratio, (int, float)) and not isinstance(mlp_ratio, bool) and mlp_ratio > 0):
-            raise ArchkdError(f"ViT mlp_ratio must be a number > 0, got {mlp_ratio!r}.", "Use e.g. 2 or 4.")
         self.embed = ConvPatchEmbed(in_channels, dim, patch, stem_stride)
         self.pos_embed = nn.Parameter(torch.zeros(1, dim, *token_grid(img_size, stem_stride, patch)))
-        self.stages = token_stages(depth, dim, lambda: TransformerBlock(dim, heads, float(mlp_ratio)))
+        self.stages = token_stages(depth, dim, lambda: TransformerBlock(dim, heads, mlp_ratio))
         self.head = ClassifierHead(dim, num_classes)
         self.stage_names = [f"stages.{i}" for i in range(len(self.stages))]
         self.feature_channels = [dim] * len(self.stages)

@@ -19,15 +19,17 @@ trackers; the trackers know nothing of training.
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from archkd.config import register_choices
+from archkd.errors import ArchkdError
 from archkd.registry import Registry
 
-__all__ = ["Tracker", "Tracking", "TRACKERS", "register_tracker", "open_trackers", "tag", "safe_name"]
+__all__ = ["Tracker", "Tracking", "TRACKERS", "register_tracker", "open_trackers", "tag", "safe_name", "require"]
 
 
 class Tracker:
@@ -70,6 +72,17 @@ def open_trackers(tracking: Tracking | None, run: str) -> list[Tracker]:
 # fit's epoch-row keys -> hierarchical tags (loss terms go to loss/<term>)
 TAGS = {"train_loss": "train/loss", "val_acc": "val/acc", "lr": "train/lr", "images_per_s": "speed/images_per_s",
         "seconds": "speed/epoch_seconds"}
+
+
+def require(module: str, logger: str, install: str | None = None) -> Any:
+    """``module`` imported for the ``logger`` tracker, or the one-line error that says how to get it: trackers are
+    optional extras, and a missing one must name its package, not raise an ImportError from inside a training."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ArchkdError(f"train.loggers=[{logger}] needs the {logger} package",
+                          f"pip install {install or repr(f'archkd[{logger}]')}, or drop {logger} from train.loggers"
+                          ) from None
 
 
 def tag(key: str) -> str | None:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from archkd.errors import ArchkdError
-from archkd.tracking import Tracker, Tracking, flat, register_tracker, tag
+from archkd.tracking import Tracker, Tracking, flat, register_tracker, require, tag
 
 DB = "mlflow.db"
 PARENT_FILE = "mlflow_parent_run"
@@ -43,14 +43,9 @@ def _parent(client: Any, experiment: str, tracking: Tracking) -> str:
 
 class MLflowTracker(Tracker):
     def __init__(self, tracking: Tracking, run: str) -> None:
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise ArchkdError("train.loggers=[mlflow] needs the mlflow package",
-                              "pip install 'archkd[mlflow]' (or mlflow-skinny), or drop mlflow from train.loggers"
-                              ) from None
+        client_class = require("mlflow.tracking", "mlflow", "'archkd[mlflow]' (or mlflow-skinny)").MlflowClient
         tracking.root.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=f"sqlite:///{(tracking.root / DB).resolve()}")
+        self.client = client_class(tracking_uri=f"sqlite:///{(tracking.root / DB).resolve()}")
         exp = self.client.get_experiment_by_name(tracking.group)
         # artifacts (the config) inside the run directory, not in MLflow's default ./mlruns of the working directory
         exp_id = exp.experiment_id if exp else self.client.create_experiment(

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from archkd.errors import ArchkdError
-from archkd.tracking import Tracker, Tracking, flat, register_tracker, safe_name, tag
+from archkd.tracking import Tracker, Tracking, flat, register_tracker, require, safe_name, tag
 
 
 class TensorBoardTracker(Tracker):
     def __init__(self, tracking: Tracking, run: str) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ArchkdError("train.loggers=[tensorboard] needs the tensorboard package",
-                              "pip install 'archkd[tensorboard]' or drop tensorboard from train.loggers") from None
-        self.writer = SummaryWriter(str(tracking.root / "tensorboard" / safe_name(run)))
+        summary_writer = require("torch.utils.tensorboard", "tensorboard").SummaryWriter
+        self.writer = summary_writer(str(tracking.root / "tensorboard" / safe_name(run)))
         if tracking.config_yaml:  # the resolved config, in TensorBoard's text tab (markdown: a code block)
             self.writer.add_text("config", "```yaml\n" + tracking.config_yaml + "\n```", 0)
 

@@ -8,17 +8,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from archkd.errors import ArchkdError
-from archkd.tracking import Tracker, Tracking, flat, register_tracker, tag
+from archkd.tracking import Tracker, Tracking, flat, register_tracker, require, tag
 
 
 class WandbTracker(Tracker):
     def __init__(self, tracking: Tracking, run: str) -> None:
-        try:
-            import wandb
-        except ImportError:
-            raise ArchkdError("train.loggers=[wandb] needs the wandb package",
-                              "pip install 'archkd[wandb]', or drop wandb from train.loggers") from None
+        wandb = require("wandb", "wandb")
         tracking.root.mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_meta=True,
                                   disable_git=True, save_code=False)
