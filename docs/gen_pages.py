@@ -33,15 +33,22 @@ SMALL = ["kd_throughput", "workers", "latency", "akd", "autokd", "trade", "distp
          "teacher_dependence", "losses"]
 # The longer runs, each script's own defaults (`python bench/<script>.py ...`): file stem -> (script, command).
 FULL: dict[str, tuple[str, str]] = {
-    "kd_throughput": ("kd_throughput.py", "python bench/kd_throughput.py --threads 1 --repeats 3"),
+    "kd_throughput": ("kd_throughput.py", "python bench/kd_throughput.py --threads 1 --repeats 3 --teacher FILE "
+                                          "--data PATH"),
     "workers": ("workers.py", "python bench/workers.py"),
     "latency": ("latency.py", "python bench/latency.py"),
     "precision_speed": ("precision.py", "python bench/precision.py --part speed"),
     "precision_distill": ("precision.py", "python bench/precision.py --part distill --data PATH"),
     "precision_parity": ("precision.py", "python bench/precision.py --part parity --data PATH"),
     "akd_digits": ("akd.py", "python bench/akd.py --dataset digits"),
-    "akd_cifar10": ("akd.py", "python bench/akd.py --dataset cifar10"),
-    "teacher_dependence_digits": ("teacher_dependence.py", "python bench/teacher_dependence.py --dataset digits"),
+    "akd_cifar10": ("akd.py", "python bench/akd.py --dataset cifar10 --data PATH --teacher FILE"),
+    "akd_digits_64": ("akd.py", "python bench/akd.py --dataset digits --trials 64 --controller-batch-size 8 "
+                                "--trial-epochs 1 --search-data-fraction 0.5 --final-epochs 20 "
+                                "--target-quantiles 0.25 0.75 --out bench/results/akd_digits_64.json"),
+    "akd_joint_digits": ("akd.py", "python bench/akd.py --dataset digits --methods random random-joint "
+                                   "--out bench/results/akd_joint_digits.json"),
+    "teacher_dependence_digits": ("teacher_dependence.py",
+                                  "python bench/teacher_dependence.py --dataset digits --fixed-teachers"),
     "autokd_digits": ("autokd.py", "python bench/autokd.py --dataset digits"),
     "autokd_cifar10": ("autokd.py", "python bench/autokd.py --dataset cifar10"),
     "trade_digits": ("trade.py", "python bench/trade.py --dataset digits"),
@@ -52,8 +59,10 @@ FULL: dict[str, tuple[str, str]] = {
                                                   "--teacher PATH --reference bench/data/cifar10_reference.json"),
     "blockwise_search_cifar10": ("blockwise_search.py", "python bench/blockwise_search.py --dataset cifar10 --data PATH "
                                                         "--teacher PATH --reference bench/data/cifar10_reference.json"),
-    "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits"),
-    "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10"),
+    "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits --epochs 3 10 --methods searched "
+                                     "vanilla-kd equal final searched-softmax reviewkd searched-transforms "
+                                     "searched-transforms-softmax transfer"),
+    "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10 --data PATH"),
     "gtn_digits": ("gtn.py", "python bench/gtn.py --dataset digits"),
     "gtn_cifar10": ("gtn.py", "python bench/gtn.py --dataset cifar10"),
     "proxy_digits": ("proxy.py", "python bench/proxy.py --dataset digits"),
