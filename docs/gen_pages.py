@@ -59,16 +59,23 @@ FULL: dict[str, tuple[str, str]] = {
                                                   "--teacher PATH --reference bench/data/cifar10_reference.json"),
     "blockwise_search_cifar10": ("blockwise_search.py", "python bench/blockwise_search.py --dataset cifar10 --data PATH "
                                                         "--teacher PATH --reference bench/data/cifar10_reference.json"),
-    "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits --epochs 3 10 --methods searched "
-                                     "vanilla-kd equal final searched-softmax reviewkd searched-transforms "
+    "distpro_digits": ("distpro.py", "python bench/distpro.py --dataset digits --epochs 3 10 --methods searched vanilla-kd "
+                                     "equal final searched-tau searched-softmax reviewkd searched-transforms "
                                      "searched-transforms-softmax transfer"),
     "distpro_cifar10": ("distpro.py", "python bench/distpro.py --dataset cifar10 --data PATH"),
     "gtn_digits": ("gtn.py", "python bench/gtn.py --dataset digits"),
     "gtn_cifar10": ("gtn.py", "python bench/gtn.py --dataset cifar10"),
-    "proxy_digits": ("proxy.py", "python bench/proxy.py --dataset digits"),
+    "gtn_digits_condition_kd": ("gtn.py", "python bench/gtn.py --dataset digits --generic generic.condition=kd "
+                                          "generic.condition_weight=0.1 --pair-epochs 1 "
+                                          "--out bench/results/gtn_digits_condition_kd.json"),
+    "proxy_digits": ("proxy.py", "python bench/proxy.py --dataset digits --parts rank --fidelities 1x0.25"),
     "proxy_cifar10": ("proxy.py", "python bench/proxy.py --dataset cifar10"),
+    "proxy_search_digits": ("proxy.py", "python bench/proxy.py --dataset digits --parts search "
+                                        "--out bench/results/proxy_search_digits.json"),
     "losses_cifar10": ("losses.py", "python bench/losses.py --dataset cifar10"),
     "chaos": ("chaos.py", "python bench/chaos.py"),
+    "export_digits": ("export.py", "python bench/export.py"),
+    "export_cifar10": ("export.py", "python bench/export.py --dataset cifar10 --data PATH"),
 }
 NOT_RUN = "not run yet"
 
@@ -254,12 +261,39 @@ def render_chaos(doc: dict) -> str:
             f"{fmt(s.get('with_kills_s'))} s.\n\n{head}\n{row}")
 
 
+def _distpro_cells(doc: dict) -> dict[str, dict[int, dict]]:
+    """method -> epochs -> its row of DistPro's summary table (mean, std, n, seconds, losses saved)."""
+    out: dict[str, dict[int, dict]] = {}
+    for t in get(doc, "summary.table") or []:
+        out.setdefault(t["method"], {})[int(t["epochs"])] = t
+    return out
+
+
+def render_distpro(doc: dict) -> str:
+    cells = _distpro_cells(doc)
+    if not cells:
+        return ""
+    epochs = sorted({e for c in cells.values() for e in c})
+    out = ["| method | " + " | ".join(f"test acc, {e} epochs" for e in epochs) + " | seeds |",
+           "|---|" + "---|" * len(epochs) + "---|"]
+    for m, c in cells.items():
+        vals = [f"{100 * c[e]['test_acc_mean']:.2f} ± {100 * c[e]['test_acc_std']:.2f} %" if e in c else "—"
+                for e in epochs]
+        out.append(f"| {m} | " + " | ".join(vals) + f" | {max(r['n'] for r in c.values())} |")
+    s = doc.get("summary") or {}
+    extra = [("one search epoch, in vanilla-KD epochs", s.get("search_over_kd_epoch_mean")),
+             ("search / a searched replay of the same length", s.get("search_over_searched_replay_mean")),
+             ("pathway losses skipped by τ-clipping (searched-tau)", s.get("tau_saved_mean"))]
+    return "\n".join(out) + "\n\n" + kv_table([(k, v) for k, v in extra if v is not None])
+
+
 def render_trade(doc: dict) -> str:
     return _trade_table(doc) or ""
 
 
 SPECIFIC: dict[str, Callable[[dict], str]] = {"workers": render_workers, "kd_throughput": render_kd_throughput,
-                                              "proxy": render_proxy, "chaos": render_chaos, "trade": render_trade}
+                                              "proxy": render_proxy, "chaos": render_chaos, "trade": render_trade,
+                                              "distpro": render_distpro}
 
 
 def kind_of(stem: str, doc: dict) -> str:
@@ -441,9 +475,88 @@ def _trade_line(doc: dict) -> str | None:
     return f"{n} seeds, final test " + ", ".join(parts) + f"; multi-family winners: {', '.join(fams)}"
 
 
+def _pm(pair: Any, scale: float = 1.0, digits: int = 3) -> str:
+    """``[mean, std]`` as "mean ± std"."""
+    return f"{scale * pair[0]:.{digits}f} ± {scale * pair[1]:.{digits}f}"
+
+
+def _akd_line(doc: dict) -> str | None:
+    """Per latency target: final reward and final test accuracy of akd against nas-then-kd (and random)."""
+    summary = doc.get("summary")
+    if not isinstance(summary, dict) or not summary:
+        return None
+    seeds = max(m["n_seeds"] for t in summary.values() for m in t.values())
+    parts = []
+    for target, methods in summary.items():
+        names = [m for m in ("akd", "nas-then-kd", "random") if m in methods]
+        parts.append(f"T = {float(target):.3g} ms: final reward " + " vs ".join(
+            f"{m} {_pm(methods[m]['final_reward'])}" for m in names) + "; final test accuracy " + " vs ".join(
+            f"{m} {_pm(methods[m]['final_test_acc'], 100, 2)} %" for m in names))
+    return f"{seeds} seeds; " + "; ".join(parts)
+
+
+def _akd_curve_line(doc: dict) -> str | None:
+    """Per latency target: mean best-so-far search reward of akd and random at every recorded trial count."""
+    rows = [r for r in doc.get("rows") or [] if r.get("best_so_far")]
+    if not rows:
+        return None
+    n_max = max(len(r["best_so_far"]) for r in rows)
+    marks = [n for n in (8, 16, 32, 64) if n <= n_max]
+    parts = []
+    for target in sorted({r["target_ms"] for r in rows}):
+        cells = []
+        for m in ("akd", "random"):
+            rs = [r for r in rows if r["method"] == m and r["target_ms"] == target]
+            if rs:
+                means = [sum(r["best_so_far"][min(n, len(r["best_so_far"])) - 1] for r in rs) / len(rs) for n in marks]
+                cells.append(f"{m} " + " / ".join(f"{v:.3f}" for v in means))
+        parts.append(f"T = {target:.3g} ms: " + ", ".join(cells))
+    return f"best-so-far search reward after {' / '.join(map(str, marks))} trials, mean over seeds — " + "; ".join(parts)
+
+
+def _distpro_line(*methods: str) -> Callable[[dict], str | None]:
+    """Test accuracy of ``methods`` at every budget of a DistPro result, "m a / b %" (one value per budget)."""
+    def line(doc: dict) -> str | None:
+        cells = _distpro_cells(doc)
+        if not all(m in cells for m in methods):
+            return None
+        epochs = sorted({e for m in methods for e in cells[m]})
+        seeds = max(r["n"] for m in methods for r in cells[m].values())
+        parts = [m + " " + " / ".join(f"{100 * cells[m][e]['test_acc_mean']:.2f} ± {100 * cells[m][e]['test_acc_std']:.2f}"
+                                      for e in epochs if e in cells[m]) + " %" for m in methods]
+        saved = (get(doc, "summary.tau_saved_mean") if "searched-tau" in methods else None)
+        tail = f"; pathway losses skipped {100 * saved:.1f} %" if is_number(saved) else ""
+        return f"{seeds} seeds, {' / '.join(map(str, epochs))} epochs: " + ", ".join(parts) + tail
+    return line
+
+
+def _teacher_dependence_line(doc: dict) -> str | None:
+    s = doc.get("summary")
+    if not isinstance(s, dict) or "diagonal_advantage" not in s:
+        return None
+    n = len(doc.get("runs") or [])
+    text = (f"{n} seeds: diagonal advantage {_pm(s['diagonal_advantage'], 100, 2)} points (positive on "
+            f"{s['diagonal_wins']} of {n} seeds), the same winner under both teachers on {s['same_winner']} of {n}")
+    if s.get("ranking_tau"):
+        text += f"; Kendall τ between the two teachers' rankings of the same candidates {_pm(s['ranking_tau'], 1, 2)}"
+    return text
+
+
 MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
+    "distpro_vs_kd": ("distpro_digits.json", _distpro_line("searched", "vanilla-kd", "reviewkd")),
+    "distpro_vs_final": ("distpro_digits.json", _distpro_line("searched", "final")),
+    "distpro_vs_equal": ("distpro_digits.json", _distpro_line("searched", "equal")),
+    "distpro_tau": ("distpro_digits.json", _distpro_line("searched", "searched-tau")),
+    "distpro_scale": ("distpro_digits.json", _distpro_line("searched", "searched-softmax")),
+    "distpro_transforms": ("distpro_digits.json", _distpro_line("searched", "searched-transforms",
+                                                                "searched-transforms-softmax")),
+    "distpro_transfer": ("distpro_digits.json", _distpro_line("searched", "transfer", "vanilla-kd")),
+    "teacher_dependence_digits": ("teacher_dependence_digits.json", _teacher_dependence_line),
+    "akd_digits_64": ("akd_digits_64.json", _akd_line),
+    "akd_digits_64_curve": ("akd_digits_64.json", _akd_curve_line),
     "trade_cifar10": ("trade_cifar10.json", _trade_line),
     "gtn_digits": ("gtn_digits.json", _gtn),
+    "gtn_digits_condition_kd": ("gtn_digits_condition_kd.json", _gtn),
     "proxy_digits": ("proxy_digits.json", _proxy_tau),
 }
 
@@ -468,7 +581,8 @@ def fill_markers(text: str, results: Path = RESULTS) -> str:
         if name.startswith("result:"):
             stem = name.removeprefix("result:")
             return render_result(stem, results / f"{stem}.json", FULL.get(stem, ("", None))[1])
-        return figure(*MARKERS[name], results) if name in MARKERS else f"(unknown figure {name})"
+        known = {**MARKERS, **README_BLOCKS}  # a README table may stand on a doc page too
+        return figure(*known[name], results) if name in known else f"(unknown figure {name})"
     return re.sub(r"<!-- gen:([\w.:-]+) -->", sub, text)
 
 
