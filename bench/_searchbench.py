@@ -182,8 +182,16 @@ def combine(args: argparse.Namespace, bench: str, finish: Callable[[list[dict], 
     print(payload["table"] + f"\nwrote {out}", flush=True)
 
 
+def banner(bench: str, args: argparse.Namespace, teacher: dict) -> str:
+    """One line saying what this run measures: the benchmark, its dataset and every argument that shapes a row."""
+    shown = {k: v for k, v in measured(vars(args)).items() if v not in (None, [], False)
+             and k not in ("dataset", "data", "teacher", "teacher_epochs")}
+    return (f"{bench} on {args.dataset}: " + ", ".join(f"{k} {v}" for k, v in shown.items())
+            + f"; teacher {teacher['name']} test {teacher['test_acc']:.4f}")
+
+
 def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argparse.Namespace, Path], Config],
-              banner: Callable[[dict], str], jobs: list[tuple[str, Callable[[Setup, str, int], dict]]],
+              jobs: list[tuple[str, Callable[[Setup, str, int], dict]]],
               row_line: Callable[[dict], str], finish: Callable[[list[dict], dict, float], dict]) -> None:
     """Train or load the teacher once, run every (seed, job) not already in ``--out`` (a job returning None has
     nothing to do in this process), then ``finish(rows, teacher, seconds)`` -> payload additions with a ``table``."""
@@ -209,7 +217,7 @@ def run_bench(args: argparse.Namespace, bench: str, base_config: Callable[[argpa
         tinfo = {"name": teacher.name, "path": teacher_path, "test_acc": teacher_test_acc(teacher, data),
                  **teacher_size(teacher.module, data.input_shape)}
         payload["teacher"] = tinfo
-        print(banner(tinfo), flush=True)
+        print(banner(bench, args, tinfo), flush=True)
         setup = Setup(cfg, teacher, data, log)
         for seed in args.seeds:
             for name, job in jobs:

@@ -182,9 +182,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"summary": summary, "smallest_within_1pt": small, "table": format_tables(summary, small, teacher, title)}
 
     run_bench(args, "autokd", shared_config,
-              lambda t: (f"AutoKD benchmark on {args.dataset}: {args.networks} trained networks per search, k = "
-                         f"{args.family_size}, {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, "
-                         f"budget {args.max_params:,} params; teacher test {t['test_acc']:.4f}"),
               [(m, lambda st, m, seed: run_one(st, args, m, seed)) for m in args.methods],
               lambda r: (f"{r['method']:<10} seed {r['seed']}: best val {r['search_val_acc']:.4f} -> final test "
                          f"{r['final_test_acc']:.4f}, {r['params']:,} params, {r['states']}, search "

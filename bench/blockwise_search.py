@@ -115,8 +115,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"summary": s, "table": "\n".join(lines)}
 
     run_bench(args, "blockwise_search", base_config,
-              lambda t: f"Blockwise vs trial-trained search on {args.dataset}: {' '.join(args.arms)}; teacher test "
-                        f"{t['test_acc']:.4f}",
               [(a, run_one) for a in args.arms],
               lambda r: (f"{r['method']:<14} seed {r['seed']}: winner test {r['test_acc']:.4f} after "
                          f"{r['trials']} trials in {r['search_cpu_seconds'] / 60:.1f} CPU min"), finish)

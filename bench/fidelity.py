@@ -97,9 +97,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"table": format_table(rows, args)}
 
     run_bench(args, "fidelity", base_config,
-              lambda t: (f"Fidelity-check benchmark on {args.dataset}: fidelities {' '.join(args.fidelities)}, "
-                         f"{args.trials} trials, check {args.check}, budget {args.max_params:,} params; teacher test "
-                         f"{t['test_acc']:.4f}"),
               [(f, run_one) for f in args.fidelities],
               lambda r: (f"{r['fidelity']:<8} seed {r['seed']}: τ {(r['fidelity_check'] or {}).get('tau', float('nan')):+.2f}"
                          f" ({'trusted' if (r['fidelity_check'] or {}).get('trusted') else 'not trusted'}), "

@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"table": "\n".join(lines)}
 
     run_bench(args, "nago_learning", shared_config,
-              lambda t: f"NAGO learning probe on {args.dataset}: teacher test {t['test_acc']:.4f}",
               [(n, lambda st, name, seed: run_one(st, name, seed, args)) for n in args.networks],
               lambda r: (f"{r['method']:<8} nodes {r['nodes']} channels {r['channels']}: val "
                          + " → ".join(f"{a:.3f}" for a in r["val_acc_by_epoch"])), finish)

@@ -143,9 +143,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"summary": summary, "table": format_table(summary, title)}
 
     run_bench(args, "pareto", base_config,
-              lambda t: (f"Pareto benchmark on {args.dataset}: accuracy vs {args.cost}, {args.trials} trials per "
-                         f"search × {args.trial_epochs} epoch(s) × {args.search_data_fraction:g} data, budget "
-                         f"{args.max_params:,} params; teacher test {t['test_acc']:.4f}"),
               [(m, run_search) for m in args.methods],
               lambda r: (f"{r['method']:<8} seed {r['seed']}: front of {len(r['front'])}, own hypervolume "
                          f"{r['own_hypervolume']:.4g}, {r['seconds']:.0f} s"), finish)

@@ -224,7 +224,6 @@ def main(argv: list[str] | None = None) -> None:
 
     names = [f"stages{k:02d}" for k in range(args.archs)]
     run_bench(args, "rank_fidelity", shared_config,
-              lambda t: f"Rating the reference set's students on {args.dataset}: {', '.join(args.fidelities)}",
               [(f"{fid}@{a}", job_for(fid, a)) for fid in args.fidelities for a in names],
               lambda r: f"{r['method']:<16} {r['arch']}: score {r['score']:.4f}, {r['seconds']:.1f} s", finish)
 

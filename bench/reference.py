@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> None:
 
     names = [f"stages{k:02d}" for k in range(args.archs)] + list(HAND)
     run_bench(args, "reference", shared_config,
-              lambda t: f"Reference set on {args.dataset}: shard {args.shard}; teacher test {t['test_acc']:.4f}",
               [(nm, job) for nm in names],
               lambda r: (f"{r['method']:<10} seed {r['seed']}: test {r['test_acc']:.4f}, {r['params']:,} params, "
                          f"{r['seconds'] / 60:.1f} min"),

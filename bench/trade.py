@@ -168,9 +168,6 @@ def main(argv: list[str] | None = None) -> None:
         return {"summary": summary, "table": format_table(summary, teacher, title)}
 
     run_bench(args, "trade", shared_config,
-              lambda t: (f"TRADE benchmark on {args.dataset}: {args.trials} trials per search × {args.trial_epochs} "
-                         f"epoch(s) × {args.search_data_fraction:g} data, budget {args.max_params:,} params; teacher "
-                         f"test {t['test_acc']:.4f}"),
               [(m, run_search) for m in args.methods] + [(h, run_hand) for h in args.hand],
               lambda r: (f"{r['method']:<18} seed {r['seed']}: final test {r['final_test_acc']:.4f}, "
                          f"{r['params']:,} params, {r['family']}"), finish)
