@@ -581,7 +581,7 @@ def fill_markers(text: str, results: Path = RESULTS) -> str:
         if name.startswith("result:"):
             stem = name.removeprefix("result:")
             return render_result(stem, results / f"{stem}.json", FULL.get(stem, ("", None))[1])
-        known = {**MARKERS, **README_BLOCKS}  # a README table may stand on a doc page too
+        known = {**README_BLOCKS, **MARKERS}  # a README table may stand on a doc page too
         return figure(*known[name], results) if name in known else f"(unknown figure {name})"
     return re.sub(r"<!-- gen:([\w.:-]+) -->", sub, text)
 
