@@ -59,6 +59,7 @@ import archkd
 from archkd import api
 from archkd.config import Config, to_dict
 from archkd.device import seed_everything
+from archkd.errors import ArchkdError
 from archkd.distill import evaluate
 from archkd.models import create_model
 from archkd.process import normalize
@@ -272,7 +273,13 @@ def run_distill(a, teacher, data, seed: int, method: str, epochs: int, student0,
         if method.endswith("-softmax"):
             cfg.process.replay_normalization = "softmax"
     t0 = time.perf_counter()
-    r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
+    try:
+        r = api.distill(cfg, log=log, teacher=teacher, data=data, student=copy.deepcopy(student0))
+    except ArchkdError as e:  # a replay that diverges is a result of that method, not the end of the benchmark
+        if "diverged" not in str(e):
+            raise
+        return {"seed": seed, "method": method, "epochs": epochs, "test_acc": None, "diverged": str(e),
+                "seconds": time.perf_counter() - t0, "pathway_loss_saved": None, "load_avg": load_avg()}
     wall = time.perf_counter() - t0
     return {"seed": seed, "method": method, "epochs": epochs, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
             "seconds": r["seconds"], "wall_seconds": wall, "images_per_s": r["images_per_s"],
@@ -300,7 +307,8 @@ def summarise(a, rows: list[dict], searches: list[dict], extra: list[dict]) -> d
             acc_m, acc_s = mean_std([r["test_acc"] for r in rs])
             sec_m, sec_s = mean_std([r["seconds"] for r in rs])
             saved = [r["pathway_loss_saved"] for r in rs if r["pathway_loss_saved"] is not None]
-            table.append({"method": method, "epochs": e, "n": len(rs), "test_acc_mean": acc_m, "test_acc_std": acc_s,
+            table.append({"method": method, "epochs": e, "n": len(rs), "diverged": sum(bool(r.get("diverged")) for r in rs),
+                          "test_acc_mean": acc_m, "test_acc_std": acc_s,
                           "seconds_mean": sec_m, "seconds_std": sec_s,
                           "pathway_loss_saved_mean": statistics.fmean(saved) if saved else None})
     cost = []
@@ -403,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
             for method in a.methods:
                 r = run_distill(a, teacher, data, seed, method, e, student0, proc_path, alog, processes=processes)
                 rows.append(r)
-                say(f"seed {seed} {method:<12} {e:>3} ep: test acc {r['test_acc']:.4f}, {r['seconds']:.1f}s"
-                    + (f", saved {100 * r['pathway_loss_saved']:.1f}%" if method == "searched-tau" else ""))
+                acc = "diverged" if r.get("diverged") else f"test acc {r['test_acc']:.4f}"
+                say(f"seed {seed} {method:<12} {e:>3} ep: {acc}, {r['seconds']:.1f}s"
+                    + (f", saved {100 * r['pathway_loss_saved']:.1f}%" if r.get("pathway_loss_saved") is not None
+                       and method == "searched-tau" else ""))
         if need_search and a.search_epochs not in a.epochs and "searched" in a.methods:
             r = run_distill(a, teacher, data, seed, "searched", a.search_epochs, student0, proc_path, alog,
                             tag="_timing")

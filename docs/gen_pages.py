@@ -269,6 +269,15 @@ def _distpro_cells(doc: dict) -> dict[str, dict[int, dict]]:
     return out
 
 
+def _distpro_acc(cell: dict) -> str:
+    """Mean ± std test accuracy of one DistPro cell, and how many of its runs diverged."""
+    k = cell.get("diverged") or 0
+    if k == cell["n"]:
+        return f"diverged ({k} of {k})"
+    text = f"{100 * cell['test_acc_mean']:.2f} ± {100 * cell['test_acc_std']:.2f} %"
+    return text + (f" ({k} of {cell['n']} diverged)" if k else "")
+
+
 def render_distpro(doc: dict) -> str:
     cells = _distpro_cells(doc)
     if not cells:
@@ -277,8 +286,7 @@ def render_distpro(doc: dict) -> str:
     out = ["| method | " + " | ".join(f"test acc, {e} epochs" for e in epochs) + " | seeds |",
            "|---|" + "---|" * len(epochs) + "---|"]
     for m, c in cells.items():
-        vals = [f"{100 * c[e]['test_acc_mean']:.2f} ± {100 * c[e]['test_acc_std']:.2f} %" if e in c else "—"
-                for e in epochs]
+        vals = [_distpro_acc(c[e]) if e in c else "—" for e in epochs]
         out.append(f"| {m} | " + " | ".join(vals) + f" | {max(r['n'] for r in c.values())} |")
     s = doc.get("summary") or {}
     extra = [("one search epoch, in vanilla-KD epochs", s.get("search_over_kd_epoch_mean")),
@@ -522,8 +530,7 @@ def _distpro_line(*methods: str) -> Callable[[dict], str | None]:
             return None
         epochs = sorted({e for m in methods for e in cells[m]})
         seeds = max(r["n"] for m in methods for r in cells[m].values())
-        parts = [m + " " + " / ".join(f"{100 * cells[m][e]['test_acc_mean']:.2f} ± {100 * cells[m][e]['test_acc_std']:.2f}"
-                                      for e in epochs if e in cells[m]) + " %" for m in methods]
+        parts = [m + " " + " / ".join(_distpro_acc(cells[m][e]) for e in epochs if e in cells[m]) for m in methods]
         saved = (get(doc, "summary.tau_saved_mean") if "searched-tau" in methods else None)
         tail = f"; pathway losses skipped {100 * saved:.1f} %" if is_number(saved) else ""
         return f"{seeds} seeds, {' / '.join(map(str, epochs))} epochs: " + ", ".join(parts) + tail
@@ -542,7 +549,19 @@ def _teacher_dependence_line(doc: dict) -> str | None:
     return text
 
 
+def _autokd_line(doc: dict) -> str | None:
+    methods = get(doc, "summary.methods")
+    if not isinstance(methods, dict) or not methods:
+        return None
+    n = max(get(doc, "summary.marks") or [0])
+    seeds = max(r["seeds"] for r in methods.values())
+    return (f"{seeds} seeds, {n} trained networks per search: best trial val / final test " + ", ".join(
+        f"{m} {100 * r[f'best_val@{n}']:.1f} % / {100 * r['final_test_acc']:.2f} ± {100 * r['final_test_std']:.2f} %"
+        for m, r in methods.items()))
+
+
 MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
+    "autokd_digits": ("autokd_digits.json", _autokd_line),
     "distpro_vs_kd": ("distpro_digits.json", _distpro_line("searched", "vanilla-kd", "reviewkd")),
     "distpro_vs_final": ("distpro_digits.json", _distpro_line("searched", "final")),
     "distpro_vs_equal": ("distpro_digits.json", _distpro_line("searched", "equal")),
@@ -555,6 +574,7 @@ MARKERS: dict[str, tuple[str, Callable[[dict], str | None]]] = {
     "akd_digits_64": ("akd_digits_64.json", _akd_line),
     "akd_digits_64_curve": ("akd_digits_64.json", _akd_curve_line),
     "trade_cifar10": ("trade_cifar10.json", _trade_line),
+    "trade_digits": ("trade_digits.json", _trade_line),
     "gtn_digits": ("gtn_digits.json", _gtn),
     "gtn_digits_condition_kd": ("gtn_digits_condition_kd.json", _gtn),
     "proxy_digits": ("proxy_digits.json", _proxy_tau),
