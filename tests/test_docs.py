@@ -104,7 +104,7 @@ def test_the_site_builds_strictly(tmp_path):
                  "run-directory/index.html", "dependencies/index.html"):
         assert (site / page).is_file(), page
     assert "archkd.api.distill" in (site / "reference/api/api/index.html").read_text(encoding="utf-8")
-    assert "<!-- gen:" not in (site / "reproduction/index.html").read_text(encoding="utf-8")
+    assert all("<!-- gen:" not in p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
 
 
 def test_readme_benchmark_tables_are_the_committed_results():
@@ -115,3 +115,20 @@ def test_readme_benchmark_tables_are_the_committed_results():
     blocks = re.findall(r"<!-- gen:([\w.-]+) -->", text)
     assert blocks and set(blocks) <= set(gen.README_BLOCKS)
     assert gen.fill_blocks(text) == text, "run `python docs/gen_pages.py --readme` and commit README.md"
+
+
+def test_every_figure_in_the_docs_comes_from_a_result_file():
+    """Doc pages show benchmark figures only through ``<!-- gen:... -->`` markers filled from bench/results when the
+    site is built: every marker names a known figure or a benchmark result the benchmark pages list, and no page keeps
+    a hand-copied "Recorded results" section."""
+    gen = _gen()
+    pages = [p for p in (ROOT / "docs").rglob("*.md")]
+    names = {m for p in pages for m in re.findall(r"<!-- gen:([\w.:-]+) -->", p.read_text(encoding="utf-8"))}
+    assert any(n.startswith("result:") for n in names)
+    for name in names:
+        stem = name.removeprefix("result:")
+        assert (name in {**gen.MARKERS, **gen.README_BLOCKS}) if stem == name else (stem in gen.FULL), f"unknown marker {name}"
+    for p in pages:
+        assert "Recorded results" not in p.read_text(encoding="utf-8"), f"{p.name} keeps hand-copied results"
+    filled = gen.marked_pages()
+    assert "methods/akd.md" in filled and all("<!-- gen:" not in text for text in filled.values())
