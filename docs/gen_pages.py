@@ -181,6 +181,9 @@ def table_text(table: Any) -> str:
         out = []
         for block in re.split(r"\n\s*\n", clean(table.strip("\n"))):
             lines = block.strip("\n").splitlines()
+            if len(lines) > 2 and not lines[0].startswith("|") and all(ln.startswith("|") for ln in lines[1:]):
+                out.append(lines[0])  # a title line over a markdown table
+                lines = lines[1:]
             if lines and all(ln.startswith("|") for ln in lines):
                 out.append("\n".join(table_line(ln.rstrip()) for ln in lines))
             elif lines:
