@@ -243,7 +243,26 @@ def render_proxy(doc: dict) -> str:
     search = doc.get("search")
     if isinstance(search, dict):
         parts.append(kv_table(scalars(search)))
+    elif isinstance(search, list) and search and all(isinstance(r, dict) for r in search):
+        parts.append(_search_variants(search))
     return "\n\n".join(p for p in parts if p)
+
+
+def _search_variants(rows: list[dict]) -> str:
+    """The pre-screen comparison: per variant, mean over seeds (test accuracy with its standard deviation)."""
+    import statistics
+
+    out = ["| variant | seeds | best trial val acc | winner re-trained, test acc | winner params | search s |",
+           "|---|---|---|---|---|---|"]
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        acc = [r["test_acc"] for r in rs]
+        sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        out.append(f"| {v} | {len(rs)} | {100 * statistics.fmean(r['best_val'] for r in rs):.1f} % | "
+                   f"{100 * statistics.fmean(acc):.2f} ± {100 * sd:.2f} % | "
+                   f"{statistics.fmean(r['params'] for r in rs):,.0f} | "
+                   f"{statistics.fmean(r['seconds'] for r in rs):.0f} |")
+    return "\n".join(out)
 
 
 def render_chaos(doc: dict) -> str:
