@@ -19,7 +19,6 @@ trackers; the trackers know nothing of training.
 """
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,10 @@ def require(module: str, logger: str, install: str | None = None) -> Any:
     """``module`` imported for the ``logger`` tracker, or the one-line error that says how to get it: trackers are
     optional extras, and a missing one must name its package, not raise an ImportError from inside a training."""
     try:
-        return importlib.import_module(module)
+        found = __import__(module)  # the import statement's hook, so an environment that hides a package is obeyed
+        for part in module.split(".")[1:]:
+            found = getattr(found, part)
+        return found
     except ImportError:
         raise ArchkdError(f"train.loggers=[{logger}] needs the {logger} package",
                           f"pip install {install or repr(f'archkd[{logger}]')}, or drop {logger} from train.loggers"
