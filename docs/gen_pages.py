@@ -496,9 +496,10 @@ def _proxy_tau(doc: dict) -> str | None:
 
 
 def _trade_line(doc: dict) -> str | None:
-    methods = get(doc, "summary.methods")
-    if not isinstance(methods, dict) or not methods:
+    found = _search_methods(doc, "trial_marks")
+    if found is None:
         return None
+    methods = found[0]
     parts = [f"{m} {100 * r['final_test_acc']:.2f} ± {100 * r['final_test_std']:.2f} %" for m, r in methods.items()]
     n = max(r["seeds"] for r in methods.values())
     fams = sorted({f for m, r in methods.items() if m in ("trade", "random") for f in r["winning_families"]})
@@ -571,11 +572,19 @@ def _teacher_dependence_line(doc: dict) -> str | None:
     return text
 
 
-def _autokd_line(doc: dict) -> str | None:
+def _search_methods(doc: dict, marks: str) -> tuple[dict, int] | None:
+    """A search benchmark's per-method summary and its last trial mark (``summary.<marks>``), or None if it has none."""
     methods = get(doc, "summary.methods")
     if not isinstance(methods, dict) or not methods:
         return None
-    n = max(get(doc, "summary.marks") or [0])
+    return methods, max(get(doc, f"summary.{marks}") or [0])
+
+
+def _autokd_line(doc: dict) -> str | None:
+    found = _search_methods(doc, "marks")
+    if found is None:
+        return None
+    methods, n = found
     seeds = max(r["seeds"] for r in methods.values())
     return (f"{seeds} seeds, {n} trained networks per search: best trial val / final test " + ", ".join(
         f"{m} {100 * r[f'best_val@{n}']:.1f} % / {100 * r['final_test_acc']:.2f} ± {100 * r['final_test_std']:.2f} %"
@@ -641,10 +650,10 @@ def marked_pages(results: Path = RESULTS) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ README's tables
 def _trade_table(doc: dict) -> str | None:
-    methods = get(doc, "summary.methods")
-    if not isinstance(methods, dict) or not methods:
+    found = _search_methods(doc, "trial_marks")
+    if found is None:
         return None
-    n = max(get(doc, "summary.trial_marks") or [0])
+    methods, n = found
     rows = ["| method | seeds | best trial val acc @" + str(n) + " | final test acc | params | winning students |",
             "|---|---|---|---|---|---|"]
     for m, r in methods.items():
